@@ -1,0 +1,501 @@
+"""The SupCLAP loss family: base losses, support vectors, radii, constraint, gathering.
+
+Shape of the code (after open_clip's ``loss.py``):
+
+* :func:`gather_features` is the one place that talks to ``torch.distributed``.
+* A base loss (:class:`InfoNCELoss`, :class:`SigLIPLoss`) exposes ``get_logits`` and
+  ``get_ground_truth`` and turns (anchors, candidates) into one loss value *per anchor*. Every
+  term below reuses it, so SVR on top of SigLIP is the same code as SVR on top of InfoNCE.
+* :func:`support_vectors` moves each anchor a radius R toward its positive; a radius module
+  (:class:`StaticRadius`, :class:`RadiusPredictor`) says what R is.
+* :class:`SupClapLoss` composes them and returns a dict of named terms that the caller sums.
+
+Data parallelism: every process scores its *local* anchors against the *global* candidates
+(open_clip's ``local_loss``), and each per-process loss is scaled by ``world_size / N_global``.
+The mean of the per-process losses is then exactly the single-process loss on the whole batch,
+and with gradients flowing back through the gather (summed over processes) the parameter
+gradients after DDP's average are exactly the single-process gradients.
+
+This file is part of the model's load-time import closure (copied next to the weights for
+``trust_remote_code``): it imports nothing from this package.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+# Distances below this count as "text and audio coincide": the pull direction is undefined there
+# and the support vector is the anchor itself.
+_DISTANCE_EPS = 1e-8
+# Padding of the predictor's input when the batch has fewer than k-1 negatives: the lowest
+# possible cosine, i.e. a negative that would take no softmax mass.
+_PREDICTOR_PAD = -1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-process gathering
+# ---------------------------------------------------------------------------------------------
+def distributed_is_active() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather of tensors whose first dimension may differ between processes.
+
+    Backward sums the incoming gradients over processes and returns this process's slice, so
+    that each process receives the gradient of the sum of all processes' losses.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor, sizes: list[int], rank: int) -> torch.Tensor:
+        max_size = max(sizes)
+        padded = tensor.new_zeros((max_size, *tensor.shape[1:]))
+        padded[: tensor.shape[0]] = tensor
+        chunks = [torch.empty_like(padded) for _ in sizes]
+        dist.all_gather(chunks, padded.contiguous())
+        ctx.sizes, ctx.rank = sizes, rank
+        return torch.cat([chunk[:size] for chunk, size in zip(chunks, sizes)], dim=0)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        grad = grad_output.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]], None, None
+
+
+@dataclass
+class GatheredBatch:
+    """Local and global views of one batch of paired embeddings."""
+
+    text: torch.Tensor  # (n_local, d) this process's text embeddings (the anchors)
+    audio: torch.Tensor  # (n_local, d)
+    all_text: torch.Tensor  # (N, d) every process's text embeddings (the candidates)
+    all_audio: torch.Tensor  # (N, d)
+    offset: int  # index of this process's first pair in the global batch
+    world_size: int
+
+    @property
+    def num_local(self) -> int:
+        return self.text.shape[0]
+
+    @property
+    def num_global(self) -> int:
+        return self.all_text.shape[0]
+
+    def positive_index(self) -> torch.Tensor:
+        """Column of each local anchor's positive in the global candidate matrix."""
+        return torch.arange(self.offset, self.offset + self.num_local, device=self.text.device)
+
+    def reduce(self, per_anchor: torch.Tensor) -> torch.Tensor:
+        """Sum of local per-anchor losses scaled so that the mean over processes is the global mean."""
+        return per_anchor.sum() * (self.world_size / self.num_global)
+
+
+def gather_features(text: torch.Tensor, audio: torch.Tensor, enabled: bool = True) -> GatheredBatch:
+    """Gather paired embeddings from every process, keeping the autograd graph.
+
+    Without an initialised process group (or with ``enabled=False``) this is the identity.
+    """
+    if not (enabled and distributed_is_active()):
+        return GatheredBatch(text, audio, text, audio, offset=0, world_size=1)
+    world_size, rank = dist.get_world_size(), dist.get_rank()
+    local_size = torch.tensor([text.shape[0]], device=text.device, dtype=torch.long)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    dist.all_gather(sizes, local_size)
+    sizes_list = [int(s.item()) for s in sizes]
+    pair = torch.cat([text, audio], dim=1)  # one collective for both modalities
+    all_pair = _GatherWithGrad.apply(pair, sizes_list, rank)
+    dim = text.shape[1]
+    return GatheredBatch(
+        text, audio, all_pair[:, :dim], all_pair[:, dim:], offset=sum(sizes_list[:rank]), world_size=world_size
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Base losses: one value per anchor
+# ---------------------------------------------------------------------------------------------
+class InfoNCELoss(nn.Module):
+    """Cross-entropy of each anchor against all candidates, its positive as the target.
+
+    Inputs: anchors (n, d), candidates (N, d) (L2-normalised embeddings, or support vectors as
+    anchors), the column of each anchor's positive, and the logit scale 1/tau (a scalar tensor).
+    Output: (n,) per-anchor losses; :class:`SupClapLoss` averages them over the global batch and
+    over the text->audio and audio->text directions (symmetric InfoNCE).
+
+    Example::
+
+        >>> import torch, torch.nn.functional as F
+        >>> text, audio = F.normalize(torch.randn(4, 8), dim=-1), F.normalize(torch.randn(4, 8), dim=-1)
+        >>> loss = InfoNCELoss()
+        >>> per_anchor = loss(text, audio, torch.arange(4), torch.tensor(14.3))
+        >>> per_anchor.shape
+        torch.Size([4])
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._labels_cache: dict[tuple, torch.Tensor] = {}
+
+    def get_logits(self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        return logit_scale * anchors @ candidates.t()
+
+    def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
+        return positive_index
+
+    def forward(
+        self,
+        anchors: torch.Tensor,
+        candidates: torch.Tensor,
+        positive_index: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> torch.Tensor:
+        logits = self.get_logits(anchors, candidates, logit_scale)
+        targets = self.get_ground_truth(positive_index, candidates.shape[0])
+        return F.cross_entropy(logits, targets, reduction="none")
+
+    def get_config_dict(self) -> dict:
+        return {"name": "infonce"}
+
+
+class SigLIPLoss(InfoNCELoss):
+    """Pairwise sigmoid loss (Zhai et al. 2023): ``-sum_j log sigmoid(z_ij (t' a_i.c_j + b))``.
+
+    z_ij = +1 for the anchor's positive and -1 for every other candidate. The bias b is learned
+    here; the scale t' is the model's logit scale. Output: (n,) per-anchor losses (each a sum over
+    all N candidates, as in the paper's ``-(1/N) sum_i sum_j``).
+
+    Example::
+
+        >>> import torch, torch.nn.functional as F
+        >>> text, audio = F.normalize(torch.randn(4, 8), dim=-1), F.normalize(torch.randn(4, 8), dim=-1)
+        >>> loss = SigLIPLoss(bias_init=-10.0)
+        >>> loss(text, audio, torch.arange(4), torch.tensor(10.0)).shape
+        torch.Size([4])
+    """
+
+    def __init__(self, bias_init: float = -10.0) -> None:
+        super().__init__()
+        self.bias_init = bias_init
+        self.logit_bias = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self, init=nn.init) -> None:
+        """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
+        init.constant_(self.logit_bias, float(self.bias_init))
+
+    def get_logits(self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        return logit_scale * anchors @ candidates.t() + self.logit_bias
+
+    def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
+        """+1 at each anchor's positive, -1 elsewhere (cached per shape and offset)."""
+        key = (positive_index.device, positive_index.shape[0], int(positive_index[0]) if len(positive_index) else 0,
+               num_candidates)
+        labels = self._labels_cache.get(key)
+        if labels is None:
+            labels = -torch.ones(positive_index.shape[0], num_candidates, device=positive_index.device)
+            labels[torch.arange(positive_index.shape[0], device=positive_index.device), positive_index] = 1.0
+            self._labels_cache = {key: labels}  # keep one: batch shapes rarely change
+        return labels
+
+    def forward(
+        self,
+        anchors: torch.Tensor,
+        candidates: torch.Tensor,
+        positive_index: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> torch.Tensor:
+        logits = self.get_logits(anchors, candidates, logit_scale)
+        signs = self.get_ground_truth(positive_index, candidates.shape[0]).to(logits.dtype)
+        return -F.logsigmoid(signs * logits).sum(dim=1)
+
+    def get_config_dict(self) -> dict:
+        return {"name": "siglip", "bias_init": self.bias_init}
+
+
+# ---------------------------------------------------------------------------------------------
+# Support vectors and the semantic radius
+# ---------------------------------------------------------------------------------------------
+def pair_distance(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """D = ||positive - anchor|| per pair, with a gradient that stays finite at D = 0."""
+    squared = (positives - anchors).pow(2).sum(dim=-1)
+    # where() keeps sqrt's infinite derivative at 0 out of the graph (D = 0 pairs get zero grad).
+    safe = torch.where(squared > _DISTANCE_EPS**2, squared, torch.ones_like(squared))
+    return torch.where(squared > _DISTANCE_EPS**2, safe.sqrt(), torch.zeros_like(squared))
+
+
+def support_vectors(
+    anchors: torch.Tensor, positives: torch.Tensor, radius: torch.Tensor, clamp: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move each anchor a distance R toward its own positive: ``x_sup = x + R (p - x) / D``.
+
+    Gradients flow through the direction, so ``d x_sup / d x = u u^T + (1 - R/D)(I - u u^T)``:
+    the push perpendicular to the pull is scaled by ``1 - R/D`` and the parallel one is kept.
+    Support vectors are not re-normalised (svr-method.md, adopted resolution).
+
+    Args:
+        anchors, positives: (n, d) paired embeddings.
+        radius: (n,) or scalar radius R.
+        clamp: clamp R to [0, D] per pair where it is used.
+
+    Returns:
+        (support vectors (n, d), distances D (n,), the radius actually used (n,)).
+    """
+    distance = pair_distance(anchors, positives)
+    radius = radius.expand_as(distance) if radius.dim() == 0 else radius
+    used = torch.minimum(radius.clamp(min=0.0), distance) if clamp else radius
+    # D = 0: the direction is undefined; (p - x) is zero there, so any finite divisor gives x_sup = x.
+    direction = (positives - anchors) / torch.where(distance > 0, distance, torch.ones_like(distance)).unsqueeze(-1)
+    return anchors + used.unsqueeze(-1) * direction, distance, used
+
+
+def radius_constraint(radius: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+    """Per-pair ``ReLU(R - D) + ReLU(-R)``: zero exactly when 0 <= R <= D."""
+    return F.relu(radius - distance) + F.relu(-radius)
+
+
+class StaticRadius(nn.Module):
+    """StaticSVR: one global learnable radius shared by every pair."""
+
+    def __init__(self, radius_init: float = 0.1) -> None:
+        super().__init__()
+        self.radius_init = radius_init
+        self.radius = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self, init=nn.init) -> None:
+        init.constant_(self.radius, float(self.radius_init))
+
+    def forward(self, similarities: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+        return self.radius.expand(similarities.shape[0])
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+def predictor_features(similarities: torch.Tensor, positive_index: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Batch-size and order independent input of the radius predictor.
+
+    Row i: ``[s(i, positive), top-(k-1) negative similarities, descending]``, padded with -1
+    (the lowest cosine) when fewer than k-1 negatives exist.
+
+    Args:
+        similarities: (n, N) cosine similarities of each anchor to every candidate.
+        positive_index: (n,) column of each anchor's positive.
+    """
+    n, num_candidates = similarities.shape
+    rows = torch.arange(n, device=similarities.device)
+    positive = similarities[rows, positive_index]
+    num_negatives = min(top_k - 1, num_candidates - 1)
+    features = similarities.new_full((n, top_k), _PREDICTOR_PAD)
+    features[:, 0] = positive
+    if num_negatives > 0:
+        negatives = similarities.clone()
+        negatives[rows, positive_index] = float("-inf")
+        features[:, 1 : 1 + num_negatives] = negatives.topk(num_negatives, dim=1, sorted=True).values
+    return features
+
+
+class RadiusPredictor(nn.Module):
+    """DynamicSVR: a 3-layer MLP maps each pair's in-batch similarity profile to a radius.
+
+    Input: see :func:`predictor_features`. The last layer starts at zero weight and bias
+    ``radius_init`` so a fresh predictor behaves like StaticSVR at ``radius_init``.
+    """
+
+    def __init__(
+        self,
+        top_k: int = 16,
+        hidden_sizes: tuple[int, int] | list[int] = (64, 64),
+        activation: str = "relu",
+        detach_input: bool = True,
+        radius_init: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.top_k, self.detach_input, self.radius_init = top_k, detach_input, radius_init
+        act = _ACTIVATIONS[activation]
+        widths = [top_k, *hidden_sizes]
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), act()]
+        self.hidden = nn.Sequential(*layers)
+        # The output layer is held as direct parameters: transformers initialises custom-code
+        # modules only when they own a parameter, and this one must start at radius_init.
+        self.output_weight = nn.Parameter(torch.empty(widths[-1]))
+        self.output_bias = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self, init=nn.init) -> None:
+        """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
+        for layer in self.hidden:
+            if isinstance(layer, nn.Linear):
+                init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                init.zeros_(layer.bias)
+        init.zeros_(self.output_weight)
+        init.constant_(self.output_bias, float(self.radius_init))
+
+    def forward(self, similarities: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+        if self.detach_input:
+            similarities = similarities.detach()
+        features = predictor_features(similarities, positive_index, self.top_k)
+        return self.hidden(features) @ self.output_weight + self.output_bias
+
+
+# ---------------------------------------------------------------------------------------------
+# The composed loss
+# ---------------------------------------------------------------------------------------------
+class SupClapLoss(nn.Module):
+    """Base loss + alpha * SVR term + beta * radius constraint, on the (gathered) global batch.
+
+    Inputs (``forward``): L2-normalised text and audio embeddings (n, d) of paired rows, and the
+    text/audio logit scales (exponentiated, already clamped). Requirements: text and audio have
+    the same number of rows (row i of each is a positive pair); n >= 1.
+
+    Returns a dict of named loss terms (``contrastive``, and with SVR ``svr`` and ``constraint``;
+    ``loss`` is their weighted sum) plus radius statistics (no gradient): ``radius_mean``,
+    ``radius_std``, ``radius_constraint_active`` (fraction of pairs with R outside [0, D]).
+
+    Example::
+
+        >>> import torch, torch.nn.functional as F
+        >>> loss_fn = SupClapLoss(base_loss="infonce", svr_mode="dynamic", svr_bilateral=True)
+        >>> text, audio = F.normalize(torch.randn(6, 8), dim=-1), F.normalize(torch.randn(6, 8), dim=-1)
+        >>> terms = loss_fn(text, audio, torch.tensor(14.3), torch.tensor(14.3))
+        >>> sorted(k for k in terms if not k.startswith("radius"))
+        ['constraint', 'contrastive', 'loss', 'svr']
+    """
+
+    def __init__(
+        self,
+        base_loss: str = "infonce",
+        svr_mode: str = "none",
+        svr_bilateral: bool = True,
+        svr_weight: float = 1.0,
+        constraint_weight: float = 0.01,
+        radius_init: float = 0.1,
+        radius_clamp: bool = True,
+        predictor_top_k: int = 16,
+        predictor_hidden_sizes: tuple[int, int] | list[int] = (64, 64),
+        predictor_activation: str = "relu",
+        predictor_detach_input: bool = True,
+        siglip_bias_init: float = -10.0,
+        gather_across_processes: bool = True,
+    ) -> None:
+        super().__init__()
+        self.base_loss_name, self.svr_mode, self.svr_bilateral = base_loss, svr_mode, svr_bilateral
+        self.svr_weight, self.constraint_weight, self.radius_clamp = svr_weight, constraint_weight, radius_clamp
+        self.gather_across_processes = gather_across_processes
+        self.base_loss = SigLIPLoss(siglip_bias_init) if base_loss == "siglip" else InfoNCELoss()
+        self.radius: nn.Module | None
+        if svr_mode == "static":
+            self.radius = StaticRadius(radius_init)
+        elif svr_mode == "dynamic":
+            self.radius = RadiusPredictor(
+                predictor_top_k, predictor_hidden_sizes, predictor_activation, predictor_detach_input, radius_init
+            )
+        else:
+            self.radius = None
+
+    @classmethod
+    def from_config(cls, config) -> SupClapLoss:
+        return cls(
+            base_loss=config.base_loss,
+            svr_mode=config.svr_mode,
+            svr_bilateral=config.svr_bilateral,
+            svr_weight=config.svr_weight,
+            constraint_weight=config.constraint_weight,
+            radius_init=config.radius_init,
+            radius_clamp=config.radius_clamp,
+            predictor_top_k=config.predictor_top_k,
+            predictor_hidden_sizes=config.predictor_hidden_sizes,
+            predictor_activation=config.predictor_activation,
+            predictor_detach_input=config.predictor_detach_input,
+            siglip_bias_init=config.siglip_bias_init,
+            gather_across_processes=config.gather_across_processes,
+        )
+
+    def get_config_dict(self) -> dict:
+        config = {"base_loss": self.base_loss.get_config_dict(), "svr_mode": self.svr_mode}
+        if self.radius is not None:
+            config.update(
+                svr_bilateral=self.svr_bilateral,
+                svr_weight=self.svr_weight,
+                constraint_weight=self.constraint_weight,
+                radius_clamp=self.radius_clamp,
+            )
+        return config
+
+    def _directions(self, batch: GatheredBatch, scale_t: torch.Tensor, scale_a: torch.Tensor):
+        """(anchors, positives, candidates, scale) for text->audio, then audio->text."""
+        return [
+            (batch.text, batch.audio, batch.all_audio, scale_t),
+            (batch.audio, batch.text, batch.all_text, scale_a),
+        ]
+
+    def forward(
+        self, text_embeds: torch.Tensor, audio_embeds: torch.Tensor, scale_t: torch.Tensor, scale_a: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        if text_embeds.shape != audio_embeds.shape:
+            raise ValueError(
+                "SupClapLoss needs one text and one audio embedding per pair, got text "
+                f"{tuple(text_embeds.shape)} and audio {tuple(audio_embeds.shape)}."
+            )
+        batch = gather_features(text_embeds, audio_embeds, self.gather_across_processes)
+        positive_index = batch.positive_index()
+        directions = self._directions(batch, scale_t, scale_a)
+
+        contrastive = sum(
+            batch.reduce(self.base_loss(anchors, candidates, positive_index, scale))
+            for anchors, _, candidates, scale in directions
+        ) / 2
+        terms: dict[str, torch.Tensor] = {"contrastive": contrastive}
+        if self.radius is None:
+            terms["loss"] = contrastive
+            return terms
+
+        svr_directions = directions if self.svr_bilateral else directions[:1]
+        svr_terms, constraint_terms, radii, distances = [], [], [], []
+        for anchors, positives, candidates, scale in svr_directions:
+            radius = self.radius(anchors @ candidates.t(), positive_index)
+            sup, distance, _ = support_vectors(anchors, positives, radius, clamp=self.radius_clamp)
+            svr_terms.append(batch.reduce(self.base_loss(sup, candidates, positive_index, scale)))
+            constraint_terms.append(batch.reduce(radius_constraint(radius, distance)))
+            radii.append(radius.detach())
+            distances.append(distance.detach())
+        terms["svr"] = sum(svr_terms) / len(svr_terms)
+        terms["constraint"] = sum(constraint_terms) / len(constraint_terms)
+        terms["loss"] = contrastive + self.svr_weight * terms["svr"] + self.constraint_weight * terms["constraint"]
+        terms.update(radius_statistics(torch.cat(radii), torch.cat(distances)))
+        return terms
+
+
+def radius_statistics(radius: torch.Tensor, distance: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mean and spread of R, and the fraction of pairs whose R lies outside [0, D]."""
+    active = (radius_constraint(radius, distance) > 0).float()
+    return {
+        "radius_mean": radius.mean(),
+        "radius_std": radius.std(unbiased=False),
+        "radius_constraint_active": active.mean(),
+    }
+
+
+__all__ = [
+    "GatheredBatch",
+    "InfoNCELoss",
+    "RadiusPredictor",
+    "SigLIPLoss",
+    "StaticRadius",
+    "SupClapLoss",
+    "gather_features",
+    "pair_distance",
+    "predictor_features",
+    "radius_constraint",
+    "radius_statistics",
+    "support_vectors",
+]

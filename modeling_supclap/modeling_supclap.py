@@ -1,0 +1,170 @@
+"""SupClapModel: transformers' ClapModel with the SupCLAP loss family inside ``forward``.
+
+Inference is unchanged (support vectors exist only in the loss): a SupClap checkpoint encodes
+text and audio exactly like the ClapModel it was built from, and plain CLAP checkpoints load
+into it with only the new loss parameters initialised.
+
+Part of the model's load-time import closure: only flat sibling imports (``from .x import``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import ClapModel
+from transformers import initialization as init
+from transformers.models.clap.modeling_clap import ClapOutput
+
+from .configuration_supclap import SupClapConfig
+from .losses import RadiusPredictor, SigLIPLoss, StaticRadius, SupClapLoss
+
+
+@dataclass
+class SupClapOutput(ClapOutput):
+    r"""
+    Everything [`ClapOutput`] carries, plus the named loss terms and radius statistics.
+
+    loss (`torch.Tensor` of shape `()`, *optional*, returned when a loss is computed):
+        The total `contrastive + svr_weight * svr + constraint_weight * constraint`.
+    logits_per_audio (`torch.Tensor` of shape `(audio_batch_size, text_batch_size)`):
+        `logit_scale_a * audio_embeds @ text_embeds.T`, with the scale clamped at `config.logit_scale_max`.
+    logits_per_text (`torch.Tensor` of shape `(text_batch_size, audio_batch_size)`):
+        `logit_scale_t * text_embeds @ audio_embeds.T`, clamped likewise.
+    text_embeds, audio_embeds (`torch.Tensor` of shape `(batch_size, projection_dim)`):
+        L2-normalised projected embeddings (identical to ClapModel's).
+    text_model_output, audio_model_output (`BaseModelOutputWithPooling`):
+        Outputs of the two towers.
+    loss_contrastive (`torch.Tensor` of shape `()`, *optional*):
+        The base loss (symmetric InfoNCE or SigLIP) over the global batch.
+    loss_svr (`torch.Tensor` of shape `()`, *optional*, with SVR):
+        The base loss with support vectors as anchors (averaged over both sides when bilateral).
+    loss_constraint (`torch.Tensor` of shape `()`, *optional*, with SVR):
+        Mean of `ReLU(R - D) + ReLU(-R)` over the pairs.
+    radius_mean, radius_std (`torch.Tensor` of shape `()`, *optional*, with SVR):
+        Mean and spread of the radius R over this process's pairs (no gradient).
+    radius_constraint_active (`torch.Tensor` of shape `()`, *optional*, with SVR):
+        Fraction of this process's pairs whose raw R lies outside `[0, D]`.
+    """
+
+    loss_contrastive: torch.Tensor | None = None
+    loss_svr: torch.Tensor | None = None
+    loss_constraint: torch.Tensor | None = None
+    radius_mean: torch.Tensor | None = None
+    radius_std: torch.Tensor | None = None
+    radius_constraint_active: torch.Tensor | None = None
+
+
+class SupClapModel(ClapModel):
+    """A [`ClapModel`] whose `forward` computes the SupCLAP loss (see `losses.SupClapLoss`).
+
+    `return_loss=None` (the default) computes the loss in training mode and not in eval mode, so
+    `transformers.Trainer` gets a loss with no subclass while pipelines and inference do not pay
+    for one. Pass `return_loss=True` to get it in eval mode too (our collator does).
+    """
+
+    config_class = SupClapConfig
+    config: SupClapConfig
+    # Loss parameters do not exist in plain CLAP checkpoints: loading one reports nothing missing
+    # and `_init_weights` gives them their initial values.
+    _keys_to_ignore_on_load_missing = [r"^loss_fn\."]
+
+    def __init__(self, config: SupClapConfig):
+        super().__init__(config)
+        self.loss_fn = SupClapLoss.from_config(config)
+        if config.freeze_logit_scale:
+            self.logit_scale_t.requires_grad_(False)
+            self.logit_scale_a.requires_grad_(False)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, SupClapModel) and self.config.base_loss == "siglip":
+            init.constant_(module.logit_scale_t, math.log(self.config.siglip_logit_scale_init))
+            init.constant_(module.logit_scale_a, math.log(self.config.siglip_logit_scale_init))
+        elif isinstance(module, (StaticRadius, RadiusPredictor, SigLIPLoss)):
+            module.reset_parameters(init)
+
+    def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text, audio) logit scales, exponentiated and clamped at `config.logit_scale_max`."""
+        scale_t, scale_a = self.logit_scale_t.exp(), self.logit_scale_a.exp()
+        if self.config.logit_scale_max is not None:
+            scale_t = scale_t.clamp(max=self.config.logit_scale_max)
+            scale_a = scale_a.clamp(max=self.config.logit_scale_max)
+        return scale_t, scale_a
+
+    @torch.no_grad()
+    def clamp_logit_scales_(self) -> None:
+        """Clamp the stored log-scales in place (call after an optimizer step, as open_clip does)."""
+        if self.config.logit_scale_max is not None:
+            max_log = math.log(self.config.logit_scale_max)
+            self.logit_scale_t.clamp_(max=max_log)
+            self.logit_scale_a.clamp_(max=max_log)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        input_features: torch.Tensor | None = None,
+        is_longer: torch.BoolTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SupClapOutput | tuple:
+        r"""Same arguments as [`ClapModel.forward`].
+
+        return_loss (`bool`, *optional*):
+            Compute the loss. `None` means "in training mode" (`self.training`).
+        """
+        outputs = super().forward(
+            input_ids=input_ids,
+            input_features=input_features,
+            is_longer=is_longer,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            return_loss=False,
+            return_dict=True,
+            **kwargs,
+        )
+        text_embeds, audio_embeds = outputs.text_embeds, outputs.audio_embeds
+        scale_t, scale_a = self.logit_scales()
+        # Recomputed so the logits use the clamped scales (two small matmuls next to two encoders).
+        logits_per_text = scale_t * text_embeds @ audio_embeds.t()
+        logits_per_audio = scale_a * audio_embeds @ text_embeds.t()
+
+        if return_loss is None:
+            return_loss = self.training
+        terms: dict[str, torch.Tensor] = {}
+        if return_loss:
+            if text_embeds.shape[0] != audio_embeds.shape[0]:
+                raise ValueError(
+                    "SupClapModel computes its loss on paired rows: got "
+                    f"{text_embeds.shape[0]} texts and {audio_embeds.shape[0]} audio clips. Pass one caption "
+                    "per clip, or return_loss=False for scoring (e.g. zero-shot classification)."
+                )
+            terms = self.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
+
+        output = SupClapOutput(
+            loss=terms.get("loss"),
+            logits_per_audio=logits_per_audio,
+            logits_per_text=logits_per_text,
+            text_embeds=text_embeds,
+            audio_embeds=audio_embeds,
+            text_model_output=outputs.text_model_output,
+            audio_model_output=outputs.audio_model_output,
+            loss_contrastive=terms.get("contrastive"),
+            loss_svr=terms.get("svr"),
+            loss_constraint=terms.get("constraint"),
+            radius_mean=terms.get("radius_mean"),
+            radius_std=terms.get("radius_std"),
+            radius_constraint_active=terms.get("radius_constraint_active"),
+        )
+        if return_dict is False:
+            return output.to_tuple()
+        return output
+
+
+__all__ = ["SupClapModel", "SupClapOutput"]
