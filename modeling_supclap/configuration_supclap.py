@@ -176,13 +176,20 @@ class SupClapConfig(ClapConfig):
 
         def flag(field: str) -> None:
             if not isinstance(getattr(self, field), bool):
-                raise ValueError(f"SupClapConfig.{field} must be True or False, got {getattr(self, field)!r}.")
+                raise ValueError(
+                    f"SupClapConfig.{field} must be True or False, got {getattr(self, field)!r}."
+                )
 
         choice("base_loss", BASE_LOSSES)
         choice("svr_mode", SVR_MODES)
         choice("predictor_activation", PREDICTOR_ACTIVATIONS)
-        for field in ("svr_bilateral", "radius_clamp", "predictor_detach_input", "freeze_logit_scale",
-                      "gather_across_processes"):
+        for field in (
+            "svr_bilateral",
+            "radius_clamp",
+            "predictor_detach_input",
+            "freeze_logit_scale",
+            "gather_across_processes",
+        ):
             flag(field)
         number("svr_weight", 0.0)
         number("constraint_weight", 0.0)
@@ -211,9 +218,20 @@ class SupClapConfig(ClapConfig):
     def loss_config_dict(self) -> dict[str, Any]:
         """The loss settings alone (for model cards and logs)."""
         keys = [
-            "base_loss", "svr_mode", "svr_bilateral", "svr_weight", "constraint_weight", "radius_init",
-            "radius_clamp", "predictor_top_k", "predictor_hidden_sizes", "predictor_activation",
-            "predictor_detach_input", "logit_scale_max", "freeze_logit_scale", "gather_across_processes",
+            "base_loss",
+            "svr_mode",
+            "svr_bilateral",
+            "svr_weight",
+            "constraint_weight",
+            "radius_init",
+            "radius_clamp",
+            "predictor_top_k",
+            "predictor_hidden_sizes",
+            "predictor_activation",
+            "predictor_detach_input",
+            "logit_scale_max",
+            "freeze_logit_scale",
+            "gather_across_processes",
         ]
         if self.base_loss == "siglip":
             keys += ["siglip_logit_scale_init", "siglip_bias_init"]

@@ -114,7 +114,12 @@ def gather_features(text: torch.Tensor, audio: torch.Tensor, enabled: bool = Tru
     all_pair = _GatherWithGrad.apply(pair, sizes_list, rank)
     dim = text.shape[1]
     return GatheredBatch(
-        text, audio, all_pair[:, :dim], all_pair[:, dim:], offset=sum(sizes_list[:rank]), world_size=world_size
+        text,
+        audio,
+        all_pair[:, :dim],
+        all_pair[:, dim:],
+        offset=sum(sizes_list[:rank]),
+        world_size=world_size,
     )
 
 
@@ -143,7 +148,9 @@ class InfoNCELoss(nn.Module):
         super().__init__()
         self._labels_cache: dict[tuple, torch.Tensor] = {}
 
-    def get_logits(self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def get_logits(
+        self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
         return logit_scale * anchors @ candidates.t()
 
     def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
@@ -190,13 +197,19 @@ class SigLIPLoss(InfoNCELoss):
         """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
         init.constant_(self.logit_bias, float(self.bias_init))
 
-    def get_logits(self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def get_logits(
+        self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
         return logit_scale * anchors @ candidates.t() + self.logit_bias
 
     def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
         """+1 at each anchor's positive, -1 elsewhere (cached per shape and offset)."""
-        key = (positive_index.device, positive_index.shape[0], int(positive_index[0]) if len(positive_index) else 0,
-               num_candidates)
+        key = (
+            positive_index.device,
+            positive_index.shape[0],
+            int(positive_index[0]) if len(positive_index) else 0,
+            num_candidates,
+        )
         labels = self._labels_cache.get(key)
         if labels is None:
             labels = -torch.ones(positive_index.shape[0], num_candidates, device=positive_index.device)
@@ -251,7 +264,9 @@ def support_vectors(
     radius = radius.expand_as(distance) if radius.dim() == 0 else radius
     used = torch.minimum(radius.clamp(min=0.0), distance) if clamp else radius
     # D = 0: the direction is undefined; (p - x) is zero there, so any finite divisor gives x_sup = x.
-    direction = (positives - anchors) / torch.where(distance > 0, distance, torch.ones_like(distance)).unsqueeze(-1)
+    direction = (positives - anchors) / torch.where(
+        distance > 0, distance, torch.ones_like(distance)
+    ).unsqueeze(-1)
     return anchors + used.unsqueeze(-1) * direction, distance, used
 
 
@@ -389,7 +404,11 @@ class SupClapLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.base_loss_name, self.svr_mode, self.svr_bilateral = base_loss, svr_mode, svr_bilateral
-        self.svr_weight, self.constraint_weight, self.radius_clamp = svr_weight, constraint_weight, radius_clamp
+        self.svr_weight, self.constraint_weight, self.radius_clamp = (
+            svr_weight,
+            constraint_weight,
+            radius_clamp,
+        )
         self.gather_across_processes = gather_across_processes
         self.base_loss = SigLIPLoss(siglip_bias_init) if base_loss == "siglip" else InfoNCELoss()
         self.radius: nn.Module | None
@@ -397,7 +416,11 @@ class SupClapLoss(nn.Module):
             self.radius = StaticRadius(radius_init)
         elif svr_mode == "dynamic":
             self.radius = RadiusPredictor(
-                predictor_top_k, predictor_hidden_sizes, predictor_activation, predictor_detach_input, radius_init
+                predictor_top_k,
+                predictor_hidden_sizes,
+                predictor_activation,
+                predictor_detach_input,
+                radius_init,
             )
         else:
             self.radius = None
@@ -439,7 +462,11 @@ class SupClapLoss(nn.Module):
         ]
 
     def forward(
-        self, text_embeds: torch.Tensor, audio_embeds: torch.Tensor, scale_t: torch.Tensor, scale_a: torch.Tensor
+        self,
+        text_embeds: torch.Tensor,
+        audio_embeds: torch.Tensor,
+        scale_t: torch.Tensor,
+        scale_a: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         if text_embeds.shape != audio_embeds.shape:
             raise ValueError(
@@ -450,10 +477,13 @@ class SupClapLoss(nn.Module):
         positive_index = batch.positive_index()
         directions = self._directions(batch, scale_t, scale_a)
 
-        contrastive = sum(
-            batch.reduce(self.base_loss(anchors, candidates, positive_index, scale))
-            for anchors, _, candidates, scale in directions
-        ) / 2
+        contrastive = (
+            sum(
+                batch.reduce(self.base_loss(anchors, candidates, positive_index, scale))
+                for anchors, _, candidates, scale in directions
+            )
+            / 2
+        )
         terms: dict[str, torch.Tensor] = {"contrastive": contrastive}
         if self.radius is None:
             terms["loss"] = contrastive
@@ -470,7 +500,9 @@ class SupClapLoss(nn.Module):
             distances.append(distance.detach())
         terms["svr"] = sum(svr_terms) / len(svr_terms)
         terms["constraint"] = sum(constraint_terms) / len(constraint_terms)
-        terms["loss"] = contrastive + self.svr_weight * terms["svr"] + self.constraint_weight * terms["constraint"]
+        terms["loss"] = (
+            contrastive + self.svr_weight * terms["svr"] + self.constraint_weight * terms["constraint"]
+        )
         terms.update(radius_statistics(torch.cat(radii), torch.cat(distances)))
         return terms
 
