@@ -1,0 +1,532 @@
+"""Reading audio-caption corpora into :class:`AudioTextRecord` lists, and decoding their audio.
+
+Supported inputs of :func:`load_records`:
+
+* a local *audiofolder*: a folder with ``metadata.jsonl`` or ``metadata.csv`` (file column
+  ``file_name``), optionally split into ``train/``, ``validation/``, ``test/`` subfolders (or a root
+  metadata file whose ``file_name`` entries start with the split folder);
+* a ``.csv`` or ``.jsonl`` file whose audio paths are relative to the file (or to ``data_dir``);
+* a folder written by ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
+* a Hugging Face Hub dataset id, through ``datasets.load_dataset`` (needs network access).
+
+Audio is never decoded by ``datasets`` (``Audio(decode=False)``, so neither torchcodec nor FFmpeg is
+needed): records keep paths or bytes and :func:`decode_audio` reads them with soundfile.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+__all__ = ["AudioTextRecord", "BadSampleError", "decode_audio", "load_records"]
+
+# Split folder names datasets' audiofolder also recognises, by canonical split.
+_SPLIT_ALIASES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "val", "dev"),
+    "test": ("test", "testing", "eval"),
+}
+_METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class BadSampleError(ValueError):
+    """An audio sample that cannot be used: missing, empty, corrupt, not audio, or non-finite."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+
+
+@dataclass
+class AudioTextRecord:
+    """One clip and its captions.
+
+    ``audio`` is a path (str), encoded file bytes, or a dict with ``"path"`` and/or ``"bytes"`` (as
+    ``datasets.Audio(decode=False)`` yields) or ``"array"`` + ``"sampling_rate"``. ``source`` names the
+    file and row the record came from, for error messages.
+    """
+
+    audio: str | bytes | dict[str, Any]
+    captions: list[str]
+    label: str | None = None
+    source: str = field(default="<unknown>")
+
+
+# --------------------------------------------------------------------------------------------------
+# decode_audio
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_soundfile(obj: str | io.BytesIO, source: str, what: str) -> tuple[np.ndarray, int]:
+    try:
+        data, sr = sf.read(obj, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as err:
+        raise BadSampleError(
+            source,
+            f"cannot decode {what} as audio ({err}). Supported are the formats of libsndfile "
+            "(WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...); convert other formats (e.g. M4A/AAC) first.",
+        ) from err
+    return data, int(sr)
+
+
+def _to_mono(array: np.ndarray, source: str) -> np.ndarray:
+    if array.ndim == 1:
+        return array
+    if array.ndim != 2:
+        raise BadSampleError(source, f"audio array must be 1-D or 2-D, got shape {array.shape}")
+    # soundfile gives (frames, channels); some datasets give (channels, frames) with few channels.
+    channel_axis = 0 if array.shape[0] <= 8 and array.shape[1] > array.shape[0] else 1
+    return array.mean(axis=channel_axis)
+
+
+def decode_audio(
+    audio: str | os.PathLike | bytes | dict[str, Any], target_sr: int, source: str
+) -> np.ndarray:
+    """Decode ``audio`` to a float32 mono waveform at ``target_sr`` Hz.
+
+    ``audio`` may be a file path, the bytes of an audio file, or a dict with ``"array"`` +
+    ``"sampling_rate"`` (already decoded), ``"bytes"`` or ``"path"`` (tried in that order). Channels
+    are averaged; other sampling rates are resampled with ``scipy.signal.resample_poly``. Missing,
+    empty (zero-byte or zero-frame), corrupt or non-audio inputs and NaN/inf samples raise
+    :class:`BadSampleError` naming ``source``.
+    """
+    sr: int
+    if isinstance(audio, dict):
+        if audio.get("array") is not None:
+            if audio.get("sampling_rate") is None:
+                raise BadSampleError(source, "audio dict has an 'array' but no 'sampling_rate'")
+            data = np.asarray(audio["array"], dtype=np.float32)
+            sr = int(audio["sampling_rate"])
+            data = _to_mono(data, source)
+        elif audio.get("bytes") is not None:
+            return decode_audio(bytes(audio["bytes"]), target_sr, source)
+        elif audio.get("path"):
+            return decode_audio(audio["path"], target_sr, source)
+        else:
+            raise BadSampleError(
+                source, f"audio dict has no 'array', 'bytes' or 'path' (keys: {sorted(audio)})"
+            )
+    elif isinstance(audio, (bytes, bytearray, memoryview)):
+        if len(audio) == 0:
+            raise BadSampleError(source, "audio bytes are empty (0 bytes)")
+        data, sr = _read_soundfile(io.BytesIO(bytes(audio)), source, "audio bytes")
+        data = data.mean(axis=1)
+    elif isinstance(audio, (str, os.PathLike)):
+        path = Path(audio)
+        if not path.exists():
+            raise BadSampleError(source, f"audio file not found: {path}")
+        if not path.is_file():
+            raise BadSampleError(source, f"audio path is not a file: {path}")
+        if path.stat().st_size == 0:
+            raise BadSampleError(source, f"audio file is empty (0 bytes): {path}")
+        data, sr = _read_soundfile(str(path), source, f"file {path}")
+        data = data.mean(axis=1)
+    else:
+        raise BadSampleError(source, f"unsupported audio value of type {type(audio).__name__}")
+
+    if data.size == 0:
+        raise BadSampleError(source, "audio has no samples")
+    if not np.all(np.isfinite(data)):
+        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+        raise BadSampleError(source, f"audio has {bad} NaN/inf sample(s)")
+    if sr <= 0:
+        raise BadSampleError(source, f"invalid sampling rate {sr}")
+    if sr != target_sr:
+        from scipy.signal import resample_poly  # local import: scipy.signal is slow to import
+
+        g = math.gcd(int(sr), int(target_sr))
+        data = resample_poly(data, int(target_sr) // g, int(sr) // g)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Row parsing shared by all formats
+# --------------------------------------------------------------------------------------------------
+
+
+def _parse_caption_cell(value: Any, column: str, where: str, from_text_file: bool) -> list[str]:
+    if value is None:
+        raise ValueError(f"{where}: caption column '{column}' is empty (null)")
+    if isinstance(value, str):
+        text = value.strip()
+        # CSV cells cannot hold lists: accept a JSON list written into the cell.
+        if from_text_file and text.startswith("[") and text.endswith("]"):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = None
+            if isinstance(parsed, list):
+                return _parse_caption_cell(parsed, column, where, from_text_file=False)
+        if not text:
+            raise ValueError(f"{where}: empty caption in column '{column}'")
+        return [text]
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{where}: caption column '{column}' holds an empty list")
+        out = []
+        for j, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(
+                    f"{where}: caption {j} in column '{column}' is {type(item).__name__}, not a string"
+                )
+            if not item.strip():
+                raise ValueError(f"{where}: empty caption (item {j}) in column '{column}'")
+            out.append(item.strip())
+        return out
+    raise ValueError(
+        f"{where}: caption column '{column}' holds {type(value).__name__}, expected str or list of str"
+    )
+
+
+def _resolve_audio(value: Any, bases: Sequence[Path], where: str, column: str) -> str | bytes | dict:
+    """Make relative paths absolute (first base where the file exists, else the first base)."""
+
+    def resolve(p: str) -> str:
+        path = Path(p).expanduser()
+        if path.is_absolute() or not bases:
+            return str(path)
+        for base in bases:
+            if (base / path).exists():
+                return str(base / path)
+        return str(bases[0] / path)
+
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError(f"{where}: audio column '{column}' is empty")
+    if isinstance(value, str):
+        return resolve(value.strip())
+    if isinstance(value, dict):
+        value = dict(value)
+        if value.get("bytes") is None and value.get("array") is None:
+            if not value.get("path"):
+                raise ValueError(f"{where}: audio column '{column}' has neither bytes nor a path")
+            value["path"] = resolve(value["path"])
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    raise ValueError(
+        f"{where}: audio column '{column}' holds {type(value).__name__}, expected a path or dict"
+    )
+
+
+def _pick_audio_column(columns: Iterable[str], audio_column: str, where: str) -> str:
+    columns = list(columns)
+    if audio_column in columns:
+        return audio_column
+    # audiofolder's file column is "file_name"; datasets turns it into "audio". Accept either name.
+    for alt in ("file_name", "audio"):
+        if alt in columns:
+            return alt
+    raise ValueError(f"{where}: no audio column '{audio_column}' (nor 'file_name'); columns are {columns}")
+
+
+def _check_columns(columns: Iterable[str], caption_columns: Sequence[str], where: str) -> None:
+    columns = list(columns)
+    missing = [c for c in caption_columns if c not in columns]
+    if missing:
+        raise ValueError(f"{where}: missing caption column(s) {missing}; columns are {columns}")
+
+
+def _rows_to_records(
+    rows: Iterable[tuple[str, dict[str, Any]]],
+    file_desc: str,
+    audio_column: str,
+    caption_columns: Sequence[str],
+    label_column: str | None,
+    bases: Sequence[Path],
+    from_text_file: bool,
+    label_names: Sequence[str] | None = None,
+) -> list[AudioTextRecord]:
+    records = []
+    audio_col: str | None = None
+    for where, row in rows:
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected an object/row, got {type(row).__name__}")
+        if audio_col is None or audio_col not in row:
+            audio_col = _pick_audio_column(row.keys(), audio_column, where)
+        _check_columns(row.keys(), caption_columns, where)
+        captions: list[str] = []
+        for col in caption_columns:
+            captions.extend(_parse_caption_cell(row[col], col, where, from_text_file))
+        label = row.get(label_column) if label_column else None
+        if isinstance(label, str) and not label.strip():
+            label = None  # empty CSV cell
+        if label is not None and label_names is not None and isinstance(label, (int, np.integer)):
+            label = label_names[int(label)]  # ClassLabel ints -> names
+        audio = _resolve_audio(row[audio_col], bases, where, audio_col)
+        records.append(
+            AudioTextRecord(
+                audio=audio, captions=captions, label=None if label is None else str(label), source=where
+            )
+        )
+    if not records:
+        raise ValueError(f"{file_desc}: no rows (empty dataset)")
+    return records
+
+
+# --------------------------------------------------------------------------------------------------
+# Formats
+# --------------------------------------------------------------------------------------------------
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {lineno}"
+            try:
+                yield where, json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{where}: invalid JSON ({err})") from err
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[str, dict]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames:
+            raise ValueError(f"{path}: no header row (empty CSV)")
+        for row in reader:
+            if None in row:  # more cells than header columns
+                raise ValueError(f"{path} line {reader.line_num}: more cells than header columns")
+            yield f"{path} line {reader.line_num}", row
+
+
+def _iter_table(path: Path) -> Iterator[tuple[str, dict]]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return _iter_jsonl(path)
+    if suffix == ".csv":
+        return _iter_csv(path)
+    raise ValueError(f"{path}: unsupported file type '{suffix}' (expected .csv or .jsonl)")
+
+
+def _split_family(split: str) -> tuple[str, ...]:
+    """All folder/split names meaning ``split`` ("val" -> validation, valid, val, dev)."""
+    for aliases in _SPLIT_ALIASES.values():
+        if split in aliases:
+            return aliases
+    return (split,)
+
+
+def _find_split_dir(root: Path, split: str) -> tuple[Path | None, list[str]]:
+    """The subfolder of ``root`` holding ``split`` (aliases allowed), and all split folders present."""
+    present = [p.name for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    known = {alias: canon for canon, aliases in _SPLIT_ALIASES.items() for alias in aliases}
+    split_dirs = [name for name in present if name in known]
+    wanted = _split_family(split)
+    for name in present:
+        if name in wanted:
+            return root / name, split_dirs
+    return None, split_dirs
+
+
+def _metadata_file(folder: Path) -> Path | None:
+    for name in _METADATA_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _load_audiofolder(
+    root: Path, split: str, audio_column: str, caption_columns: Sequence[str], label_column: str | None
+) -> list[AudioTextRecord]:
+    split_dir, split_dirs = _find_split_dir(root, split)
+    kwargs = dict(audio_column=audio_column, caption_columns=caption_columns, label_column=label_column)
+    if split_dir is not None and (meta := _metadata_file(split_dir)) is not None:
+        return _rows_to_records(
+            _iter_table(meta), str(meta), bases=[split_dir], from_text_file=True, **kwargs
+        )
+
+    if split_dir is None and split_dirs:
+        raise ValueError(f"{root}: no split '{split}'; split folders present: {split_dirs}")
+    root_meta = _metadata_file(root)
+    if root_meta is None:
+        where = split_dir if split_dir is not None else root
+        raise ValueError(f"{where}: no {' or '.join(_METADATA_FILES)} found (not an audiofolder)")
+    if split_dir is None:
+        # No split folders at all: like datasets' audiofolder, the whole folder is the train split.
+        if split not in _split_family("train"):
+            raise ValueError(
+                f"{root}: has no split folders, so only split='train' exists (asked for '{split}')"
+            )
+        return _rows_to_records(
+            _iter_table(root_meta), str(root_meta), bases=[root], from_text_file=True, **kwargs
+        )
+
+    # A root metadata file covering split folders: keep the rows whose file lies in this split's folder.
+    def in_split(rows: Iterable[tuple[str, dict]]) -> Iterator[tuple[str, dict]]:
+        for where, row in rows:
+            col = _pick_audio_column(row.keys(), audio_column, where)
+            value = row.get(col)
+            path = value.get("path") if isinstance(value, dict) else value
+            if isinstance(path, str) and Path(path).parts[:1] == (split_dir.name,):
+                yield where, row
+
+    records = _rows_to_records(
+        in_split(_iter_table(root_meta)),
+        f"{root_meta} (split '{split}')",
+        bases=[root],
+        from_text_file=True,
+        **kwargs,
+    )
+    return records
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return (folder / "dataset_dict.json").is_file() or (
+        (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file()
+    )
+
+
+def _records_from_dataset(
+    ds: Any,
+    desc: str,
+    audio_column: str,
+    caption_columns: Sequence[str],
+    label_column: str | None,
+    bases: Sequence[Path],
+) -> list[AudioTextRecord]:
+    from datasets import Audio, ClassLabel
+
+    if len(ds) == 0:
+        raise ValueError(f"{desc}: no rows (empty dataset)")
+    audio_col = _pick_audio_column(ds.column_names, audio_column, desc)
+    _check_columns(ds.column_names, caption_columns, desc)
+    if isinstance(ds.features.get(audio_col), Audio):
+        # decode=False: rows hold {"bytes", "path"}; no torchcodec/FFmpeg needed.
+        ds = ds.cast_column(audio_col, Audio(decode=False))
+    label_col = label_column if label_column and label_column in ds.column_names else None
+    label_names = None
+    if label_col is not None and isinstance(ds.features[label_col], ClassLabel):
+        label_names = ds.features[label_col].names
+    cols = [audio_col, *caption_columns] + ([label_col] if label_col else [])
+    ds = ds.select_columns(list(dict.fromkeys(cols)))
+
+    def rows() -> Iterator[tuple[str, dict]]:
+        i = 0
+        for batch in ds.iter(batch_size=1000):
+            n = len(batch[audio_col])
+            for j in range(n):
+                yield f"{desc} row {i + j}", {k: v[j] for k, v in batch.items()}
+            i += n
+
+    return _rows_to_records(
+        rows(),
+        desc,
+        audio_column=audio_col,
+        caption_columns=caption_columns,
+        label_column=label_col,
+        bases=bases,
+        from_text_file=False,
+        label_names=label_names,
+    )
+
+
+def _load_saved_dataset(
+    folder: Path,
+    split: str,
+    audio_column: str,
+    caption_columns: Sequence[str],
+    label_column: str | None,
+    data_dir: str | None,
+) -> list[AudioTextRecord]:
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        obj = load_from_disk(str(folder))
+    except IndexError as err:
+        # datasets 5.x cannot reload a dataset saved with 0 rows (0 shards): it fails on tables[0].
+        raise ValueError(f"{folder}: cannot load the saved dataset; it is probably empty (0 rows)") from err
+    if isinstance(obj, DatasetDict):
+        names = list(obj.keys())
+        name = next((n for n in names if n in _split_family(split)), None)
+        if name is None:
+            raise ValueError(f"{folder}: no split '{split}' in the saved DatasetDict; splits are {names}")
+        ds, desc = obj[name], f"{folder} [{name}]"
+    else:
+        if split not in _split_family("train") and str(obj.split or "") != split:
+            raise ValueError(
+                f"{folder}: holds a single saved Dataset (split {obj.split!r}), not split '{split}'; "
+                "use split='train' to read it"
+            )
+        ds, desc = obj, str(folder)
+    bases = [Path(data_dir)] if data_dir else []
+    return _records_from_dataset(
+        ds, desc, audio_column, caption_columns, label_column, [*bases, folder, Path.cwd()]
+    )
+
+
+def _load_hub_dataset(
+    name: str,
+    split: str,
+    audio_column: str,
+    caption_columns: Sequence[str],
+    label_column: str | None,
+    data_dir: str | None,
+) -> list[AudioTextRecord]:
+    # Needs network access to the Hugging Face Hub (or a populated datasets cache / HF_HUB_OFFLINE).
+    from datasets import load_dataset
+
+    ds = load_dataset(name, split=split, data_dir=data_dir)
+    return _records_from_dataset(
+        ds, f"{name} [{split}]", audio_column, caption_columns, label_column, [Path.cwd()]
+    )
+
+
+def load_records(
+    data: str | os.PathLike,
+    split: str = "train",
+    audio_column: str = "audio",
+    caption_columns: Sequence[str] = ("captions",),
+    label_column: str | None = "label",
+    data_dir: str | None = None,
+) -> list[AudioTextRecord]:
+    """Read one split of an audio-caption corpus into records (audio is not decoded here).
+
+    ``data`` is a local audiofolder, a ``.csv``/``.jsonl`` file, a ``save_to_disk`` folder, or a Hub
+    dataset id (see the module docstring). The audio column is ``audio_column``, falling back to
+    ``file_name`` (audiofolder) or ``audio``. Each caption column may hold a string or a list of strings
+    (in CSV: a string or a JSON list); several columns are concatenated. ``label_column`` is optional
+    (``None`` labels when absent). ``data_dir`` is the base folder for relative audio paths of
+    ``.csv``/``.jsonl`` files and saved datasets, or ``load_dataset``'s ``data_dir`` for Hub ids.
+
+    Raises ``ValueError`` naming the file and row for missing columns, empty captions or an empty
+    dataset, and ``FileNotFoundError`` for a local path that does not exist.
+    """
+    if isinstance(caption_columns, str):
+        caption_columns = (caption_columns,)
+    caption_columns = tuple(caption_columns)
+    if not caption_columns:
+        raise ValueError("caption_columns must name at least one column")
+    path = Path(data).expanduser()
+    if path.is_file():
+        bases = [Path(data_dir)] if data_dir else [path.parent]
+        return _rows_to_records(
+            _iter_table(path),
+            str(path),
+            audio_column=audio_column,
+            caption_columns=caption_columns,
+            label_column=label_column,
+            bases=bases,
+            from_text_file=True,
+        )
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return _load_saved_dataset(path, split, audio_column, caption_columns, label_column, data_dir)
+        return _load_audiofolder(path, split, audio_column, caption_columns, label_column)
+    looks_local = path.suffix.lower() in (".csv", ".jsonl", ".json") or str(data).startswith(("/", ".", "~"))
+    if looks_local or not _HUB_ID.match(str(data)):
+        raise FileNotFoundError(f"{data}: no such file or folder")
+    return _load_hub_dataset(str(data), split, audio_column, caption_columns, label_column, data_dir)

@@ -1,0 +1,280 @@
+"""Offline CLAP processors: a caption-trained byte-level BPE tokenizer plus a small-mel feature extractor.
+
+Nothing here downloads anything: the tokenizer is trained with ``tokenizers`` on the captions at hand and
+wrapped as a transformers ``RobertaTokenizer`` (the tokenizer class CLAP uses), and the
+``ClapFeatureExtractor`` is configured from the audio tower's config so that its output fits the tower.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import ClapAudioConfig, ClapFeatureExtractor, ClapProcessor, RobertaTokenizerFast
+from transformers.audio_utils import mel_filter_bank
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "build_demo_processor",
+    "build_processor",
+    "build_processor_for_audio_config",
+    "max_audio_frames",
+    "train_caption_tokenizer",
+]
+
+# Order fixes the ids: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4, matching ClapTextConfig's
+# bos/pad/eos defaults (0/1/2).
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+# Bump when build_demo_processor's output changes, to invalidate cached processors.
+_PROCESSOR_CACHE_VERSION = 1
+
+
+def train_caption_tokenizer(
+    captions: Iterable[str], vocab_size: int = 1000, model_max_length: int = 64
+) -> RobertaTokenizerFast:
+    """Train a byte-level BPE on ``captions`` and wrap it as a (fast) ``RobertaTokenizer``.
+
+    Special tokens get ids ``<s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4``. The vocabulary holds the
+    256 byte symbols, so any text (even unseen characters) is encodable, and has at most
+    ``vocab_size`` entries, so it fits a text tower with ``vocab_size`` embeddings.
+    """
+    min_size = 256 + len(SPECIAL_TOKENS)
+    if vocab_size < min_size:
+        raise ValueError(f"vocab_size must be >= {min_size} (256 byte symbols + specials), got {vocab_size}")
+    captions = [c for c in captions if isinstance(c, str) and c.strip()]
+    if not captions:
+        raise ValueError("train_caption_tokenizer needs at least one non-empty caption")
+
+    bpe = Tokenizer(models.BPE())
+    # add_prefix_space=False matches RobertaTokenizer's default, so training and use split alike.
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(captions, trainer=trainer)
+
+    vocab = bpe.get_vocab()
+    merges_raw = json.loads(bpe.to_str())["model"]["merges"]
+    # tokenizers stores merges as [a, b] pairs (older versions: "a b" strings); transformers wants tuples.
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in merges_raw]
+
+    tokenizer = RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS}
+    if list(ids.values()) != list(range(len(SPECIAL_TOKENS))):
+        raise RuntimeError(f"unexpected special-token ids {ids}")
+    if len(tokenizer) > vocab_size:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, more than vocab_size={vocab_size}")
+    return tokenizer
+
+
+def _whole_seconds(max_length_s: float) -> int:
+    # ClapFeatureExtractor computes nb_max_samples = max_length_s * sampling_rate and feeds it to np.pad;
+    # a float there (even 2.0) raises "pad_width must be of integral type", also after from_pretrained.
+    if float(max_length_s) != int(max_length_s) or max_length_s <= 0:
+        raise ValueError(
+            "max_length_s must be a positive whole number of seconds for ClapFeatureExtractor, "
+            f"got {max_length_s}"
+        )
+    return int(max_length_s)
+
+
+def _fft_size(hop_length: int, num_mel_bins: int, sampling_rate: int, fmin: float, fmax: float) -> int:
+    """Smallest power of two >= 2 * hop whose mel filter banks have no empty (all-zero) filter."""
+    n_fft = 1 << max(8, math.ceil(math.log2(2 * hop_length)))
+    while n_fft < 8192:
+        ok = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for norm, scale in ((None, "htk"), ("slaney", "slaney")):
+                fb = mel_filter_bank(
+                    num_frequency_bins=n_fft // 2 + 1,
+                    num_mel_filters=num_mel_bins,
+                    min_frequency=fmin,
+                    max_frequency=fmax,
+                    sampling_rate=sampling_rate,
+                    norm=norm,
+                    mel_scale=scale,
+                )
+                ok = ok and bool(np.all(fb.max(axis=0) > 0))
+        if ok:
+            return n_fft
+        n_fft *= 2
+    return n_fft
+
+
+def build_processor(
+    tokenizer: RobertaTokenizerFast,
+    sampling_rate: int = 16000,
+    num_mel_bins: int = 16,
+    hop_length: int = 160,
+    max_length_s: float = 2.0,
+    fft_window_size: int | None = None,
+    frequency_min: float = 0.0,
+    frequency_max: float | None = None,
+    truncation: str = "rand_trunc",
+    padding: str = "repeatpad",
+) -> ClapProcessor:
+    """A ``ClapProcessor`` with a ``ClapFeatureExtractor`` of ``num_mel_bins`` mel bins.
+
+    ``truncation="rand_trunc"`` gives 1-channel features ``(B, 1, T, num_mel_bins)`` for unfused audio
+    towers (the default "fusion" emits 4 channels), with ``T = max_length_s * sampling_rate // hop_length
+    + 1``. Shorter audio is repeated then zero-padded ("repeatpad"); longer audio is randomly cropped
+    (the crop uses ``np.random``: seed it for reproducible evaluation). ``fft_window_size`` defaults to
+    the smallest power of two >= 2 * hop_length that leaves no mel filter empty; ``frequency_max``
+    defaults to the Nyquist frequency.
+    """
+    seconds = _whole_seconds(max_length_s)
+    fmax = float(frequency_max) if frequency_max is not None else sampling_rate / 2
+    if not 0 <= frequency_min < fmax <= sampling_rate / 2:
+        raise ValueError(
+            f"need 0 <= frequency_min < frequency_max <= {sampling_rate / 2}, got {frequency_min}, {fmax}"
+        )
+    if fft_window_size is None:
+        fft_window_size = _fft_size(hop_length, num_mel_bins, sampling_rate, frequency_min, fmax)
+    feature_extractor = ClapFeatureExtractor(
+        feature_size=num_mel_bins,
+        sampling_rate=sampling_rate,
+        hop_length=hop_length,
+        max_length_s=seconds,
+        fft_window_size=fft_window_size,
+        frequency_min=frequency_min,
+        frequency_max=fmax,
+        truncation=truncation,
+        padding=padding,
+    )
+    return ClapProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def max_audio_frames(audio_config: ClapAudioConfig) -> int:
+    """Most spectrogram frames the audio tower accepts: ``spec_size * (spec_size // num_mel_bins)``."""
+    freq_ratio = audio_config.spec_size // audio_config.num_mel_bins
+    if freq_ratio < 1:
+        raise ValueError(
+            f"audio config has num_mel_bins={audio_config.num_mel_bins} > spec_size={audio_config.spec_size}"
+        )
+    return audio_config.spec_size * freq_ratio
+
+
+def build_processor_for_audio_config(
+    tokenizer: RobertaTokenizerFast,
+    audio_config: ClapAudioConfig,
+    sampling_rate: int = 16000,
+    max_length_s: float = 2.0,
+) -> ClapProcessor:
+    """``build_processor`` with mel bins, hop length and truncation chosen to fit ``audio_config``.
+
+    The hop starts at 10 ms (as in CLAP) and grows only if the frames of ``max_length_s`` seconds would
+    exceed :func:`max_audio_frames`. Fused towers (``enable_fusion=True``) get ``truncation="fusion"``
+    (4 channels), which transformers only implements for 64 mel bins.
+    """
+    seconds = _whole_seconds(max_length_s)
+    num_mel_bins = audio_config.num_mel_bins
+    max_frames = max_audio_frames(audio_config)
+    if max_frames < 2:
+        raise ValueError(f"audio config accepts only {max_frames} frame(s)")
+    n_samples = seconds * sampling_rate
+    hop_length = max(1, sampling_rate // 100)
+    if n_samples // hop_length + 1 > max_frames:
+        hop_length = math.ceil(n_samples / (max_frames - 1))
+    assert n_samples // hop_length + 1 <= max_frames
+    truncation = "rand_trunc"
+    if getattr(audio_config, "enable_fusion", False):
+        if num_mel_bins != 64:
+            raise ValueError(
+                "transformers' fusion truncation hard-codes 64 mel bins; use enable_fusion=False"
+            )
+        truncation = "fusion"
+    return build_processor(
+        tokenizer,
+        sampling_rate=sampling_rate,
+        num_mel_bins=num_mel_bins,
+        hop_length=hop_length,
+        max_length_s=seconds,
+        truncation=truncation,
+    )
+
+
+def _is_saved_processor(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
+
+
+def _atomic_save(processor: ClapProcessor, target: Path) -> None:
+    """save_pretrained into a temporary sibling, then rename: readers never see a half-written folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        processor.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            # Another process finished the same cache entry first: theirs is equivalent.
+            if not _is_saved_processor(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_demo_processor(
+    corpus_dir: str | os.PathLike,
+    audio_config: ClapAudioConfig,
+    cache_dir: str | os.PathLike | None = None,
+    vocab_size: int = 1000,
+    model_max_length: int = 64,
+    max_length_s: float | None = None,
+) -> ClapProcessor:
+    """Processor for the demo corpus (see ``demo_corpus.build_demo_corpus``), cached on disk.
+
+    The tokenizer is trained on the captions of the corpus' train split (validation/test captions are
+    not looked at), the feature extractor fits ``audio_config``; sampling rate and (by default) maximum
+    length come from the corpus' ``corpus_info.json``. The processor is saved with ``save_pretrained``
+    under ``cache_dir`` (default ``corpus_dir/processors``) in a subfolder keyed by everything it depends
+    on, and later calls load it with ``ClapProcessor.from_pretrained``.
+    """
+    from .loading import load_records  # local import: loading imports datasets, only needed here
+
+    corpus_dir = Path(corpus_dir)
+    try:
+        info = json.loads((corpus_dir / "corpus_info.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{corpus_dir} is not a complete demo corpus (no readable corpus_info.json)"
+        ) from err
+    sampling_rate = int(info["sampling_rate"])
+    if max_length_s is None:
+        max_length_s = max(1, math.ceil(float(info["clip_seconds"])))
+    key_data = {
+        "cache_version": _PROCESSOR_CACHE_VERSION,
+        "corpus": {k: info.get(k) for k in ("version", "num_clips", "seed", "sampling_rate", "clip_seconds")},
+        "spec_size": audio_config.spec_size,
+        "num_mel_bins": audio_config.num_mel_bins,
+        "enable_fusion": bool(getattr(audio_config, "enable_fusion", False)),
+        "vocab_size": vocab_size,
+        "model_max_length": model_max_length,
+        "max_length_s": max_length_s,
+    }
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+    target = Path(cache_dir if cache_dir is not None else corpus_dir / "processors") / f"processor-{key}"
+    if _is_saved_processor(target):
+        return ClapProcessor.from_pretrained(target)
+
+    records = load_records(str(corpus_dir), split="train")
+    tokenizer = train_caption_tokenizer(
+        (c for r in records for c in r.captions), vocab_size=vocab_size, model_max_length=model_max_length
+    )
+    processor = build_processor_for_audio_config(
+        tokenizer, audio_config, sampling_rate=sampling_rate, max_length_s=max_length_s
+    )
+    _atomic_save(processor, target)
+    return processor
