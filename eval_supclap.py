@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""Evaluate a SupCLAP or plain CLAP model: retrieval and zero-shot classification.
+
+python eval_supclap.py --model outputs/supclap-demo --data .cache/supclap/demo_corpus_2400 --split test
+"""
+
+from modeling_supclap.cli.evaluate import main
+
+if __name__ == "__main__":
+    main()

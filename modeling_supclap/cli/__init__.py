@@ -1,0 +1,1 @@
+"""Command-line entry points (``train_supclap.py``, ``eval_supclap.py``, console scripts)."""

@@ -1,0 +1,177 @@
+"""Optimization-drift diagnostics (the paper's measures) and the plots saved with every run.
+
+Drift, as SupCLAP measures it: for each text anchor t_i, the update it receives is
+``g_i = -dL/dt_i``; the pull direction is ``u_i = (a_i - t_i) / ||a_i - t_i||``. Without drift
+the update points along the pull (cosine 1); the part of the negatives' push perpendicular to u_i
+turns it sideways. We report, over a fixed probe batch:
+
+* ``cosine``: mean cos(g_i, u_i) under the full training loss (higher = less drift);
+* ``perp_parallel_ratio``: mean ``||(I - u u^T) g_i|| / |u^T g_i|`` (lower = less drift);
+* the same two under the base loss alone (``base_cosine``, ``base_perp_parallel_ratio``), so a
+  run shows what SVR changes on the same embeddings;
+* radius statistics: mean, spread and how often R lies outside [0, D] (constraint active).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .losses import SupClapLoss
+
+
+def pull_directions(text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    difference = audio - text
+    return difference / difference.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def drift_of_gradient(update: torch.Tensor, pull: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-anchor cosine to the pull and perpendicular/parallel ratio of ``update`` (n, d)."""
+    parallel = (update * pull).sum(dim=-1)
+    perpendicular = (update - parallel.unsqueeze(-1) * pull).norm(dim=-1)
+    cosine = parallel / update.norm(dim=-1).clamp_min(1e-12)
+    return {"cosine": cosine, "perp_parallel_ratio": perpendicular / parallel.abs().clamp_min(1e-12)}
+
+
+def drift_measures(
+    loss_fn: SupClapLoss,
+    text: torch.Tensor,
+    audio: torch.Tensor,
+    scale_t: torch.Tensor,
+    scale_a: torch.Tensor,
+) -> dict[str, float]:
+    """The drift measures of one batch of (detached) embeddings under ``loss_fn``."""
+    text = text.detach().float().clone().requires_grad_(True)
+    audio = audio.detach().float()
+    scale_t, scale_a = scale_t.detach().float(), scale_a.detach().float()
+    pull = pull_directions(text.detach(), audio)
+    gather = loss_fn.gather_across_processes
+    loss_fn.gather_across_processes = False  # every process probes the same batch: no gathering
+    try:
+        terms = loss_fn(text, audio, scale_t, scale_a)
+        (total_grad,) = torch.autograd.grad(terms["loss"], text, retain_graph=True)
+        (base_grad,) = torch.autograd.grad(terms["contrastive"], text)
+    finally:
+        loss_fn.gather_across_processes = gather
+    total = drift_of_gradient(-total_grad, pull)
+    base = drift_of_gradient(-base_grad, pull)
+    measures = {
+        "cosine": float(total["cosine"].mean()),
+        "perp_parallel_ratio": float(total["perp_parallel_ratio"].median()),
+        "base_cosine": float(base["cosine"].mean()),
+        "base_perp_parallel_ratio": float(base["perp_parallel_ratio"].median()),
+    }
+    for name in ("radius_mean", "radius_std", "radius_constraint_active"):
+        if name in terms:
+            measures[name] = float(terms[name])
+    return measures
+
+
+def radius_values(loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor | None:
+    """Raw radii R of the text anchors of a batch (for the histogram); None without SVR."""
+    if loss_fn.radius is None:
+        return None
+    with torch.no_grad():
+        return loss_fn.radius(text @ audio.t(), torch.arange(text.shape[0], device=text.device)).float().cpu()
+
+
+class DriftProbe:
+    """A fixed batch on which drift is measured during training."""
+
+    def __init__(self, batch: dict[str, Any]) -> None:
+        self.batch = {k: v for k, v in batch.items() if k != "return_loss"}
+
+    @classmethod
+    def from_dataset(cls, dataset, collator, size: int = 64) -> DriftProbe:
+        items = [dataset[i] for i in range(size)]
+        return cls(collator(items))
+
+    @torch.no_grad()
+    def embeddings(self, model) -> tuple[torch.Tensor, torch.Tensor]:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.batch.items()}
+        out = model(**batch, return_loss=False)
+        model.train(was_training)
+        return out.text_embeds, out.audio_embeds
+
+    def measure(self, model) -> dict[str, float]:
+        text, audio = self.embeddings(model)
+        scale_t, scale_a = model.logit_scales()
+        return drift_measures(model.loss_fn, text, audio, scale_t, scale_a)
+
+    def radii(self, model) -> torch.Tensor | None:
+        text, audio = self.embeddings(model)
+        return radius_values(model.loss_fn, text, audio)
+
+
+def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    points = [(row["step"], row[key]) for row in rows if key in row and row[key] is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def save_training_plots(results: dict[str, Any], output_dir: str | Path) -> list[Path]:
+    """PNG plots: training/validation curves, drift over steps, radius histogram (where recorded)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    output_dir = Path(output_dir)
+    state = results.get("train_state", {})
+    history, validation = results.get("history", []), state.get("validation", [])
+    drift, radii = state.get("drift", []), state.get("radius_values")
+    written: list[Path] = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for key in ("loss", "loss_contrastive", "loss_svr"):
+        steps, values = _series(history, key)
+        if steps:
+            axes[0].plot(steps, values, label=key)
+    axes[0].set(xlabel="step", ylabel="loss", title="training loss")
+    axes[0].legend()
+    for key in ("t2a_R@1", "a2t_R@1", "mean_R@1"):
+        steps, values = _series(validation, key)
+        if steps:
+            axes[1].plot(steps, values, marker="o", label=key)
+    axes[1].set(xlabel="step", ylabel="%", title="validation recall")
+    if validation:
+        axes[1].legend()
+    fig.tight_layout()
+    written.append(output_dir / "training_curves.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    if drift:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for key, label in (("cosine", "training loss"), ("base_cosine", "base loss only")):
+            axes[0].plot(*_series(drift, key), label=label)
+        axes[0].set(xlabel="step", ylabel="cos(update, pull)", title="anchor update vs pull direction")
+        axes[0].legend()
+        for key, label in (
+            ("perp_parallel_ratio", "training loss"),
+            ("base_perp_parallel_ratio", "base loss only"),
+        ):
+            axes[1].plot(*_series(drift, key), label=label)
+        axes[1].set(xlabel="step", ylabel="median |perp| / |parallel|", title="sideways push")
+        axes[1].legend()
+        fig.tight_layout()
+        written.append(output_dir / "drift.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+
+    if radii:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.hist(radii, bins=30)
+        ax.set(
+            xlabel="radius R", ylabel="pairs", title="semantic radius on the probe batch (end of training)"
+        )
+        fig.tight_layout()
+        written.append(output_dir / "radius_histogram.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written

@@ -1,0 +1,214 @@
+"""Model cards and pushing a trained model to the Hugging Face Hub.
+
+The card is rendered from the top-level ``model_card.md`` template (shipped in the package as
+``templates/model_card.md``) with ``huggingface_hub.ModelCard.from_template``, so its metadata
+(including ``model-index`` evaluation results) follows the Hub's schema.
+
+Tokens come from where ``huggingface_hub`` looks (``HF_TOKEN``, ``huggingface-cli login``) or an
+explicit ``token=``; they are never printed or written into any file.
+
+Standalone push of an existing output folder::
+
+    python -m modeling_supclap.hub outputs/supclap-demo --repo_id me/supclap-demo [--private]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
+# What never goes to the Hub from an output folder: resumable checkpoints, the best-on-validation
+# copy (already the final weights), tracker logs.
+PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "best/**", "runs/**", "*.tmp", "**/*.tmp/**"]
+_SECRET_KEYS = ("token", "hub_token", "password", "secret")
+
+_RETRIEVAL_METRICS = [
+    ("t2a_R@1", "Text-to-audio R@1"),
+    ("t2a_R@5", "Text-to-audio R@5"),
+    ("t2a_R@10", "Text-to-audio R@10"),
+    ("a2t_R@1", "Audio-to-text R@1"),
+    ("a2t_R@5", "Audio-to-text R@5"),
+    ("a2t_R@10", "Audio-to-text R@10"),
+    ("t2a_mAP@10", "Text-to-audio mAP@10"),
+    ("a2t_mAP@10", "Audio-to-text mAP@10"),
+]
+
+
+def loss_summary(config) -> str:
+    base = {"infonce": "symmetric InfoNCE", "siglip": "the SigLIP sigmoid loss"}[config.base_loss]
+    if config.svr_mode == "none":
+        return base
+    side = "bilateral" if config.svr_bilateral else "unilateral"
+    kind = "Static" if config.svr_mode == "static" else "Dynamic"
+    return f"{base} plus {side} {kind}SVR (Support Vector Regularization)"
+
+
+def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[EvalResult]:
+    """``model-index`` entries from :func:`modeling_supclap.evaluation.evaluate_records` output."""
+    if not results:
+        return []
+    entries = []
+    retrieval = results.get("retrieval") or {}
+    for key, name in _RETRIEVAL_METRICS:
+        if key in retrieval:
+            entries.append(
+                EvalResult(
+                    task_type="audio-text-retrieval",
+                    task_name="Audio-text retrieval",
+                    dataset_type=dataset_name,
+                    dataset_name=dataset_name,
+                    dataset_split="test",
+                    metric_type=key.lower().replace("@", "_at_"),
+                    metric_value=round(float(retrieval[key]), 4),
+                    metric_name=name,
+                )
+            )
+    zero_shot = results.get("zero_shot")
+    if zero_shot:
+        entries.append(
+            EvalResult(
+                task_type="zero-shot-audio-classification",
+                task_name="Zero-shot audio classification",
+                dataset_type=dataset_name,
+                dataset_name=dataset_name,
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_value=round(float(zero_shot["accuracy"]), 4),
+                metric_name="Top-1 accuracy",
+            )
+        )
+    return entries
+
+
+def _table(rows: Mapping[str, Any]) -> str:
+    lines = []
+    for key, value in rows.items():
+        if any(secret in key.lower() for secret in _SECRET_KEYS):
+            continue  # never write a token into the card
+        lines.append(f"| `{key}` | {value!s} |".replace("\n", " "))
+    return "\n".join(lines)
+
+
+def _results_text(results: Mapping[str, Any] | None) -> str:
+    if not results:
+        return "No evaluation results were recorded."
+    from .evaluation import format_results
+
+    return "Test split:\n\n```\n" + format_results(dict(results)) + "\n```"
+
+
+def render_model_card(
+    config,
+    train_args: Mapping[str, Any] | None = None,
+    data_description: str = "unspecified",
+    results: Mapping[str, Any] | None = None,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    model_name: str | None = None,
+    sampling_rate: int = 48000,
+) -> ModelCard:
+    """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results."""
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else "supclap-model")
+    dataset_name = Path(data_description).name if data_description else "unspecified"
+    card_data = ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="zero-shot-audio-classification",
+        license="apache-2.0",
+        tags=[
+            "supclap",
+            "clap",
+            "audio-text-retrieval",
+            "contrastive-learning",
+            "support-vector-regularization",
+        ],
+        base_model=base_model if base_model and not Path(base_model).exists() else None,
+        eval_results=eval_results(results, dataset_name) or None,
+    )
+    base_text = (
+        f"Fine-tuned from `{base_model}`." if base_model else "Trained from scratch (random initialisation)."
+    )
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=model_name,
+        repo_id=repo_id or "path/to/this/folder",
+        loss_summary=loss_summary(config),
+        base_model_text=base_text,
+        data_description=data_description,
+        loss_table=_table(config.loss_config_dict()),
+        training_table=_table(dict(train_args or {})) or "| - | - |",
+        results_text=_results_text(results),
+        sampling_rate=sampling_rate,
+    )
+
+
+def write_model_card(output_dir: str | Path, config, **kwargs: Any) -> Path:
+    """Render the card into ``output_dir/README.md``."""
+    card = render_model_card(config, **kwargs)
+    path = Path(output_dir) / "README.md"
+    card.save(path)
+    return path
+
+
+def push_output_folder(
+    folder: str | Path,
+    repo_id: str | None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload SupCLAP model",
+) -> str:
+    """Create (if needed) ``repo_id`` and upload the model, processor, code and card of ``folder``.
+
+    Returns the repository id. The folder must hold what ``train_supclap.py`` saves.
+    """
+    folder = Path(folder)
+    if not repo_id:
+        raise ValueError("pushing needs a repository id (--hub_model_id / --repo_id), e.g. 'me/supclap-demo'")
+    for required in ("config.json", "model.safetensors"):
+        if not (folder / required).exists():
+            raise FileNotFoundError(f"{folder} has no {required}: is it the output folder of a training run?")
+    if not (folder / "README.md").exists():
+        _write_card_from_folder(folder, repo_id)
+    api = HfApi(token=token)
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    api.upload_folder(
+        folder_path=str(folder),
+        repo_id=repo_url.repo_id,
+        commit_message=commit_message,
+        ignore_patterns=PUSH_IGNORE_PATTERNS,
+    )
+    return repo_url.repo_id
+
+
+def _write_card_from_folder(folder: Path, repo_id: str) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    metrics_path = folder / "metrics.json"
+    results = json.loads(metrics_path.read_text()).get("test") if metrics_path.exists() else None
+    write_model_card(folder, config, results=results, repo_id=repo_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Push a train_supclap.py output folder to the Hugging Face Hub."
+    )
+    parser.add_argument("folder", help="output folder of train_supclap.py")
+    parser.add_argument("--repo_id", required=True, help="target repository, e.g. me/supclap-demo")
+    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    args = parser.parse_args(argv)
+    import modeling_supclap  # noqa: F401  (registers the config class for AutoConfig)
+
+    repo = push_output_folder(args.folder, args.repo_id, private=args.private)
+    print(f"pushed {args.folder} to {repo}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Resumable, atomic training checkpoints.
+
+A checkpoint ``checkpoint-<step>/`` holds everything a resumed run needs to continue as if it
+had never stopped:
+
+* ``model.safetensors`` + ``config.json`` (+ code): a loadable ``save_pretrained`` folder;
+* ``optimizer.pt`` / ``scheduler.pt``: state dicts, read back with ``torch.load(weights_only=True)``;
+* ``rng_state_<rank>.pt``: torch (CPU and CUDA) RNG states as tensors, numpy/python RNG as lists;
+* ``trainer_state.json``: step, epoch, position in the epoch, best score, history, skipped counts;
+* ``COMPLETE``: written last. A folder without it was cut short and is never resumed from.
+
+Every process writes into ``checkpoint-<step>.tmp``; after a barrier the main process writes
+``COMPLETE`` and renames the folder into place, so a ``kill -9`` at any moment leaves either the
+previous checkpoints untouched or a ``.tmp`` folder that is ignored (and later removed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+COMPLETE_MARKER = "COMPLETE"
+STATE_FILE = "trainer_state.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+REQUIRED_FILES = (
+    "model.safetensors",
+    "config.json",
+    "optimizer.pt",
+    "scheduler.pt",
+    STATE_FILE,
+    COMPLETE_MARKER,
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be resumed from (missing, partial or corrupt)."""
+
+
+def rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = _CHECKPOINT_RE.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``output_dir``, oldest first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and checkpoint_step(p) is not None]
+    complete = [p for p in found if (p / COMPLETE_MARKER).exists()]
+    return sorted(complete, key=lambda p: checkpoint_step(p))
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def validate_checkpoint(path: str | os.PathLike, world_size: int = 1) -> Path:
+    """Raise :class:`CheckpointError` naming what is wrong with ``path``."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).exists()]
+    if COMPLETE_MARKER in missing:
+        raise CheckpointError(
+            f"checkpoint {folder} is incomplete (no {COMPLETE_MARKER} marker: the run stopped while writing "
+            "it); resume from an earlier checkpoint or use --resume_from_checkpoint latest"
+        )
+    if missing:
+        raise CheckpointError(f"checkpoint {folder} is missing {', '.join(missing)}")
+    for rank in range(world_size):
+        if not (folder / f"rng_state_{rank}.pt").exists():
+            raise CheckpointError(
+                f"checkpoint {folder} has no rng_state_{rank}.pt: it was written by fewer processes than the "
+                f"{world_size} resuming it"
+            )
+    return folder
+
+
+def save_checkpoint(
+    accelerator,
+    model: torch.nn.Module,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    output_dir: str | os.PathLike,
+    save_total_limit: int | None = None,
+) -> Path:
+    """Write ``checkpoint-<state['step']>`` atomically (collective: every process must call it)."""
+    root = Path(output_dir)
+    final = root / f"checkpoint-{state['step']}"
+    tmp = root / f"checkpoint-{state['step']}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _fsync_folder(tmp)
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+        if final.exists():  # re-saving the same step (after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _rotate(root, save_total_limit, keep=final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_folder(folder: Path) -> None:
+    for path in folder.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _rotate(root: Path, limit: int | None, keep: Path) -> None:
+    for stale in root.glob("checkpoint-*.tmp"):
+        if stale != keep:
+            shutil.rmtree(stale, ignore_errors=True)
+    if not limit or limit < 1:
+        return
+    checkpoints = list_checkpoints(root)
+    for old in checkpoints[: max(0, len(checkpoints) - limit)]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(
+    path: str | os.PathLike, accelerator, model: torch.nn.Module, optimizer, scheduler
+) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this process's RNG; return the trainer state."""
+    folder = validate_checkpoint(path, accelerator.num_processes)
+    try:
+        weights = load_file(folder / "model.safetensors")
+        missing, unexpected = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+            raise CheckpointError(
+                f"checkpoint {folder}/model.safetensors does not match the model: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+        set_rng_state(torch.load(folder / f"rng_state_{accelerator.process_index}.pt", weights_only=True))
+        state = json.loads((folder / STATE_FILE).read_text())
+    except CheckpointError:
+        raise
+    except Exception as error:  # corrupt bytes, truncated files, wrong JSON
+        raise CheckpointError(
+            f"checkpoint {folder} could not be read ({type(error).__name__}: {error})"
+        ) from error
+    return state

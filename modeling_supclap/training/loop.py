@@ -1,0 +1,504 @@
+"""The Accelerate training loop behind ``train_supclap.py``.
+
+Where a batch is *made* (``data/collator.py``), *encoded and scored* (``SupClapModel.forward``,
+whose loss gathers negatives across processes) is decided elsewhere; this file only drives:
+data order, optimisation, validation, checkpoints, logging and the final save.
+
+Determinism: data order comes from a per-epoch permutation seeded by ``seed + epoch``, captions
+and crops from ``(seed, epoch, clip indices)``, and the DataLoader has its own generator so that
+starting an iterator never draws from the global RNG. With the RNG states restored from the
+checkpoint, a resumed run takes the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+from transformers import AutoProcessor, ClapProcessor, get_scheduler
+
+from ..configuration_supclap import SupClapConfig
+from ..data import AudioTextDataset, SupClapCollator, build_demo_corpus, build_demo_processor, load_records
+from ..data.loading import AudioTextRecord
+from ..evaluation import evaluate_records, format_results, mean_recall_at_1
+from ..modeling_supclap import SupClapModel
+from . import checkpointing
+from .arguments import DataArguments, ModelArguments, TrainArguments
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """A step produced a non-finite loss or gradient (and --skip_nonfinite was not given)."""
+
+
+class EpochPermutationSampler(torch.utils.data.Sampler[int]):
+    """A fresh permutation each epoch, seeded by ``seed + epoch`` (reproducible across resumes)."""
+
+    def __init__(self, num_samples: int, seed: int) -> None:
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+def resolve_data(data_args: DataArguments, accelerator: Accelerator) -> tuple[str, bool]:
+    """(path of the training corpus, whether it is the demo corpus), building the demo if needed."""
+    if data_args.train_data is not None:
+        return data_args.train_data, False
+    corpus_dir = Path(data_args.cache_dir) / f"demo_corpus_{data_args.demo_num_clips}"
+    with accelerator.main_process_first():
+        build_demo_corpus(corpus_dir, num_clips=data_args.demo_num_clips)
+    return str(corpus_dir), True
+
+
+def _records(data_args: DataArguments, data: str, split: str) -> list[AudioTextRecord]:
+    return load_records(
+        data,
+        split=split,
+        audio_column=data_args.audio_column,
+        caption_columns=data_args.caption_columns,
+        label_column=data_args.label_column,
+    )
+
+
+def load_splits(data_args: DataArguments, train_data: str) -> dict[str, list[AudioTextRecord] | None]:
+    """Train records, and validation/test records where they exist."""
+    splits: dict[str, list[AudioTextRecord] | None] = {
+        "train": _records(data_args, train_data, data_args.train_split)
+    }
+    for split, explicit in (("validation", data_args.validation_data), ("test", data_args.test_data)):
+        if explicit is not None:
+            splits[split] = _records(data_args, explicit, split)
+            continue
+        try:
+            splits[split] = _records(data_args, train_data, split)
+        except (ValueError, FileNotFoundError) as error:
+            logger.info("no %s split in %s (%s)", split, train_data, error)
+            splits[split] = None
+    return splits
+
+
+def build_model(model_args: ModelArguments) -> SupClapModel:
+    overrides = model_args.loss_overrides()
+    if model_args.model_name_or_path:
+        return SupClapModel.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
+        )
+    presets = {"tiny": SupClapConfig.tiny, "small": SupClapConfig.small}
+    if model_args.preset not in presets:
+        raise ValueError(f"--preset must be one of {sorted(presets)}, got {model_args.preset!r}")
+    return SupClapModel(presets[model_args.preset](**overrides))
+
+
+def build_processor(
+    model_args: ModelArguments, data_args: DataArguments, model: SupClapModel, corpus: str, is_demo: bool
+) -> ClapProcessor:
+    if model_args.model_name_or_path:
+        return AutoProcessor.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+        )
+    if not is_demo:
+        raise ValueError(
+            "training from scratch on your own data needs a processor: pass --model_name_or_path of a CLAP "
+            "checkpoint (its tokenizer and feature extractor are used), or train on the demo corpus"
+        )
+    return build_demo_processor(
+        corpus,
+        model.config.audio_config,
+        cache_dir=Path(data_args.cache_dir) / "processors",
+        max_length_s=data_args.max_audio_seconds,
+    )
+
+
+def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Module:
+    """Wrap the towers in LoRA adapters (PEFT); the loss parameters stay trainable."""
+    if model_args.lora_r <= 0:
+        return model
+    from peft import get_peft_model
+
+    from ..peft_utils import lora_config_for
+
+    config = lora_config_for(
+        model_args.lora_towers,
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+    )
+    return get_peft_model(model, config)
+
+
+def _unwrap_supclap(accelerator: Accelerator, model: torch.nn.Module) -> SupClapModel:
+    """The SupClapModel inside DDP / PEFT wrappers."""
+    inner = accelerator.unwrap_model(model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
+def build_optimizer(model: torch.nn.Module, train_args: TrainArguments) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, logit scales and loss parameters (as CLIP does)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scalar_or_vector = param.ndim < 2 or "logit_scale" in name or "loss_fn" in name
+        (no_decay if scalar_or_vector else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": train_args.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(
+        groups,
+        lr=train_args.learning_rate,
+        betas=(train_args.adam_beta1, train_args.adam_beta2),
+        eps=train_args.adam_epsilon,
+    )
+
+
+def _any_process(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every process if ``flag`` is True on any (so all processes take the same branch)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+
+
+def _mean_over_processes(accelerator: Accelerator, value: torch.Tensor) -> float:
+    return float(accelerator.reduce(value.detach().float().reshape(1), reduction="mean").item())
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict[str, Any]:
+    """Train, validate, checkpoint, test and save. Returns the final metrics (also in metrics.json)."""
+    if data_args.on_bad_sample not in ("error", "skip"):
+        raise ValueError(f"--on_bad_sample must be 'error' or 'skip', got {data_args.on_bad_sample!r}")
+    report_to = [t for t in train_args.report_to if t != "none"]
+    output_dir = Path(train_args.output_dir)
+    accelerator = Accelerator(
+        cpu=train_args.cpu,
+        mixed_precision=train_args.mixed_precision,
+        gradient_accumulation_steps=train_args.gradient_accumulation_steps,
+        log_with=report_to or None,
+        project_dir=str(output_dir),
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(train_args.seed)
+
+    corpus, is_demo = resolve_data(data_args, accelerator)
+    splits = load_splits(data_args, corpus)
+    model = build_model(model_args)
+    processor = build_processor(model_args, data_args, model, corpus, is_demo)
+    model = apply_lora(model, model_args)
+
+    dataset = AudioTextDataset(
+        splits["train"], processor.feature_extractor.sampling_rate, on_bad_sample=data_args.on_bad_sample
+    )
+    if len(dataset) < 2:
+        raise ValueError(
+            f"the training set {corpus} has {len(dataset)} clip(s); contrastive training needs >= 2"
+        )
+    collator = SupClapCollator(processor, max_text_length=data_args.max_text_length, seed=train_args.seed)
+    sampler = EpochPermutationSampler(len(dataset), train_args.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=train_args.per_device_train_batch_size,
+        sampler=sampler,
+        collate_fn=collator,
+        num_workers=data_args.num_workers,
+        drop_last=len(dataset) >= train_args.per_device_train_batch_size * accelerator.num_processes,
+        generator=torch.Generator().manual_seed(train_args.seed),
+    )
+    optimizer = build_optimizer(model, train_args)
+    scheduler = get_scheduler(
+        train_args.lr_scheduler_type,
+        optimizer=optimizer,
+        # Accelerate steps a prepared scheduler once per process per optimizer step.
+        num_warmup_steps=train_args.warmup_steps * accelerator.num_processes,
+        num_training_steps=train_args.max_steps * accelerator.num_processes,
+    )
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    supclap = _unwrap_supclap(accelerator, model)
+
+    state: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "batch_in_epoch": 0,
+        "best_score": None,
+        "best_step": None,
+        "history": [],
+        "validation": [],
+        "nonfinite_skipped": 0,
+        "train_seconds": 0.0,
+    }
+    resume = train_args.resume_from_checkpoint
+    if resume:
+        path = checkpointing.latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
+        if path is None:
+            logger.info(
+                "--resume_from_checkpoint latest: no complete checkpoint in %s, starting fresh", output_dir
+            )
+        else:
+            state = checkpointing.load_checkpoint(path, accelerator, model, optimizer, scheduler)
+            logger.info("resumed from %s at step %d", path, state["step"])
+
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    if report_to:
+        accelerator.init_trackers("supclap", config=_flat_config(model_args, data_args, train_args))
+
+    probe = None
+    if train_args.drift_probe_steps > 0:
+        from ..diagnostics import DriftProbe
+
+        probe = DriftProbe.from_dataset(dataset, collator, size=min(64, len(dataset)))
+
+    progress = tqdm(
+        total=train_args.max_steps,
+        initial=state["step"],
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+    )
+    started = time.monotonic() - state["train_seconds"]
+    running: dict[str, list[float]] = {}
+    accumulation_poisoned = False
+    stop = state["step"] >= train_args.max_steps
+
+    while not stop:
+        sampler.set_epoch(state["epoch"])
+        dataset.set_epoch(state["epoch"])
+        epoch_loader = (
+            accelerator.skip_first_batches(loader, state["batch_in_epoch"])
+            if state["batch_in_epoch"]
+            else loader
+        )
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                loss = outputs.loss
+                if _any_process(accelerator, not bool(torch.isfinite(loss))):
+                    where = (
+                        f"step {state['step'] + 1} (epoch {state['epoch']}, batch {state['batch_in_epoch']})"
+                    )
+                    if not train_args.skip_nonfinite:
+                        raise NonFiniteLossError(
+                            f"non-finite loss at {where}: {float(loss)}. Lower the learning rate, check the "
+                            "inputs of this batch, or pass --skip_nonfinite to skip such steps."
+                        )
+                    logger.warning("skipping %s: non-finite loss", where)
+                    accumulation_poisoned = True
+                else:
+                    accelerator.backward(loss)
+                    _accumulate(running, outputs)
+                if accelerator.sync_gradients:
+                    if not accumulation_poisoned:
+                        grad_norm = accelerator.clip_grad_norm_(
+                            model.parameters(), train_args.max_grad_norm or float("inf")
+                        )
+                        if not math.isfinite(float(grad_norm)):
+                            where = f"step {state['step'] + 1} (epoch {state['epoch']})"
+                            if not train_args.skip_nonfinite:
+                                raise NonFiniteLossError(
+                                    f"non-finite gradient norm at {where}; pass --skip_nonfinite to skip such "
+                                    "steps"
+                                )
+                            logger.warning("skipping %s: non-finite gradient", where)
+                            accumulation_poisoned = True
+                        else:
+                            running.setdefault("grad_norm", []).append(float(grad_norm))
+                    if accumulation_poisoned:
+                        state["nonfinite_skipped"] += 1
+                    else:
+                        optimizer.step()
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+            state["batch_in_epoch"] += 1
+            if not accelerator.sync_gradients:
+                continue
+            accumulation_poisoned = False
+            supclap.clamp_logit_scales_()
+            state["step"] += 1
+            step = state["step"]
+            progress.update(1)
+            state["train_seconds"] = time.monotonic() - started
+
+            if step % train_args.logging_steps == 0 or step == train_args.max_steps:
+                record = {name: sum(v) / len(v) for name, v in running.items() if v}
+                record = {k: _mean_over_processes(accelerator, torch.tensor(v)) for k, v in record.items()}
+                record.update(
+                    step=step, lr=scheduler.get_last_lr()[0], logit_scale=float(supclap.logit_scales()[0])
+                )
+                running.clear()
+                state["history"].append(record)
+                accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+                progress.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
+            if probe is not None and step % train_args.drift_probe_steps == 0:
+                drift = probe.measure(supclap)
+                state.setdefault("drift", []).append({"step": step, **drift})
+                accelerator.log({f"drift/{k}": v for k, v in drift.items()}, step=step)
+
+            out_of_time = (
+                train_args.max_train_minutes is not None
+                and state["train_seconds"] > 60 * train_args.max_train_minutes
+            )
+            stop = step >= train_args.max_steps or _any_process(accelerator, out_of_time)
+            if splits["validation"] and train_args.eval_steps and (step % train_args.eval_steps == 0 or stop):
+                _validate(accelerator, supclap, processor, splits["validation"], data_args, train_args, state)
+            if train_args.save_steps and (step % train_args.save_steps == 0 or stop):
+                checkpointing.save_checkpoint(
+                    accelerator, model, optimizer, scheduler, state, output_dir, train_args.save_total_limit
+                )
+            if stop:
+                break
+        else:
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    progress.close()
+    return _finish(
+        accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus
+    )
+
+
+def _accumulate(running: dict[str, list[float]], outputs) -> None:
+    for name in (
+        "loss",
+        "loss_contrastive",
+        "loss_svr",
+        "loss_constraint",
+        "radius_mean",
+        "radius_std",
+        "radius_constraint_active",
+    ):
+        value = getattr(outputs, name, None)
+        if value is not None:
+            running.setdefault(name, []).append(float(value.detach()))
+
+
+def _validate(accelerator, supclap, processor, records, data_args, train_args, state) -> None:
+    """Validation R@1 on the main process; keeps ``best/`` when the mean R@1 improves."""
+    if accelerator.is_main_process:
+        results = evaluate_records(
+            supclap,
+            processor,
+            records,
+            batch_size=train_args.per_device_eval_batch_size,
+            seed=train_args.seed,
+            zero_shot=False,
+            on_bad_sample=data_args.on_bad_sample,
+        )
+        score = mean_recall_at_1(results)
+        retrieval = results["retrieval"]
+        entry = {
+            "step": state["step"],
+            "mean_R@1": score,
+            "t2a_R@1": retrieval["t2a_R@1"],
+            "a2t_R@1": retrieval["a2t_R@1"],
+        }
+        state["validation"].append(entry)
+        accelerator.log({f"validation/{k}": v for k, v in entry.items() if k != "step"}, step=state["step"])
+        if state["best_score"] is None or score > state["best_score"]:
+            state["best_score"], state["best_step"] = score, state["step"]
+            supclap.save_pretrained(Path(train_args.output_dir) / "best", safe_serialization=True)
+        logger.info(
+            "validation at step %d: mean R@1 %.2f (best %.2f at step %s)",
+            state["step"],
+            score,
+            state["best_score"],
+            state["best_step"],
+        )
+    accelerator.wait_for_everyone()
+    # Every process needs the same best score in its state (it is saved in the checkpoint).
+    state.update(
+        _broadcast_json(accelerator, {k: state[k] for k in ("best_score", "best_step", "validation")})
+    )
+
+
+def _broadcast_json(accelerator: Accelerator, payload: dict) -> dict:
+    if accelerator.num_processes == 1:
+        return payload
+    import torch.distributed as dist
+
+    holder = [payload]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def _finish(accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus):
+    output_dir = Path(train_args.output_dir)
+    accelerator.wait_for_everyone()
+    results: dict[str, Any] = {"train_state": {k: v for k, v in state.items() if k != "history"}}
+    if accelerator.is_main_process:
+        best = output_dir / "best"
+        if state["best_step"] is not None and best.is_dir():
+            # The final model is the best on validation, not merely the last.
+            from safetensors.torch import load_file
+
+            supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
+        final_model = supclap
+        if model_args.lora_r > 0:
+            final_model = accelerator.unwrap_model(model).merge_and_unload()
+        if splits.get("test"):
+            results["test"] = evaluate_records(
+                final_model,
+                processor,
+                splits["test"],
+                batch_size=train_args.per_device_eval_batch_size,
+                seed=train_args.seed,
+                template=data_args.zero_shot_template,
+                on_bad_sample=data_args.on_bad_sample,
+            )
+            print("\nTest results (" + str(corpus) + ", test split):\n" + format_results(results["test"]))
+        final_model.save_pretrained(output_dir, safe_serialization=True)
+        processor.save_pretrained(output_dir)
+        results["history"] = state["history"]
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
+        from ..hub import write_model_card
+
+        write_model_card(
+            output_dir,
+            final_model.config,
+            train_args=asdict(train_args),
+            data_description=str(corpus),
+            results=results.get("test"),
+            base_model=model_args.model_name_or_path,
+        )
+        try:
+            from ..diagnostics import save_training_plots
+
+            save_training_plots(results, output_dir)
+        except ImportError:  # plotting is optional (matplotlib)
+            logger.info("matplotlib not installed: no plots")
+        if train_args.push_to_hub:
+            from ..hub import push_output_folder
+
+            push_output_folder(output_dir, train_args.hub_model_id, private=train_args.hub_private_repo)
+        print(f"\nSaved model, processor, model card and metrics to {output_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+def _flat_config(*argument_sets) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for arguments in argument_sets:
+        for key, value in asdict(arguments).items():
+            flat[key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
