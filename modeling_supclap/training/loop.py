@@ -372,6 +372,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     progress.close()
+    state["num_processes"] = accelerator.num_processes
     return _finish(
         accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus
     )

@@ -1,0 +1,201 @@
+"""The main job through its real entry points: train -> save -> eval, resume after kill -9, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from safetensors.torch import load_file
+
+from modeling_supclap.training import checkpointing
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_train_save_eval_through_the_cli(small_corpus_cache, tmp_path):
+    out = tmp_path / "run"
+    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out)])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Test results" in result.stdout and "T2A (chance)" in result.stdout
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "processor_config.json",
+        "README.md",
+        "metrics.json",
+        "modeling_supclap.py",
+        "training_curves.png",
+    ):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_state"]["step"] == 6
+    assert [entry["step"] for entry in metrics["train_state"]["validation"]] == [3, 6]
+    assert metrics["test"]["num_clips"] == 8
+    assert len(metrics["history"]) == 6 and all("loss_svr" in row for row in metrics["history"])
+    card = (out / "README.md").read_text()
+    assert "svr_mode" in card and "model-index" in card and "2509.21033" in card
+
+    corpus = small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
+    report = tmp_path / "eval.json"
+    result = run_script(
+        [
+            "eval_supclap.py",
+            "--model",
+            str(out),
+            "--data",
+            str(corpus),
+            "--split",
+            "test",
+            "--output_json",
+            str(report),
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    evaluated = json.loads(report.read_text())
+    # The standalone evaluation reproduces the test numbers of the training run (seeded, deterministic).
+    for key in ("t2a_R@1", "a2t_R@1", "t2a_mAP@10"):
+        assert evaluated["retrieval"][key] == pytest.approx(metrics["test"]["retrieval"][key])
+    assert evaluated["zero_shot"]["accuracy"] == pytest.approx(metrics["test"]["zero_shot"]["accuracy"])
+    assert "LAION-CLAP" in evaluated["retrieval"]["mAP_definition"]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "train_supclap.py", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(small_corpus_cache, tmp_path):
+    common = ["--save_steps", "1", "--save_total_limit", "3"]
+    reference = tmp_path / "uninterrupted"
+    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, reference, *common)])
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    interrupted = tmp_path / "interrupted"
+    process = _start(tiny_train_args(small_corpus_cache, interrupted, *common))
+    deadline = time.monotonic() + 300
+    while (
+        checkpointing.latest_checkpoint(interrupted) is None
+        or checkpointing.checkpoint_step(checkpointing.latest_checkpoint(interrupted)) < 3
+    ):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = checkpointing.checkpoint_step(checkpointing.latest_checkpoint(interrupted))
+    assert killed_at < 6, "the run finished before the kill: nothing was tested"
+
+    result = run_script(
+        [
+            "train_supclap.py",
+            *tiny_train_args(small_corpus_cache, interrupted, *common),
+            "--resume_from_checkpoint",
+            "latest",
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"resumed from {interrupted / f'checkpoint-{killed_at}'}" in result.stderr
+    _assert_same_weights(_weights(interrupted), _weights(reference))
+    _assert_same_weights(_weights(interrupted / "checkpoint-6"), _weights(reference / "checkpoint-6"))
+    assert not list(interrupted.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_partial_checkpoint_gives_a_clear_error(small_corpus_cache, tmp_path):
+    out = tmp_path / "run"
+    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out, "--max_steps", "3")])
+    assert result.returncode == 0, result.stderr[-4000:]
+    checkpoint = out / "checkpoint-3"
+    broken = out / "checkpoint-4"
+    shutil.copytree(checkpoint, broken)
+    (broken / checkpointing.COMPLETE_MARKER).unlink()
+    assert checkpointing.latest_checkpoint(out) == checkpoint  # an incomplete folder is never picked
+    result = run_script(
+        [
+            "train_supclap.py",
+            *tiny_train_args(small_corpus_cache, out),
+            "--resume_from_checkpoint",
+            str(broken),
+        ]
+    )
+    assert result.returncode != 0
+    assert "is incomplete" in result.stderr and "checkpoint-4" in result.stderr
+    (checkpoint / "optimizer.pt").write_bytes(b"garbage")
+    result = run_script(
+        [
+            "train_supclap.py",
+            *tiny_train_args(small_corpus_cache, out),
+            "--resume_from_checkpoint",
+            str(checkpoint),
+        ]
+    )
+    assert result.returncode != 0 and "could not be read" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_train_and_save_one_model(small_corpus_cache, tmp_path):
+    out = tmp_path / "ddp"
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--num_cpu_threads_per_process",
+            "1",
+            "--main_process_port",
+            "0",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "train_supclap.py",
+            *tiny_train_args(small_corpus_cache, out, "--per_device_train_batch_size", "4"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_state"]["num_processes"] == 2
+    assert metrics["train_state"]["step"] == 6
+    assert (out / "model.safetensors").exists()
+    assert sorted(p.name for p in (out / "checkpoint-6").glob("rng_state_*.pt")) == [
+        "rng_state_0.pt",
+        "rng_state_1.pt",
+    ]
