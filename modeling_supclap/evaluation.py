@@ -17,6 +17,7 @@ import torch
 from transformers import ClapProcessor
 
 from .data.collator import AudioTextDataset
+from .data.features import clap_features
 from .data.loading import AudioTextRecord
 from .metrics import compute_retrieval_metrics, compute_zero_shot_metrics, retrieval_chance_levels
 
@@ -72,7 +73,7 @@ def encode_audio(
     state = np.random.get_state()
     np.random.seed(seed)  # ClapFeatureExtractor crops with the global numpy RNG
     try:
-        features = extractor(list(audios), sampling_rate=extractor.sampling_rate, return_tensors="pt")
+        features = clap_features(extractor, list(audios))
     finally:
         np.random.set_state(state)
     device = _model_device(model)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from transformers import ClapProcessor
 
+from .features import clap_features
 from .loading import AudioTextRecord, BadSampleError, decode_audio
 
 __all__ = ["AudioTextDataset", "SupClapCollator", "scan_records"]
@@ -195,9 +196,7 @@ class SupClapCollator:
         state = np.random.get_state()
         np.random.seed(seed)
         try:
-            audio_inputs = self.feature_extractor(
-                audios, sampling_rate=self.sampling_rate, return_tensors="pt"
-            )
+            audio_inputs = clap_features(self.feature_extractor, audios)
         finally:
             np.random.set_state(state)
 
