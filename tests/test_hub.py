@@ -1,0 +1,318 @@
+"""Pushing to and loading from the Hub, through the real huggingface_hub/transformers code, on a stand-in Hub.
+
+The Hub itself is unreachable here, so ``hub_server.HubServer`` (a test double of the Hub HTTP API for
+huggingface_hub 2.4) runs in this process and every client runs in a subprocess with ``HF_ENDPOINT``,
+a fresh ``HF_HOME`` and ``HF_TOKEN`` set in its environment.
+
+Why subprocesses rather than patching this process: huggingface_hub reads its configuration once, at
+import time — ``constants.ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``, ``HF_URL_HOSTS``, ``HF_HUB_OFFLINE``
+(conftest sets ``HF_HUB_OFFLINE=1`` for the whole session before anything is imported), ``HF_HOME``,
+``HF_HUB_CACHE``, ``HF_TOKEN_PATH``, ``HF_XET_CACHE`` — and ``HfApi`` instances freeze ``endpoint`` when
+they are built (``transformers.utils.hub.hf_api()`` caches one for the whole process); transformers reads
+``HF_MODULES_CACHE`` at import and puts it on ``sys.path`` for remote code. Patching all of these is
+version-specific and leaks into other tests; a fresh process reads the environment the way a user's does.
+It also lets ``trust_remote_code=True`` loading run where ``modeling_supclap`` was never imported.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_script, tiny_train_args
+from hub_server import HubServer
+
+# Planted token of the user "ns": it may travel in Authorization headers and nowhere else.
+TOKEN = "hf_SupClapPlantedToken0123456789abcdefXYZ"
+OTHER_TOKEN = "hf_OtherUserToken0123456789abcdefXYZ"
+TEXTS = ["two short high beeps", "a low hum with noise"]
+RESULTS = {
+    "retrieval": {
+        "t2a_R@1": 12.5,
+        "t2a_R@5": 50.0,
+        "t2a_R@10": 87.5,
+        "t2a_mAP@10": 30.25,
+        "a2t_R@1": 10.0,
+        "a2t_R@5": 45.0,
+        "a2t_R@10": 80.0,
+        "a2t_mAP@10": 22.5,
+        "chance": {"t2a_R@1": 12.5, "a2t_R@1": 5.0},
+    },
+    "zero_shot": {
+        "accuracy": 50.0,
+        "balanced_accuracy": 50.0,
+        "template": "This is a sound of {label}.",
+        "chance_accuracy": 10.0,
+    },
+    "num_clips": 8,
+    "num_captions": 20,
+}
+MODEL_FILES = {
+    "model.safetensors",
+    "config.json",
+    "modeling_supclap.py",
+    "configuration_supclap.py",
+    "losses.py",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "README.md",
+}
+
+# Client side of the round trip: load the pushed repo with remote code only (modeling_supclap is never
+# imported), embed the given inputs, read the card, and check that the repo is closed to anonymous callers.
+VERIFY_CLIENT = r"""
+import json, sys, tempfile
+import numpy as np, torch
+from huggingface_hub import HfApi, ModelCard, hf_hub_download
+from transformers import AutoModel, AutoProcessor
+
+repo_id, inputs_path, out_path = sys.argv[1:4]
+api = HfApi()
+card = ModelCard.load(repo_id)
+model = AutoModel.from_pretrained(repo_id, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(repo_id, trust_remote_code=True)
+inputs = torch.load(inputs_path)
+np.random.seed(0)
+text = processor(text=inputs["texts"], return_tensors="pt", padding=True)
+audio = processor(audio=[inputs["audio"].numpy()], sampling_rate=inputs["sampling_rate"], return_tensors="pt")
+with torch.no_grad():
+    text_embeds = model.get_text_features(**text).pooler_output
+    audio_embeds = model.get_audio_features(input_features=audio["input_features"]).pooler_output
+torch.save({"input_ids": text["input_ids"], "input_features": audio["input_features"],
+            "text_embeds": text_embeds, "audio_embeds": audio_embeds}, out_path)
+
+anonymous = {}
+for name, call in {
+    "download": lambda: hf_hub_download(repo_id, "config.json", token=False, cache_dir=tempfile.mkdtemp()),
+    "info": lambda: HfApi(token=False).model_info(repo_id),
+}.items():
+    try:
+        call()
+        anonymous[name] = None
+    except Exception as err:
+        anonymous[name] = type(err).__name__
+print(json.dumps({
+    "files": sorted(api.list_repo_files(repo_id)),
+    "private": api.model_info(repo_id).private,
+    "model_module": type(model).__module__,
+    "supclap_imported": "modeling_supclap" in sys.modules,
+    "eval_results": [[r.task_type, r.metric_type, r.metric_value] for r in card.data.eval_results or []],
+    "anonymous": anonymous,
+}))
+"""
+
+PUSH_TO_HUB_CLIENT = r"""
+import json, sys
+import torch
+import modeling_supclap
+from transformers import AutoModel, AutoProcessor
+
+folder, repo_id = sys.argv[1:3]
+model = modeling_supclap.SupClapModel.from_pretrained(folder)
+processor = AutoProcessor.from_pretrained(folder)
+model.push_to_hub(repo_id, private=True)
+processor.push_to_hub(repo_id)
+reloaded = AutoModel.from_pretrained(repo_id, trust_remote_code=True)
+theirs = reloaded.state_dict()
+print(json.dumps({
+    "model_class": type(reloaded).__name__,
+    "max_diff": max((v - theirs[k]).abs().max().item() for k, v in model.state_dict().items()),
+    "same_keys": sorted(model.state_dict()) == sorted(theirs),
+    "vocab_equal": AutoProcessor.from_pretrained(repo_id).tokenizer.get_vocab()
+    == processor.tokenizer.get_vocab(),
+}))
+"""
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """The stand-in Hub, with this process' environment pointing subprocess clients at it."""
+    with HubServer(tokens={TOKEN: "ns", OTHER_TOKEN: "other"}) as server:
+        for key, value in server.client_env(tmp_path / "hf_home", token=TOKEN).items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory) -> Path:
+    """A saved tiny SupClap model + demo processor + rendered card (with the token among the arguments)."""
+    from modeling_supclap import SupClapConfig, SupClapModel
+    from modeling_supclap.data import build_demo_corpus, build_demo_processor
+    from modeling_supclap.hub import write_model_card
+
+    tmp = tmp_path_factory.mktemp("hub_model")
+    torch.manual_seed(0)
+    config = SupClapConfig.tiny()
+    model = SupClapModel(config).eval()
+    corpus = build_demo_corpus(tmp / "c", num_clips=40)
+    processor = build_demo_processor(corpus, config.audio_config, cache_dir=tmp / "p")
+    folder = tmp / "model"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    write_model_card(
+        folder,
+        model.config,
+        train_args={"learning_rate": 3e-3, "max_steps": 6, "hub_token": TOKEN},
+        data_description="demo",
+        results=RESULTS,
+        repo_id="ns/supclap-demo",
+    )
+    return folder
+
+
+def _client(script: str, *args) -> subprocess.CompletedProcess:
+    """Run a client script in a fresh Python process (it reads HF_ENDPOINT/HF_HOME/HF_TOKEN at import)."""
+    result = run_script(["-c", script, *map(str, args)], timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _assert_token_kept_secret(server: HubServer, *texts: str) -> None:
+    """The token is in Authorization headers only: not in any body, path, other header, stored blob, text."""
+    assert any(req.header("Authorization") == f"Bearer {TOKEN}" for req in server.requests)
+    for req in server.requests:
+        assert TOKEN.encode() not in req.body, req.path
+        assert TOKEN not in req.path
+        assert all(TOKEN not in v for k, v in req.headers.items() if k.lower() != "authorization"), req.path
+    for blob in (server.root / "blobs").iterdir():
+        assert TOKEN.encode() not in blob.read_bytes(), blob
+    for text in texts:
+        assert TOKEN not in text
+
+
+def test_stand_in_hub_itself(model_folder):
+    """The double, with a bare HTTP client: errors keep the connection usable, writes and private reads
+    need the token, and the card hub.py renders passes validate-yaml while a broken model-index does not."""
+    card = (model_folder / "README.md").read_text()
+    with HubServer(tokens={TOKEN: "ns"}) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]), timeout=10)
+
+        def call(method, path, payload=None, token=None):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            conn.request(method, path, body=None if payload is None else json.dumps(payload), headers=headers)
+            response = conn.getresponse()
+            return response.status, response.headers, response.read()
+
+        repo = {"name": "x", "organization": "ns", "visibility": "private"}
+        assert call("POST", "/api/repos/create", repo)[0] == 401  # body sent, then the same connection:
+        assert call("POST", "/api/repos/create", repo, token=TOKEN)[0] == 200
+        assert call("POST", "/api/repos/create", repo, token=TOKEN)[0] == 409
+        status, headers, _ = call("GET", "/api/models/ns/x")
+        assert status == 401 and headers["X-Error-Code"] == "RepoNotFound"
+        assert json.loads(call("GET", "/api/models/ns/x", token=TOKEN)[2])["private"] is True
+        assert call("POST", "/api/validate-yaml", {"content": card, "repoType": "model"})[0] == 200
+        broken = card.replace("    dataset:\n", "    datasets:\n", 1)
+        status, _, body = call("POST", "/api/validate-yaml", {"content": broken, "repoType": "model"})
+        assert status == 400 and "dataset" in json.loads(body)["errors"][0]["message"]
+        conn.close()
+
+
+def test_push_output_folder_private_roundtrip(hub, model_folder, tmp_path):
+    from transformers import AutoProcessor
+
+    from modeling_supclap import SupClapModel
+
+    _client(
+        "import sys; from modeling_supclap.hub import push_output_folder; "
+        "print(push_output_folder(sys.argv[1], sys.argv[2], private=True))",
+        model_folder,
+        "ns/supclap-demo",
+    )
+    assert hub.repos["ns/supclap-demo"].private
+    stored = hub.files("ns/supclap-demo")
+    assert MODEL_FILES <= stored.keys()
+    assert json.loads(stored["config.json"])["auto_map"]["AutoModel"] == "modeling_supclap.SupClapModel"
+    assert stored["model.safetensors"] == (model_folder / "model.safetensors").read_bytes()
+
+    # Reference outputs of the local model and processor on the same inputs as the client.
+    processor = AutoProcessor.from_pretrained(model_folder)
+    sampling_rate = processor.feature_extractor.sampling_rate
+    audio = (0.1 * np.random.default_rng(0).standard_normal(sampling_rate // 2)).astype(np.float32)
+    inputs, outputs = tmp_path / "inputs.pt", tmp_path / "outputs.pt"
+    torch.save({"texts": TEXTS, "audio": torch.from_numpy(audio), "sampling_rate": sampling_rate}, inputs)
+    report = json.loads(_client(VERIFY_CLIENT, "ns/supclap-demo", inputs, outputs).stdout.splitlines()[-1])
+    assert MODEL_FILES <= set(report["files"]) and report["private"]
+    assert report["model_module"].startswith("transformers_modules.") and not report["supclap_imported"]
+    assert report["anonymous"] == {"download": "RepositoryNotFoundError", "info": "RepositoryNotFoundError"}
+    results = {(task, metric): value for task, metric, value in report["eval_results"]}
+    assert results[("audio-text-retrieval", "t2a_r_at_1")] == 12.5
+    assert results[("audio-text-retrieval", "a2t_map_at_10")] == 22.5
+    assert results[("zero-shot-audio-classification", "accuracy")] == 50.0
+
+    remote = torch.load(outputs)
+    model = SupClapModel.from_pretrained(model_folder).eval()
+    np.random.seed(0)
+    text = processor(text=TEXTS, return_tensors="pt", padding=True)
+    features = processor(audio=[audio], sampling_rate=sampling_rate, return_tensors="pt")["input_features"]
+    torch.testing.assert_close(remote["input_ids"], text["input_ids"], rtol=0, atol=0)
+    torch.testing.assert_close(remote["input_features"], features, rtol=0, atol=0)
+    with torch.no_grad():
+        text_embeds = model.get_text_features(**text).pooler_output
+        audio_embeds = model.get_audio_features(input_features=features).pooler_output
+    torch.testing.assert_close(remote["text_embeds"], text_embeds)
+    torch.testing.assert_close(remote["audio_embeds"], audio_embeds)
+    _assert_token_kept_secret(hub)
+
+
+def test_transformers_push_to_hub(hub, model_folder):
+    report = json.loads(_client(PUSH_TO_HUB_CLIENT, model_folder, "ns/pushed").stdout.splitlines()[-1])
+    # (modeling_supclap is imported in that client, so transformers picks the registered local class.)
+    assert report == {"model_class": "SupClapModel", "max_diff": 0.0, "same_keys": True, "vocab_equal": True}
+    assert hub.repos["ns/pushed"].private
+    assert MODEL_FILES <= hub.files("ns/pushed").keys()
+    _assert_token_kept_secret(hub)
+
+
+def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
+    # A folder without a card: the CLI renders one from config.json and metrics.json before pushing.
+    folder = shutil.copytree(model_folder, tmp_path / "no_card")
+    (folder / "README.md").unlink()
+    (folder / "metrics.json").write_text(json.dumps({"test": RESULTS}))
+    result = run_script(["-m", "modeling_supclap.hub", str(folder), "--repo_id", "ns/cli", "--private"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "pushed" in result.stdout and "ns/cli" in result.stdout
+    stored = hub.files("ns/cli")
+    assert hub.repos["ns/cli"].private and MODEL_FILES | {"metrics.json"} <= stored.keys()
+    card = stored["README.md"].decode()
+    assert "t2a_r_at_1" in card and 'model="ns/cli"' in card
+    _assert_token_kept_secret(hub, result.stdout, result.stderr)
+
+    # Someone else's token cannot write to "ns", and the failure does not print that token either.
+    monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
+    result = run_script(["-m", "modeling_supclap.hub", str(model_folder), "--repo_id", "ns/cli-2"])
+    assert result.returncode != 0 and "ns/cli-2" not in hub.repos
+    assert "403" in result.stderr
+    assert OTHER_TOKEN not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_train_push_to_hub(hub, small_corpus_cache, tmp_path):
+    out = tmp_path / "run"
+    result = run_script(
+        [
+            "train_supclap.py",
+            *tiny_train_args(
+                small_corpus_cache, out, "--push_to_hub", "--hub_model_id", "ns/demo", "--hub_private_repo"
+            ),
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert hub.repos["ns/demo"].private
+    stored = hub.files("ns/demo")
+    assert MODEL_FILES | {"metrics.json"} <= stored.keys()
+    assert not any(p.startswith(("checkpoint-", "best/", "runs/")) for p in stored), sorted(stored)
+    assert stored["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    assert "model-index" in stored["README.md"].decode()
+    local = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
+    assert local and all(TOKEN.encode() not in data for data in local)
+    _assert_token_kept_secret(hub, result.stdout, result.stderr)
