@@ -21,7 +21,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArgum
 
 def main(argv: list[str] | None = None) -> None:
     model_args, data_args, train_args = parse_args(sys.argv[1:] if argv is None else argv)
-    train(model_args, data_args, train_args)
+    try:
+        train(model_args, data_args, train_args)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()  # a live gloo/nccl group aborts the interpreter at exit
 
 
 if __name__ == "__main__":

@@ -135,17 +135,15 @@ def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Modu
     """Wrap the towers in LoRA adapters (PEFT); the loss parameters stay trainable."""
     if model_args.lora_r <= 0:
         return model
-    from peft import get_peft_model
+    from ..peft_utils import get_lora_model
 
-    from ..peft_utils import lora_config_for
-
-    config = lora_config_for(
+    return get_lora_model(
+        model,
         model_args.lora_towers,
         r=model_args.lora_r,
         alpha=model_args.lora_alpha,
         dropout=model_args.lora_dropout,
     )
-    return get_peft_model(model, config)
 
 
 def _unwrap_supclap(accelerator: Accelerator, model: torch.nn.Module) -> SupClapModel:
@@ -317,7 +315,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                             where = f"step {state['step'] + 1} (epoch {state['epoch']})"
                             if not train_args.skip_nonfinite:
                                 raise NonFiniteLossError(
-                                    f"non-finite gradient norm at {where}; pass --skip_nonfinite to skip such "
+                                    f"non-finite gradient norm at {where}; --skip_nonfinite skips such "
                                     "steps"
                                 )
                             logger.warning("skipping %s: non-finite gradient", where)
