@@ -78,6 +78,13 @@ def radius_values(loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor)
         return loss_fn.radius(text @ audio.t(), torch.arange(text.shape[0], device=text.device)).float().cpu()
 
 
+def _loss_module(model) -> SupClapLoss:
+    """The model's SupClapLoss, also under PEFT (where ``loss_fn`` is wrapped for ``modules_to_save``)."""
+    loss_fn = model.loss_fn
+    copies = getattr(loss_fn, "modules_to_save", None)
+    return next(iter(copies.values())) if copies else loss_fn
+
+
 class DriftProbe:
     """A fixed batch on which drift is measured during training."""
 
@@ -102,11 +109,11 @@ class DriftProbe:
     def measure(self, model) -> dict[str, float]:
         text, audio = self.embeddings(model)
         scale_t, scale_a = model.logit_scales()
-        return drift_measures(model.loss_fn, text, audio, scale_t, scale_a)
+        return drift_measures(_loss_module(model), text, audio, scale_t, scale_a)
 
     def radii(self, model) -> torch.Tensor | None:
         text, audio = self.embeddings(model)
-        return radius_values(model.loss_fn, text, audio)
+        return radius_values(_loss_module(model), text, audio)
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

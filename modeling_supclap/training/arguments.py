@@ -164,5 +164,5 @@ class TrainArguments:
     hub_model_id: str | None = field(default=None, metadata={"help": "Repository of --push_to_hub."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
     drift_probe_steps: int = field(
-        default=0, metadata={"help": "Log drift diagnostics on a fixed probe batch every N steps (0: off)."}
+        default=100, metadata={"help": "Log drift diagnostics on a fixed probe batch every N steps (0: off)."}
     )

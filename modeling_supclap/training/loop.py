@@ -261,7 +261,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
     if report_to:
-        accelerator.init_trackers("supclap", config=_flat_config(model_args, data_args, train_args))
+        accelerator.init_trackers("runs", config=_flat_config(model_args, data_args, train_args))
 
     probe = None
     if train_args.drift_probe_steps > 0:
@@ -371,6 +371,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             state["batch_in_epoch"] = 0
     progress.close()
     state["num_processes"] = accelerator.num_processes
+    if probe is not None:
+        radii = probe.radii(supclap)
+        state["radius_values"] = radii.tolist() if radii is not None else None
     return _finish(
         accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus
     )
