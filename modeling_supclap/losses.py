@@ -164,8 +164,11 @@ class InfoNCELoss(nn.Module):
         logit_scale: torch.Tensor,
     ) -> torch.Tensor:
         logits = self.get_logits(anchors, candidates, logit_scale)
-        targets = self.get_ground_truth(positive_index, candidates.shape[0])
-        return F.cross_entropy(logits, targets, reduction="none")
+        return self.loss_from_logits(logits, self.get_ground_truth(positive_index, candidates.shape[0]))
+
+    def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
+        """(n,) per-anchor losses from (n, N) logits and :meth:`get_ground_truth`'s targets."""
+        return F.cross_entropy(logits, ground_truth, reduction="none")
 
     def get_config_dict(self) -> dict:
         return {"name": "infonce"}
@@ -217,16 +220,8 @@ class SigLIPLoss(InfoNCELoss):
             self._labels_cache = {key: labels}  # keep one: batch shapes rarely change
         return labels
 
-    def forward(
-        self,
-        anchors: torch.Tensor,
-        candidates: torch.Tensor,
-        positive_index: torch.Tensor,
-        logit_scale: torch.Tensor,
-    ) -> torch.Tensor:
-        logits = self.get_logits(anchors, candidates, logit_scale)
-        signs = self.get_ground_truth(positive_index, candidates.shape[0]).to(logits.dtype)
-        return -F.logsigmoid(signs * logits).sum(dim=1)
+    def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
+        return -F.logsigmoid(ground_truth.to(logits.dtype) * logits).sum(dim=1)
 
     def get_config_dict(self) -> dict:
         return {"name": "siglip", "bias_init": self.bias_init}
