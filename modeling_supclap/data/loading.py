@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioTextRecord", "BadSampleError", "decode_audio", "load_records"]
+__all__ = ["AudioTextRecord", "BadSampleError", "MissingSplitError", "decode_audio", "load_records"]
 
 # Split folder names datasets' audiofolder also recognises, by canonical split.
 _SPLIT_ALIASES = {
@@ -47,6 +47,10 @@ class BadSampleError(ValueError):
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"{source}: {message}")
         self.source = source
+
+
+class MissingSplitError(ValueError):
+    """The corpus has no such split (as opposed to a split that exists but cannot be read)."""
 
 
 @dataclass
@@ -280,8 +284,22 @@ def _rows_to_records(
 # --------------------------------------------------------------------------------------------------
 
 
+def _check_utf8(path: Path) -> None:
+    """Raise ValueError naming the file, line and byte if ``path`` is not UTF-8 text."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ValueError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "save the metadata file as UTF-8"
+        ) from err
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8") as f:
+    _check_utf8(path)
+    with open(path, encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -293,7 +311,9 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[str, dict]]:
-    with open(path, encoding="utf-8", newline="") as f:
+    _check_utf8(path)
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name.
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames:
             raise ValueError(f"{path}: no header row (empty CSV)")
@@ -350,7 +370,7 @@ def _load_audiofolder(
         )
 
     if split_dir is None and split_dirs:
-        raise ValueError(f"{root}: no split '{split}'; split folders present: {split_dirs}")
+        raise MissingSplitError(f"{root}: no split '{split}'; split folders present: {split_dirs}")
     root_meta = _metadata_file(root)
     if root_meta is None:
         where = split_dir if split_dir is not None else root
@@ -358,7 +378,7 @@ def _load_audiofolder(
     if split_dir is None:
         # No split folders at all: like datasets' audiofolder, the whole folder is the train split.
         if split not in _split_family("train"):
-            raise ValueError(
+            raise MissingSplitError(
                 f"{root}: has no split folders, so only split='train' exists (asked for '{split}')"
             )
         return _rows_to_records(
@@ -453,11 +473,13 @@ def _load_saved_dataset(
         names = list(obj.keys())
         name = next((n for n in names if n in _split_family(split)), None)
         if name is None:
-            raise ValueError(f"{folder}: no split '{split}' in the saved DatasetDict; splits are {names}")
+            raise MissingSplitError(
+                f"{folder}: no split '{split}' in the saved DatasetDict; splits are {names}"
+            )
         ds, desc = obj[name], f"{folder} [{name}]"
     else:
         if split not in _split_family("train") and str(obj.split or "") != split:
-            raise ValueError(
+            raise MissingSplitError(
                 f"{folder}: holds a single saved Dataset (split {obj.split!r}), not split '{split}'; "
                 "use split='train' to read it"
             )
@@ -479,7 +501,12 @@ def _load_hub_dataset(
     # Needs network access to the Hugging Face Hub (or a populated datasets cache / HF_HUB_OFFLINE).
     from datasets import load_dataset
 
-    ds = load_dataset(name, split=split, data_dir=data_dir)
+    try:
+        ds = load_dataset(name, split=split, data_dir=data_dir)
+    except ValueError as err:
+        if "unknown split" in str(err).lower():
+            raise MissingSplitError(f"{name}: no split '{split}' ({err})") from err
+        raise
     return _records_from_dataset(
         ds, f"{name} [{split}]", audio_column, caption_columns, label_column, [Path.cwd()]
     )

@@ -29,7 +29,8 @@ from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
 from ..configuration_supclap import SupClapConfig
 from ..data import AudioTextDataset, SupClapCollator, build_demo_corpus, build_demo_processor, load_records
-from ..data.loading import AudioTextRecord
+from ..data.checks import check_splits, format_data_report
+from ..data.loading import AudioTextRecord, MissingSplitError
 from ..evaluation import evaluate_records, format_results, mean_recall_at_1
 from ..modeling_supclap import SupClapModel
 from . import checkpointing
@@ -91,9 +92,14 @@ def load_splits(data_args: DataArguments, train_data: str) -> dict[str, list[Aud
         if explicit is not None:
             splits[split] = _records(data_args, explicit, split)
             continue
+        if Path(train_data).is_file():
+            # A single .csv/.jsonl has no splits: load_records would return the training rows again.
+            logger.info("no %s split: %s is one table, its rows are the training set", split, train_data)
+            splits[split] = None
+            continue
         try:
             splits[split] = _records(data_args, train_data, split)
-        except (ValueError, FileNotFoundError) as error:
+        except (MissingSplitError, FileNotFoundError) as error:
             logger.info("no %s split in %s (%s)", split, train_data, error)
             splits[split] = None
     return splits
@@ -206,13 +212,27 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     model = build_model(model_args)
     processor = build_processor(model_args, data_args, model, corpus, is_demo)
     model = apply_lora(model, model_args)
+    model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
+
+    # Decode every clip of every split once, before the first step: with --on_bad_sample error a bad
+    # sample stops the run here, naming it; with skip it is dropped, counted and reported at the end
+    # (counts taken in DataLoader workers would be lost). Also reports duplicate clips and leakage.
+    splits, data_report = check_splits(
+        splits, processor.feature_extractor.sampling_rate, data_args.on_bad_sample
+    )
+    if accelerator.is_main_process and (summary := format_data_report(data_report)):
+        logger.warning("data checks:\n%s", summary)
+    if splits["train"] is None:
+        raise ValueError(f"every sample of the training set {corpus} is bad: nothing to train on")
 
     dataset = AudioTextDataset(
         splits["train"], processor.feature_extractor.sampling_rate, on_bad_sample=data_args.on_bad_sample
     )
     if len(dataset) < 2:
         raise ValueError(
-            f"the training set {corpus} has {len(dataset)} clip(s); contrastive training needs >= 2"
+            f"the training set {corpus} has {len(dataset)} usable clip(s) "
+            f"({data_report['skipped_samples']['by_split'].get('train', 0)} bad skipped); "
+            "contrastive training needs >= 2"
         )
     collator = SupClapCollator(processor, max_text_length=data_args.max_text_length, seed=train_args.seed)
     sampler = EpochPermutationSampler(len(dataset), train_args.seed)
@@ -278,6 +298,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     started = time.monotonic() - state["train_seconds"]
     running: dict[str, list[float]] = {}
     accumulation_poisoned = False
+    buffers_at_step_start: dict[str, torch.Tensor] | None = None
     stop = state["step"] >= train_args.max_steps
 
     while not stop:
@@ -289,6 +310,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             else loader
         )
         for batch in epoch_loader:
+            if train_args.skip_nonfinite and buffers_at_step_start is None:
+                # The forward updates buffers (BatchNorm running stats): a skipped step must undo that.
+                buffers_at_step_start = _buffers(model)
             with accelerator.accumulate(model):
                 outputs = model(**batch)
                 loss = outputs.loss
@@ -315,8 +339,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                             where = f"step {state['step'] + 1} (epoch {state['epoch']})"
                             if not train_args.skip_nonfinite:
                                 raise NonFiniteLossError(
-                                    f"non-finite gradient norm at {where}; --skip_nonfinite skips such "
-                                    "steps"
+                                    f"non-finite gradient norm at {where}; --skip_nonfinite skips such steps"
                                 )
                             logger.warning("skipping %s: non-finite gradient", where)
                             accumulation_poisoned = True
@@ -324,6 +347,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                             running.setdefault("grad_norm", []).append(float(grad_norm))
                     if accumulation_poisoned:
                         state["nonfinite_skipped"] += 1
+                        _restore_buffers(model, buffers_at_step_start)
                     else:
                         optimizer.step()
                         scheduler.step()
@@ -332,6 +356,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             if not accelerator.sync_gradients:
                 continue
             accumulation_poisoned = False
+            buffers_at_step_start = None
             supclap.clamp_logit_scales_()
             state["step"] += 1
             step = state["step"]
@@ -375,8 +400,30 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         radii = probe.radii(supclap)
         state["radius_values"] = radii.tolist() if radii is not None else None
     return _finish(
-        accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus
+        accelerator,
+        model,
+        supclap,
+        processor,
+        splits,
+        model_args,
+        data_args,
+        train_args,
+        state,
+        corpus,
+        data_report=data_report,
     )
+
+
+def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+
+
+@torch.no_grad()
+def _restore_buffers(model: torch.nn.Module, saved: dict[str, torch.Tensor] | None) -> None:
+    """Put back the buffers of the start of a skipped step (BatchNorm running stats and counts)."""
+    for name, buffer in model.named_buffers():
+        if saved is not None and name in saved:
+            buffer.copy_(saved[name])
 
 
 def _accumulate(running: dict[str, list[float]], outputs) -> None:
@@ -443,10 +490,25 @@ def _broadcast_json(accelerator: Accelerator, payload: dict) -> dict:
     return holder[0]
 
 
-def _finish(accelerator, model, supclap, processor, splits, model_args, data_args, train_args, state, corpus):
+def _finish(
+    accelerator,
+    model,
+    supclap,
+    processor,
+    splits,
+    model_args,
+    data_args,
+    train_args,
+    state,
+    corpus,
+    data_report=None,
+):
     output_dir = Path(train_args.output_dir)
     accelerator.wait_for_everyone()
     results: dict[str, Any] = {"train_state": {k: v for k, v in state.items() if k != "history"}}
+    if data_report is not None:
+        results["skipped_samples"] = data_report["skipped_samples"]
+        results["data_checks"] = {k: v for k, v in data_report.items() if k != "skipped_samples"}
     if accelerator.is_main_process:
         best = output_dir / "best"
         if state["best_step"] is not None and best.is_dir():
@@ -492,6 +554,8 @@ def _finish(accelerator, model, supclap, processor, splits, model_args, data_arg
             from ..hub import push_output_folder
 
             push_output_folder(output_dir, train_args.hub_model_id, private=train_args.hub_private_repo)
+        if summary := format_data_report(data_report):
+            print("\nData checks:\n" + summary)
         print(f"\nSaved model, processor, model card and metrics to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
