@@ -320,12 +320,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                     where = (
                         f"step {state['step'] + 1} (epoch {state['epoch']}, batch {state['batch_in_epoch']})"
                     )
-                    if not train_args.skip_nonfinite:
-                        raise NonFiniteLossError(
-                            f"non-finite loss at {where}: {float(loss)}. Lower the learning rate, check the "
-                            "inputs of this batch, or pass --skip_nonfinite to skip such steps."
-                        )
-                    logger.warning("skipping %s: non-finite loss", where)
+                    _stop_or_skip(train_args, f"loss at {where}: {float(loss)}", f"{where}: non-finite loss")
                     accumulation_poisoned = True
                 else:
                     accelerator.backward(loss)
@@ -337,11 +332,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                         )
                         if not math.isfinite(float(grad_norm)):
                             where = f"step {state['step'] + 1} (epoch {state['epoch']})"
-                            if not train_args.skip_nonfinite:
-                                raise NonFiniteLossError(
-                                    f"non-finite gradient norm at {where}; --skip_nonfinite skips such steps"
-                                )
-                            logger.warning("skipping %s: non-finite gradient", where)
+                            _stop_or_skip(
+                                train_args, f"gradient norm at {where}", f"{where}: non-finite gradient"
+                            )
                             accumulation_poisoned = True
                         else:
                             running.setdefault("grad_norm", []).append(float(grad_norm))
@@ -367,7 +360,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
                 record = {name: sum(v) / len(v) for name, v in running.items() if v}
                 record = {k: _mean_over_processes(accelerator, torch.tensor(v)) for k, v in record.items()}
                 record.update(
-                    step=step, lr=scheduler.get_last_lr()[0], logit_scale=float(supclap.logit_scales()[0])
+                    step=step,
+                    lr=scheduler.get_last_lr()[0],
+                    logit_scale=float(supclap.logit_scales()[0].detach()),
                 )
                 running.clear()
                 state["history"].append(record)
@@ -412,6 +407,16 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         corpus,
         data_report=data_report,
     )
+
+
+def _stop_or_skip(train_args: TrainArguments, error: str, warning: str) -> None:
+    """A non-finite step: stop naming it, or (with --skip_nonfinite) log that it is skipped."""
+    if not train_args.skip_nonfinite:
+        raise NonFiniteLossError(
+            f"non-finite {error}. Lower the learning rate, check the inputs of this batch, or pass "
+            "--skip_nonfinite to skip such steps."
+        )
+    logger.warning("skipping %s", warning)
 
 
 def _buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
