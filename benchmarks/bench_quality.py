@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""Retrieval and zero-shot quality of InfoNCE, SigLIP and Static/Dynamic SVR (uni/bilateral), demo corpus.
+
+Every run is the real command line, ``train_supclap.py``, in its own subprocess, with the same budget for
+every variant (same preset, steps, batch, learning-rate schedule, data; only the loss flags and ``--seed``
+change)::
+
+    python train_supclap.py --preset small --max_steps S --seed k --base_loss B --svr_mode M \
+        --svr_bilateral X --eval_steps S --save_steps 0 --report_to none --drift_probe_steps 0 \
+        --cache_dir .cache/supclap --output_dir RUN_DIR
+
+``--eval_steps S`` validates once, at the last step, so the model tested is the last one (the CLI tests the
+best validation checkpoint, which is then the last). The CLI scores the test split of the demo corpus itself;
+this script reads ``RUN_DIR/metrics.json``: ``test.retrieval`` (R@1/5/10 and mAP@10, both directions) and
+``test.zero_shot.accuracy``, and reports mean +- std (sample std, ddof=1) over seeds per variant as a
+markdown table, a JSON file and a PNG bar chart of the mean R@1 (both directions) with std error bars.
+
+Variants (10): ``infonce``, ``siglip`` and, on each base loss, ``{static,dynamic}-{uni,bi}`` SVR.
+
+Resumable: runs whose ``metrics.json`` exists are not run again (the run folder encodes the budget, and each
+run folder keeps the exact command in ``bench_cmd.json``; a mismatch is an error). Runs go seed-major (every
+variant with seed 0, then seed 1, ...), so a benchmark cut short still covers every variant.
+
+Usage::
+
+    python benchmarks/bench_quality.py                                   # small preset, 1200 steps, 3 seeds
+    nohup python benchmarks/bench_quality.py --max_steps 400 > bench_quality.log 2>&1 &   # documented run
+    python benchmarks/bench_quality.py --max_steps 400 --report_only     # tables/plot from what finished
+    python benchmarks/bench_quality.py --smoke                           # 2 variants, 1 seed, 5 tiny steps
+
+``--jobs 2`` trains two runs side by side (the metrics do not depend on it; ``train s/run`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (base_loss, svr_mode, svr_bilateral)
+VARIANTS: dict[str, tuple[str, str, bool]] = {
+    "infonce": ("infonce", "none", True),
+    "infonce+static-uni": ("infonce", "static", False),
+    "infonce+static-bi": ("infonce", "static", True),
+    "infonce+dynamic-uni": ("infonce", "dynamic", False),
+    "infonce+dynamic-bi": ("infonce", "dynamic", True),
+    "siglip": ("siglip", "none", True),
+    "siglip+static-uni": ("siglip", "static", False),
+    "siglip+static-bi": ("siglip", "static", True),
+    "siglip+dynamic-uni": ("siglip", "dynamic", False),
+    "siglip+dynamic-bi": ("siglip", "dynamic", True),
+}
+RETRIEVAL_KEYS = (
+    "t2a_R@1", "t2a_R@5", "t2a_R@10", "a2t_R@1", "a2t_R@5", "a2t_R@10", "t2a_mAP@10", "a2t_mAP@10",
+)  # fmt: skip
+METRIC_KEYS = (*RETRIEVAL_KEYS, "zero_shot_acc", "mean_R@1")
+
+
+def run_command(variant: str, seed: int, run_dir: Path, args: argparse.Namespace) -> list[str]:
+    base_loss, svr_mode, bilateral = VARIANTS[variant]
+    cmd = [sys.executable, str(REPO_ROOT / "train_supclap.py")]
+    cmd += ["--preset", args.preset, "--max_steps", str(args.max_steps), "--seed", str(seed)]
+    cmd += ["--base_loss", base_loss, "--svr_mode", svr_mode, "--svr_bilateral", str(bilateral)]
+    cmd += ["--eval_steps", str(args.max_steps), "--save_steps", "0", "--report_to", "none"]
+    cmd += ["--drift_probe_steps", "0", "--cache_dir", str(args.cache_dir), "--output_dir", str(run_dir)]
+    if args.demo_num_clips is not None:
+        cmd += ["--demo_num_clips", str(args.demo_num_clips)]
+    if args.batch_size is not None:
+        cmd += ["--per_device_train_batch_size", str(args.batch_size)]
+    if args.warmup_steps is not None:
+        cmd += ["--warmup_steps", str(args.warmup_steps)]
+    if args.num_workers is not None:
+        cmd += ["--num_workers", str(args.num_workers)]
+    return cmd + list(args.extra)
+
+
+def budget_tag(args: argparse.Namespace) -> str:
+    parts = [args.preset, f"steps{args.max_steps}"]
+    if args.demo_num_clips is not None:
+        parts.append(f"clips{args.demo_num_clips}")
+    if args.batch_size is not None:
+        parts.append(f"bs{args.batch_size}")
+    if args.warmup_steps is not None:
+        parts.append(f"warmup{args.warmup_steps}")
+    return "_".join(parts)
+
+
+def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = args.out_dir / budget_tag(args) / variant / f"seed{seed}"
+    cmd = run_command(variant, seed, run_dir, args)
+    recorded = run_dir / "bench_cmd.json"
+    # The interpreter path may differ between machines/venvs: compare the CLI arguments only.
+    if recorded.exists() and json.loads(recorded.read_text())["argv"][2:] != cmd[2:]:
+        raise RuntimeError(f"{run_dir} was made by another command ({recorded}); use another --out_dir")
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.exists():
+        return {"variant": variant, "seed": seed, "run_dir": str(run_dir), "resumed": True}
+    if args.report_only:
+        return {"variant": variant, "seed": seed, "run_dir": str(run_dir), "missing": True}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(json.dumps({"argv": cmd}, indent=1))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if args.threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    t0 = time.perf_counter()
+    with open(run_dir / "train.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+                              timeout=args.timeout)  # fmt: skip
+    wall = time.perf_counter() - t0
+    out = {"variant": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": wall}
+    if proc.returncode != 0 or not metrics_file.exists():
+        tail = (run_dir / "train.log").read_text()[-600:].replace("\n", " / ")
+        out["error"] = f"exit {proc.returncode}: {tail}"
+    else:
+        (run_dir / "bench_wall_s.txt").write_text(f"{wall:.3f}\n")
+    return out
+
+
+def read_metrics(run_dir: Path) -> dict[str, float] | None:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return None
+    results = json.loads(path.read_text())
+    test = results.get("test") or {}
+    retrieval = test.get("retrieval") or {}
+    out = {key: float(retrieval[key]) for key in RETRIEVAL_KEYS if key in retrieval}
+    if "zero_shot" in test:
+        out["zero_shot_acc"] = float(test["zero_shot"]["accuracy"])
+    if "t2a_R@1" in out and "a2t_R@1" in out:
+        out["mean_R@1"] = (out["t2a_R@1"] + out["a2t_R@1"]) / 2
+    out["train_seconds"] = float(results["train_state"]["train_seconds"])
+    out["steps"] = int(results["train_state"]["step"])
+    wall = run_dir / "bench_wall_s.txt"
+    if wall.exists():
+        out["wall_s"] = float(wall.read_text())
+    return out
+
+
+def aggregate(args: argparse.Namespace, variants: list[str], seeds: list[int]) -> dict[str, Any]:
+    per_variant: dict[str, Any] = {}
+    for variant in variants:
+        runs = {}
+        for seed in seeds:
+            m = read_metrics(args.out_dir / budget_tag(args) / variant / f"seed{seed}")
+            if m is not None:
+                runs[seed] = m
+        summary: dict[str, Any] = {"seeds": sorted(runs), "runs": runs}
+        for key in (*METRIC_KEYS, "train_seconds"):
+            values = [r[key] for r in runs.values() if key in r]
+            if values:
+                summary[key] = {
+                    "mean": statistics.fmean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
+                    "n": len(values),
+                }
+        per_variant[variant] = summary
+    return per_variant
+
+
+def _cell(stat: dict[str, float] | None) -> str:
+    if not stat:
+        return "-"
+    if math.isnan(stat["std"]):
+        return f"{stat['mean']:.1f}"
+    return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+
+
+def render(per_variant: dict[str, Any]) -> str:
+    head = (
+        "| variant | seeds | T2A R@1 | T2A R@5 | T2A R@10 | A2T R@1 | A2T R@5 | A2T R@10 | T2A mAP@10 "
+        "| A2T mAP@10 | zero-shot acc | mean R@1 | train s/run |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for variant, s in per_variant.items():
+        cells = [_cell(s.get(key)) for key in METRIC_KEYS]
+        t = s.get("train_seconds")
+        lines.append(
+            f"| {variant} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {t['mean']:.0f} |"
+            if t
+            else f"| {variant} | 0 | " + " | ".join(cells) + " | - |"
+        )
+    return "\n".join(lines)
+
+
+def plot(per_variant: dict[str, Any], path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("# matplotlib not installed: no plot", flush=True)
+        return False
+    names = [v for v, s in per_variant.items() if s.get("t2a_R@1")]
+    if not names:
+        return False
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(names) + 2), 4.5))
+    width = 0.38
+    bars = ((-width / 2, "t2a_R@1", "text->audio R@1"), (width / 2, "a2t_R@1", "audio->text R@1"))
+    for offset, key, label in bars:
+        means = [per_variant[n][key]["mean"] for n in names]
+        stds = [per_variant[n][key]["std"] for n in names]
+        stds = [0.0 if math.isnan(s) else s for s in stds]
+        xs = [i + offset for i in range(len(names))]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=label)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=35, ha="right")
+    ax.set_ylabel("test R@1 (%), mean ± std over seeds")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
+    p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
+    p.add_argument("--preset", default="small", choices=["tiny", "small"])
+    p.add_argument("--batch_size", type=int, default=None, help="per-device batch (default: the CLI's, 32)")
+    p.add_argument("--warmup_steps", type=int, default=None, help="default: the CLI's (100)")
+    p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default: the CLI's, 1)")
+    p.add_argument("--demo_num_clips", type=int, default=None, help="demo corpus size (default: the CLI's)")
+    p.add_argument("--cache_dir", type=Path, default=REPO_ROOT / ".cache" / "supclap")
+    p.add_argument("--out_dir", type=Path, default=REPO_ROOT / "outputs" / "bench_quality")
+    p.add_argument("--json", type=Path, default=None, help="summary (default: docs/bench_quality_<tag>.json)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG (default: docs/bench_quality_<tag>.png)")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per training run")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OMP_NUM_THREADS of each run (default: inherited). On a loaded 2-core box, 2 torch "
+        "threads per run can be several times slower than 1 (OpenMP threads wait on each other)",
+    )
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training runs at a time (quality does not depend on it; wall times do)")  # fmt: skip
+    p.add_argument("--report_only", action="store_true", help="run nothing; summarise the finished runs")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 variants, 1 seed, tiny preset, 5 steps, 80-clip corpus (seconds)")  # fmt: skip
+    p.add_argument("extra", nargs="*", help="after '--': more train_supclap.py arguments for every run")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], 1
+        args.preset, args.max_steps = "tiny", 5
+        args.batch_size, args.warmup_steps = args.batch_size or 8, 1
+        args.demo_num_clips = args.demo_num_clips or 80
+        args.jobs = max(args.jobs, 2)  # two short runs side by side: most of each is interpreter start-up
+        args.threads = args.threads or 1
+    tag = budget_tag(args)
+    json_path = args.json or REPO_ROOT / "docs" / f"bench_quality_{tag}.json"
+    plot_path = args.plot or REPO_ROOT / "docs" / f"bench_quality_{tag}.png"
+    seeds = list(range(args.seeds))
+
+    load = os.getloadavg()
+    print(f"# bench_quality: {' '.join(sys.argv)}")
+    print(
+        f"# {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, budget {tag}, "
+        f"seeds {seeds}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
+        flush=True,
+    )
+    failures = []
+    jobs = [(variant, seed) for seed in seeds for variant in args.variants]  # seed-major
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_one, variant, seed, args) for variant, seed in jobs]
+        for done, future in enumerate(as_completed(futures), start=1):
+            r = future.result()
+            if "error" in r:
+                failures.append(r)
+            status = (
+                "skipped (metrics.json exists)" if r.get("resumed")
+                else "missing" if r.get("missing")
+                else f"FAILED {r['error']}" if "error" in r
+                else f"done in {r['wall_s']:.1f}s"
+            )  # fmt: skip
+            print(f"# [{done}/{len(jobs)}] {r['variant']} seed {r['seed']}: {status}", flush=True)
+
+    per_variant = aggregate(args, args.variants, seeds)
+    table = render(per_variant)
+    print(table)
+    summary = {
+        "argv": sys.argv,
+        "budget": tag,
+        "command_first_run": " ".join(run_command(args.variants[0], 0, Path("RUN_DIR"), args)[1:]),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "variants": per_variant,
+        "failures": failures,
+        "table": table,
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=1))
+    title = f"demo corpus test split, {tag}, seeds {seeds} (train_supclap.py)"
+    if plot(per_variant, plot_path, title):
+        print(f"# wrote {json_path} and {plot_path}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

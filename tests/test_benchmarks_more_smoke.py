@@ -1,0 +1,86 @@
+"""Smoke tests of bench_loss_cost.py, bench_overhead.py and bench_quality.py: tiny sizes, run as subprocesses
+exactly as a user would (the full runs and their tables are in docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH = REPO_ROOT / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), "--smoke", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def _rows(stdout: str) -> dict[str, list[str]]:
+    """Markdown table rows keyed by their first cell (header and separator left out)."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.mark.slow
+def test_bench_loss_cost_smoke():
+    """Tiny model, every variant + the A/A control timed; tensor-level peak memory for every variant."""
+    rows = _rows(_run("bench_loss_cost.py"))
+    variants = [
+        "infonce", "infonce+static-uni", "infonce+static-bi", "infonce+dynamic-uni", "infonce+dynamic-bi",
+        "siglip", "siglip+static-uni", "siglip+static-bi", "siglip+dynamic-uni", "siglip+dynamic-bi",
+    ]  # fmt: skip
+    assert set(variants + ["infonce (A/A)"]) <= set(rows), rows.keys()
+    assert rows["infonce"][2].startswith("+0.0 %"), rows["infonce"]  # the reference against itself
+    for name in variants:
+        cells = rows[name]
+        assert float(cells[1]) > 0, cells  # median step (ms)
+        step_peak, total = float(cells[5].replace(",", "")), float(cells[6].replace(",", ""))
+        assert 0 < step_peak < total, cells
+    # The predictor's activations and the support vectors only add memory.
+    assert float(rows["infonce+dynamic-bi"][5].replace(",", "")) >= float(rows["infonce"][5].replace(",", ""))
+
+
+@pytest.mark.slow
+def test_bench_overhead_smoke(small_corpus_cache):
+    """Trainer and train_supclap.py both train 5 steps on the same data and report samples/s."""
+    rows = _rows(_run("bench_overhead.py", "--cache_dir", str(small_corpus_cache)))
+    for method in ("trainer", "ours"):
+        assert method in rows, rows.keys()
+        assert rows[method][1] == "1/1", rows[method]
+        assert float(rows[method][2]) > 0, rows[method]  # samples/s
+    assert rows["ours"][4].endswith("x"), rows["ours"]  # ratio vs Trainer
+
+
+@pytest.mark.slow
+def test_bench_quality_smoke(small_corpus_cache, tmp_path):
+    """Two variants, one seed, through the real CLI; table, JSON and plot; a second call resumes."""
+    args = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "runs")]
+    args += ["--json", str(tmp_path / "q.json"), "--plot", str(tmp_path / "q.png")]
+    rows = _rows(_run("bench_quality.py", *args))
+    for variant in ("infonce", "infonce+dynamic-bi"):
+        assert rows[variant][1] == "1", rows[variant]
+    summary = json.loads((tmp_path / "q.json").read_text())
+    for variant in ("infonce", "infonce+dynamic-bi"):
+        stats = summary["variants"][variant]
+        for key in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zero_shot_acc"):
+            assert 0 <= stats[key]["mean"] <= 100, (variant, key, stats)
+    assert summary["failures"] == []
+    assert (tmp_path / "q.png").stat().st_size > 1000
+    # Resumable: nothing is trained again.
+    again = _run("bench_quality.py", *args)
+    assert again.count("skipped (metrics.json exists)") == 2, again
