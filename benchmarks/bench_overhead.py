@@ -17,6 +17,9 @@ subprocess; runs alternate (the order rotates every round) and the table reports
   100 steps as it does for users). Training time: ``train_state.train_seconds`` of its ``metrics.json``
   (from just before the first batch is fetched to the end of the last optimizer step: the same span).
 * ``ours, no probe``: the same plus ``--drift_probe_steps 0`` (only with ``--max_steps`` >= 100).
+* ``ours, fused AdamW`` (diagnostic, only with ``--methods``): ``ours`` with ``torch.optim.AdamW`` patched
+  to ``fused=True`` in that process (the Trainer's default optimizer, ``adamw_torch_fused``, is fused;
+  the loop's ``build_optimizer`` uses torch's default, a per-tensor for-loop on CPU).
 
 samples/s = steps x batch / training time (wall clock). The same span is also measured in CPU seconds of
 the run's main process (``time.process_time``: all its threads, not the DataLoader worker process, on both
@@ -53,12 +56,12 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("trainer", "ours", "ours, no probe")
+METHODS = ("trainer", "ours", "ours, no probe", "ours, fused AdamW")
 # Runs train_supclap.py unchanged, but notes this process's CPU time (time.process_time) whenever the loop
 # reads its clock: once before the first batch and once after every optimizer step (the calls that make
 # train_state.train_seconds), so the CPU seconds of exactly the timed span can be reported too.
 CPU_CLOCK_SHIM = """
-import atexit, json, runpy, sys, time
+import atexit, json, os, runpy, sys, time
 import modeling_supclap.training.loop as loop
 calls = []
 class Clock:
@@ -68,6 +71,9 @@ class Clock:
         calls.append(time.process_time())
         return time.monotonic()
 loop.time = Clock()
+if os.environ.get("BENCH_FUSED_ADAMW") == "1":  # diagnostic: the loop's AdamW with fused=True
+    import functools, torch
+    torch.optim.AdamW = functools.partial(torch.optim.AdamW, fused=True)
 def report():
     if calls:
         print("CPUTIME " + json.dumps({"cpu_seconds": calls[-1] - calls[0]}), flush=True)
@@ -183,10 +189,11 @@ def run_method(method: str, args: argparse.Namespace, workdir: Path, tag: str) -
         cmd += ["--report_to", "none"]
         if method == "ours, no probe":
             cmd += ["--drift_probe_steps", "0"]
+    env = _env(args)
+    if method == "ours, fused AdamW":
+        env["BENCH_FUSED_ADAMW"] = "1"
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=_env(args), timeout=args.timeout
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=args.timeout)
     wall = time.perf_counter() - t0
     result: dict[str, Any] = {"method": method, "wall_s": wall, "cmd": cmd}
     if proc.returncode != 0:
@@ -269,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every method once")
     p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
-                   help="default: all three (without 'ours, no probe' below 100 steps)")  # fmt: skip
+                   help="default: trainer, ours, 'ours, no probe' (from 100 steps)")  # fmt: skip
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS per run; 0 inherits")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     p.add_argument("--workdir", default=None, help="where runs write (default: a temporary folder)")
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.preset, args.demo_num_clips, args.batch_size, args.max_steps = "tiny", 80, 8, 5
         args.warmup_steps, args.repeats, parallel = 1, 1, True
-    methods = args.methods or [m for m in METHODS if m != "ours, no probe" or args.max_steps >= 100]
+    methods = args.methods or [m for m in METHODS[:3] if m != "ours, no probe" or args.max_steps >= 100]
 
     load = os.getloadavg()
     print(f"# bench_overhead: {' '.join(sys.argv)}")
