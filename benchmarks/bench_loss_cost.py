@@ -75,19 +75,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-# name -> (base_loss, svr_mode, svr_bilateral)
-VARIANTS: dict[str, tuple[str, str, bool]] = {
-    "infonce": ("infonce", "none", True),
-    "infonce+static-uni": ("infonce", "static", False),
-    "infonce+static-bi": ("infonce", "static", True),
-    "infonce+dynamic-uni": ("infonce", "dynamic", False),
-    "infonce+dynamic-bi": ("infonce", "dynamic", True),
-    "siglip": ("siglip", "none", True),
-    "siglip+static-uni": ("siglip", "static", False),
-    "siglip+static-bi": ("siglip", "static", True),
-    "siglip+dynamic-uni": ("siglip", "dynamic", False),
-    "siglip+dynamic-bi": ("siglip", "dynamic", True),
-}
+from loss_variants import VARIANTS  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 CONTROL = "infonce (A/A)"
 MODELS = {"tiny": {"batch": 32, "repeats": 30}, "htsat": {"batch": 8, "repeats": 7}}
 HTSAT_EXTRACTOR = dict(
