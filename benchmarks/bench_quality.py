@@ -204,9 +204,11 @@ def plot(per_variant: dict[str, Any], path: Path, title: str) -> bool:
     for offset, key, label in bars:
         means = [per_variant[n][key]["mean"] for n in names]
         stds = [per_variant[n][key]["std"] for n in names]
-        stds = [0.0 if math.isnan(s) else s for s in stds]
         xs = [i + offset for i in range(len(names))]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=label)
+        if all(math.isnan(s) for s in stds):  # one seed per variant: no spread to draw
+            ax.bar(xs, means, width, label=label)
+        else:
+            ax.bar(xs, means, width, yerr=[0.0 if math.isnan(s) else s for s in stds], capsize=3, label=label)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=35, ha="right")
     ax.set_ylabel("test R@1 (%), mean ± std over seeds")
@@ -299,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(summary, indent=1))
-    title = f"demo corpus test split, {tag}, seeds {seeds} (train_supclap.py)"
+    finished = sorted({seed for s in per_variant.values() for seed in s["seeds"]})
+    counts = sorted({len(s["seeds"]) for s in per_variant.values()})
+    title = (
+        f"demo corpus test split, {tag}, seeds {finished} finished "
+        f"({'/'.join(map(str, counts))} per variant; error bars: std over seeds) - train_supclap.py"
+    )
     if plot(per_variant, plot_path, title):
         print(f"# wrote {json_path} and {plot_path}")
     return 1 if failures else 0
