@@ -146,7 +146,6 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self._labels_cache: dict[tuple, torch.Tensor] = {}
 
     def get_logits(
         self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor
@@ -194,6 +193,7 @@ class SigLIPLoss(InfoNCELoss):
         super().__init__()
         self.bias_init = bias_init
         self.logit_bias = nn.Parameter(torch.empty(()))
+        self._labels_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self, init=nn.init) -> None:
@@ -206,18 +206,19 @@ class SigLIPLoss(InfoNCELoss):
         return logit_scale * anchors @ candidates.t() + self.logit_bias
 
     def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
-        """+1 at each anchor's positive, -1 elsewhere (cached per shape and offset)."""
-        key = (
-            positive_index.device,
-            positive_index.shape[0],
-            int(positive_index[0]) if len(positive_index) else 0,
-            num_candidates,
-        )
-        labels = self._labels_cache.get(key)
-        if labels is None:
-            labels = -torch.ones(positive_index.shape[0], num_candidates, device=positive_index.device)
-            labels[torch.arange(positive_index.shape[0], device=positive_index.device), positive_index] = 1.0
-            self._labels_cache = {key: labels}  # keep one: batch shapes rarely change
+        """+1 at each anchor's positive, -1 elsewhere.
+
+        Cached for the ``positive_index`` tensor it was built from (one forward uses the same one for
+        every direction and SVR term). Keyed by that tensor, not by its values: reading values would
+        make the CPU wait for the GPU at every call.
+        """
+        cached = self._labels_cache
+        if cached is not None and cached[0] is positive_index and cached[1] == num_candidates:
+            return cached[2]
+        labels = torch.full(
+            (positive_index.shape[0], num_candidates), -1.0, device=positive_index.device
+        ).scatter_(1, positive_index[:, None], 1.0)
+        self._labels_cache = (positive_index, num_candidates, labels)
         return labels
 
     def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:

@@ -133,6 +133,13 @@ class TrainArguments:
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.98, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-6, metadata={"help": "AdamW epsilon."})
+    optim: str = field(
+        default="adamw_torch_fused",
+        metadata={
+            "help": "'adamw_torch_fused' (one fused kernel; the Trainer's default) or 'adamw_torch' "
+            "(torch's per-tensor AdamW). Fused falls back to per-tensor where the device has no kernel."
+        },
+    )
     lr_scheduler_type: str = field(
         default="cosine",
         metadata={"help": "transformers scheduler name: cosine, linear, constant_with_warmup..."},
@@ -144,9 +151,11 @@ class TrainArguments:
     )
     cpu: bool = field(default=False, metadata={"help": "Force the CPU even where a GPU is present."})
     eval_steps: int = field(
-        default=200, metadata={"help": "Validate (R@1) every N steps; 0 only at the end."}
+        default=200, metadata={"help": "Validate (R@1) every N steps and at the end; 0: only at the end."}
     )
-    save_steps: int = field(default=200, metadata={"help": "Write a resumable checkpoint every N steps."})
+    save_steps: int = field(
+        default=200, metadata={"help": "Write a resumable checkpoint every N steps and at the end; 0: none."}
+    )
     save_total_limit: int = field(default=2, metadata={"help": "Keep at most this many step checkpoints."})
     logging_steps: int = field(default=20, metadata={"help": "Log the loss terms every N steps."})
     resume_from_checkpoint: str | None = field(

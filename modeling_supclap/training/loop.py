@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +157,19 @@ def _unwrap_supclap(accelerator: Accelerator, model: torch.nn.Module) -> SupClap
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
+# Devices with a fused AdamW kernel in torch >= 2.4 (torch.utils._foreach_utils lists the same).
+_FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
 def build_optimizer(model: torch.nn.Module, train_args: TrainArguments) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms, logit scales and loss parameters (as CLIP does)."""
+    """AdamW; no weight decay on biases, norms, logit scales and loss parameters (as CLIP does).
+
+    ``--optim adamw_torch_fused`` (default, as the Trainer's) updates every parameter in one fused kernel;
+    torch's default per-tensor loop costs ~6 ms per step on the small preset (docs/BENCHMARKS.md).
+    """
+    if train_args.optim not in OPTIMIZERS:
+        raise ValueError(f"--optim must be one of {OPTIMIZERS}, got {train_args.optim!r}")
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -170,11 +180,17 @@ def build_optimizer(model: torch.nn.Module, train_args: TrainArguments) -> torch
         {"params": decay, "weight_decay": train_args.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    fused = train_args.optim == "adamw_torch_fused"
+    params = decay + no_decay
+    if fused and not all(p.device.type in _FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params):
+        logger.warning("--optim adamw_torch_fused: no fused kernel for these parameters, using adamw_torch")
+        fused = False
     return torch.optim.AdamW(
         groups,
         lr=train_args.learning_rate,
         betas=(train_args.adam_beta1, train_args.adam_beta2),
         eps=train_args.adam_epsilon,
+        fused=fused or None,
     )
 
 
@@ -184,13 +200,29 @@ def _any_process(accelerator: Accelerator, flag: bool) -> bool:
     return bool(accelerator.reduce(value, reduction="sum").item() > 0)
 
 
-def _mean_over_processes(accelerator: Accelerator, value: torch.Tensor) -> float:
-    return float(accelerator.reduce(value.detach().float().reshape(1), reduction="mean").item())
-
-
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What the steps, validation and the final save share (one object instead of ten arguments)."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module  # as prepared: DDP and PEFT wrappers included
+    supclap: SupClapModel  # the SupClapModel inside those wrappers
+    processor: ClapProcessor
+    splits: dict[str, list[AudioTextRecord] | None]
+    model_args: ModelArguments
+    data_args: DataArguments
+    train_args: TrainArguments
+    corpus: str
+    data_report: dict[str, Any] | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train_args.output_dir)
+
+
 def train(model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments) -> dict[str, Any]:
     """Train, validate, checkpoint, test and save. Returns the final metrics (also in metrics.json)."""
     if data_args.on_bad_sample not in ("error", "skip"):
@@ -214,17 +246,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 
-    # Decode every clip of every split once, before the first step: with --on_bad_sample error a bad
-    # sample stops the run here, naming it; with skip it is dropped, counted and reported at the end
-    # (counts taken in DataLoader workers would be lost). Also reports duplicate clips and leakage.
-    splits, data_report = check_splits(
-        splits, processor.feature_extractor.sampling_rate, data_args.on_bad_sample
-    )
-    if accelerator.is_main_process and (summary := format_data_report(data_report)):
-        logger.warning("data checks:\n%s", summary)
-    if splits["train"] is None:
-        raise ValueError(f"every sample of the training set {corpus} is bad: nothing to train on")
-
+    splits, data_report = _check_data(splits, processor, data_args, accelerator, corpus)
     dataset = AudioTextDataset(
         splits["train"], processor.feature_extractor.sampling_rate, on_bad_sample=data_args.on_bad_sample
     )
@@ -254,8 +276,58 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         num_training_steps=train_args.max_steps * accelerator.num_processes,
     )
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    supclap = _unwrap_supclap(accelerator, model)
+    run = _Run(
+        accelerator=accelerator,
+        model=model,
+        supclap=_unwrap_supclap(accelerator, model),
+        processor=processor,
+        splits=splits,
+        model_args=model_args,
+        data_args=data_args,
+        train_args=train_args,
+        corpus=corpus,
+        data_report=data_report,
+    )
+    state = _initial_state(run, optimizer, scheduler)
 
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    if report_to:
+        accelerator.init_trackers("runs", config=_flat_config(model_args, data_args, train_args))
+    probe = None
+    if train_args.drift_probe_steps > 0:
+        from ..diagnostics import DriftProbe
+
+        probe = DriftProbe.from_dataset(dataset, collator, size=min(64, len(dataset)))
+
+    _train_steps(run, loader, sampler, dataset, optimizer, scheduler, state, probe)
+    state["num_processes"] = accelerator.num_processes
+    state["device"] = str(accelerator.device)
+    if probe is not None:
+        radii = probe.radii(run.supclap)
+        state["radius_values"] = radii.tolist() if radii is not None else None
+    return _finish(run, state)
+
+
+def _check_data(splits, processor, data_args, accelerator, corpus):
+    """Decode every clip of every split once, before the first step.
+
+    With --on_bad_sample error a bad sample stops the run here, naming it; with skip it is dropped,
+    counted and reported at the end (counts taken in DataLoader workers would be lost). Also reports
+    duplicate clips and train/test leakage.
+    """
+    splits, data_report = check_splits(
+        splits, processor.feature_extractor.sampling_rate, data_args.on_bad_sample
+    )
+    if accelerator.is_main_process and (summary := format_data_report(data_report)):
+        logger.warning("data checks:\n%s", summary)
+    if splits["train"] is None:
+        raise ValueError(f"every sample of the training set {corpus} is bad: nothing to train on")
+    return splits, data_report
+
+
+def _initial_state(run: _Run, optimizer, scheduler) -> dict[str, Any]:
+    """A fresh run's state, or the one of --resume_from_checkpoint (which also restores weights, RNGs)."""
     state: dict[str, Any] = {
         "step": 0,
         "epoch": 0,
@@ -267,28 +339,78 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         "nonfinite_skipped": 0,
         "train_seconds": 0.0,
     }
-    resume = train_args.resume_from_checkpoint
-    if resume:
-        path = checkpointing.latest_checkpoint(output_dir) if resume == "latest" else Path(resume)
-        if path is None:
-            logger.info(
-                "--resume_from_checkpoint latest: no complete checkpoint in %s, starting fresh", output_dir
-            )
-        else:
-            state = checkpointing.load_checkpoint(path, accelerator, model, optimizer, scheduler)
-            logger.info("resumed from %s at step %d", path, state["step"])
+    resume = run.train_args.resume_from_checkpoint
+    if not resume:
+        return state
+    path = checkpointing.latest_checkpoint(run.output_dir) if resume == "latest" else Path(resume)
+    if path is None:
+        logger.info(
+            "--resume_from_checkpoint latest: no complete checkpoint in %s, starting fresh", run.output_dir
+        )
+        return state
+    state = checkpointing.load_checkpoint(path, run.accelerator, run.model, optimizer, scheduler)
+    logger.info("resumed from %s at step %d", path, state["step"])
+    return state
 
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    if report_to:
-        accelerator.init_trackers("runs", config=_flat_config(model_args, data_args, train_args))
 
-    probe = None
-    if train_args.drift_probe_steps > 0:
-        from ..diagnostics import DriftProbe
+class _NonFiniteGuard:
+    """One optimizer step's watch for non-finite losses and gradients, with one host sync per step.
 
-        probe = DriftProbe.from_dataset(dataset, collator, size=min(64, len(dataset)))
+    Each micro-batch's loss is checked on the device (no sync: the CPU keeps queueing GPU work); at the
+    optimizer step the flags of every micro-batch and of the gradient norm are reduced over processes and
+    read once. A non-finite value stops the run naming the step and batch, or (``--skip_nonfinite``)
+    skips the whole step and puts back the buffers its forwards changed (BatchNorm running statistics),
+    so nothing non-finite reaches the weights or the saved model. Under fp16 a non-finite gradient is
+    the GradScaler's business (it skips the step and lowers the scale), not an error.
+    """
 
+    def __init__(self, model: torch.nn.Module, train_args: TrainArguments) -> None:
+        self.model, self.train_args = model, train_args
+        self._losses: list[tuple[str, torch.Tensor]] = []
+        self._saved_buffers: dict[str, torch.Tensor] | None = None
+
+    def before_forward(self) -> None:
+        if self.train_args.skip_nonfinite and self._saved_buffers is None:
+            self._saved_buffers = _buffers(self.model)
+
+    def note_loss(self, loss: torch.Tensor, where: str) -> None:
+        self._losses.append((where, loss.detach().float().reshape(())))
+
+    def step_is_bad(self, accelerator: Accelerator, grad_norm: torch.Tensor | None, where: str) -> bool:
+        """Whether the step must be skipped (raises NonFiniteLossError unless --skip_nonfinite)."""
+        flags = [~torch.isfinite(loss) for _, loss in self._losses]
+        if grad_norm is not None:
+            flags.append(~torch.isfinite(torch.as_tensor(grad_norm, device=accelerator.device).float()))
+        if not flags:
+            return False
+        bad = accelerator.reduce(torch.stack(flags).float(), reduction="sum").gt(0).tolist()  # the sync
+        for (batch_where, loss), loss_bad in zip(self._losses, bad):
+            if loss_bad:
+                _stop_or_skip(
+                    self.train_args,
+                    f"loss at {batch_where}: {float(loss)}",
+                    f"{batch_where}: non-finite loss",
+                )
+                return True
+        if grad_norm is not None and bad[-1]:
+            _stop_or_skip(self.train_args, f"gradient norm at {where}", f"{where}: non-finite gradient")
+            return True
+        return False
+
+    @property
+    def num_micro_batches(self) -> int:
+        return len(self._losses)
+
+    def undo_buffers(self) -> None:
+        _restore_buffers(self.model, self._saved_buffers)
+
+    def next_step(self) -> None:
+        self._losses, self._saved_buffers = [], None
+
+
+def _train_steps(run: _Run, loader, sampler, dataset, optimizer, scheduler, state, probe) -> None:
+    """Optimizer steps until --max_steps or --max_train_minutes (validating and checkpointing on the way)."""
+    accelerator, train_args = run.accelerator, run.train_args
     progress = tqdm(
         total=train_args.max_steps,
         initial=state["step"],
@@ -296,11 +418,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
         desc="training",
     )
     started = time.monotonic() - state["train_seconds"]
-    running: dict[str, list[float]] = {}
-    accumulation_poisoned = False
-    buffers_at_step_start: dict[str, torch.Tensor] | None = None
+    running: dict[str, list[torch.Tensor]] = {}  # loss terms since the last log, on the device
+    guard = _NonFiniteGuard(run.model, train_args)
     stop = state["step"] >= train_args.max_steps
-
     while not stop:
         sampler.set_epoch(state["epoch"])
         dataset.set_epoch(state["epoch"])
@@ -310,103 +430,96 @@ def train(model_args: ModelArguments, data_args: DataArguments, train_args: Trai
             else loader
         )
         for batch in epoch_loader:
-            if train_args.skip_nonfinite and buffers_at_step_start is None:
-                # The forward updates buffers (BatchNorm running stats): a skipped step must undo that.
-                buffers_at_step_start = _buffers(model)
-            with accelerator.accumulate(model):
-                outputs = model(**batch)
-                loss = outputs.loss
-                if _any_process(accelerator, not bool(torch.isfinite(loss))):
-                    where = (
-                        f"step {state['step'] + 1} (epoch {state['epoch']}, batch {state['batch_in_epoch']})"
-                    )
-                    _stop_or_skip(train_args, f"loss at {where}: {float(loss)}", f"{where}: non-finite loss")
-                    accumulation_poisoned = True
-                else:
-                    accelerator.backward(loss)
-                    _accumulate(running, outputs)
+            guard.before_forward()
+            with accelerator.accumulate(run.model):
+                _forward_backward(run, batch, state, running, guard)
                 if accelerator.sync_gradients:
-                    if not accumulation_poisoned:
-                        grad_norm = accelerator.clip_grad_norm_(
-                            model.parameters(), train_args.max_grad_norm or float("inf")
-                        )
-                        if not math.isfinite(float(grad_norm)):
-                            where = f"step {state['step'] + 1} (epoch {state['epoch']})"
-                            _stop_or_skip(
-                                train_args, f"gradient norm at {where}", f"{where}: non-finite gradient"
-                            )
-                            accumulation_poisoned = True
-                        else:
-                            running.setdefault("grad_norm", []).append(float(grad_norm))
-                    if accumulation_poisoned:
-                        state["nonfinite_skipped"] += 1
-                        _restore_buffers(model, buffers_at_step_start)
-                    else:
-                        optimizer.step()
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    _optimizer_step(run, optimizer, scheduler, state, running, guard)
             state["batch_in_epoch"] += 1
             if not accelerator.sync_gradients:
                 continue
-            accumulation_poisoned = False
-            buffers_at_step_start = None
-            supclap.clamp_logit_scales_()
+            guard.next_step()
+            run.supclap.clamp_logit_scales_()
             state["step"] += 1
-            step = state["step"]
             progress.update(1)
             state["train_seconds"] = time.monotonic() - started
-
-            if step % train_args.logging_steps == 0 or step == train_args.max_steps:
-                record = {name: sum(v) / len(v) for name, v in running.items() if v}
-                record = {k: _mean_over_processes(accelerator, torch.tensor(v)) for k, v in record.items()}
-                record.update(
-                    step=step,
-                    lr=scheduler.get_last_lr()[0],
-                    logit_scale=float(supclap.logit_scales()[0].detach()),
-                )
-                running.clear()
-                state["history"].append(record)
-                accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
-                progress.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
-            if probe is not None and step % train_args.drift_probe_steps == 0:
-                drift = probe.measure(supclap)
-                state.setdefault("drift", []).append({"step": step, **drift})
-                accelerator.log({f"drift/{k}": v for k, v in drift.items()}, step=step)
-
-            out_of_time = (
-                train_args.max_train_minutes is not None
-                and state["train_seconds"] > 60 * train_args.max_train_minutes
-            )
-            stop = step >= train_args.max_steps or _any_process(accelerator, out_of_time)
-            if splits["validation"] and train_args.eval_steps and (step % train_args.eval_steps == 0 or stop):
-                _validate(accelerator, supclap, processor, splits["validation"], data_args, train_args, state)
-            if train_args.save_steps and (step % train_args.save_steps == 0 or stop):
-                checkpointing.save_checkpoint(
-                    accelerator, model, optimizer, scheduler, state, output_dir, train_args.save_total_limit
-                )
-            if stop:
+            if stop := _after_step(run, optimizer, scheduler, state, running, probe, progress):
                 break
         else:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
     progress.close()
-    state["num_processes"] = accelerator.num_processes
-    if probe is not None:
-        radii = probe.radii(supclap)
-        state["radius_values"] = radii.tolist() if radii is not None else None
-    return _finish(
-        accelerator,
-        model,
-        supclap,
-        processor,
-        splits,
-        model_args,
-        data_args,
-        train_args,
-        state,
-        corpus,
-        data_report=data_report,
+
+
+def _forward_backward(run: _Run, batch, state, running, guard: _NonFiniteGuard) -> None:
+    """One micro-batch: forward (the model computes and gathers the loss), backward, keep its terms.
+
+    A non-finite loss is only noted here (checked at the optimizer step): its gradients are discarded
+    with the step, and checking now would stall the GPU queue once per micro-batch.
+    """
+    outputs = run.model(**batch)
+    guard.note_loss(
+        outputs.loss, f"step {state['step'] + 1} (epoch {state['epoch']}, batch {state['batch_in_epoch']})"
     )
+    run.accelerator.backward(outputs.loss)
+    _accumulate(running, outputs)
+
+
+def _optimizer_step(run: _Run, optimizer, scheduler, state, running, guard: _NonFiniteGuard) -> None:
+    """Clip and step, or skip a step whose loss or gradient was non-finite."""
+    accelerator = run.accelerator
+    grad_norm = accelerator.clip_grad_norm_(
+        run.model.parameters(), run.train_args.max_grad_norm or float("inf")
+    )
+    # Under fp16 the GradScaler skips steps with inf/NaN gradients itself (and lowers its scale).
+    checked_norm = grad_norm if accelerator.scaler is None else None
+    where = f"step {state['step'] + 1} (epoch {state['epoch']})"
+    if guard.step_is_bad(accelerator, checked_norm, where):
+        state["nonfinite_skipped"] += 1
+        guard.undo_buffers()
+        _forget_micro_batches(running, guard.num_micro_batches)
+    else:
+        if grad_norm is not None:
+            running.setdefault("grad_norm", []).append(torch.as_tensor(grad_norm).detach().float())
+        optimizer.step()
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _after_step(run: _Run, optimizer, scheduler, state, running, probe, progress) -> bool:
+    """Log, probe, validate and checkpoint after step ``state['step']``; True when the run is over."""
+    accelerator, train_args, step = run.accelerator, run.train_args, state["step"]
+    if step % train_args.logging_steps == 0 or step == train_args.max_steps:
+        record: dict[str, Any] = _log_record(accelerator, running)
+        record.update(
+            step=step,
+            lr=scheduler.get_last_lr()[0],
+            logit_scale=float(run.supclap.logit_scales()[0].detach()),
+        )
+        running.clear()
+        state["history"].append(record)
+        accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step)
+        progress.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
+    if probe is not None and step % train_args.drift_probe_steps == 0:
+        drift = probe.measure(run.supclap)
+        state.setdefault("drift", []).append({"step": step, **drift})
+        accelerator.log({f"drift/{k}": v for k, v in drift.items()}, step=step)
+
+    out_of_time = (
+        train_args.max_train_minutes is not None
+        and state["train_seconds"] > 60 * train_args.max_train_minutes
+    )
+    # Only with a time budget can processes disagree about stopping (and need a collective to agree).
+    stop = step >= train_args.max_steps or (
+        train_args.max_train_minutes is not None and _any_process(accelerator, out_of_time)
+    )
+    if run.splits["validation"] and (stop or (train_args.eval_steps and step % train_args.eval_steps == 0)):
+        _validate(run, state)
+    if train_args.save_steps and (stop or step % train_args.save_steps == 0):
+        checkpointing.save_checkpoint(
+            accelerator, run.model, optimizer, scheduler, state, run.output_dir, train_args.save_total_limit
+        )
+    return stop
 
 
 def _stop_or_skip(train_args: TrainArguments, error: str, warning: str) -> None:
@@ -431,32 +544,53 @@ def _restore_buffers(model: torch.nn.Module, saved: dict[str, torch.Tensor] | No
             buffer.copy_(saved[name])
 
 
-def _accumulate(running: dict[str, list[float]], outputs) -> None:
-    for name in (
-        "loss",
-        "loss_contrastive",
-        "loss_svr",
-        "loss_constraint",
-        "radius_mean",
-        "radius_std",
-        "radius_constraint_active",
-    ):
+_LOGGED_TERMS = (
+    "loss",
+    "loss_contrastive",
+    "loss_svr",
+    "loss_constraint",
+    "radius_mean",
+    "radius_std",
+    "radius_constraint_active",
+)
+
+
+def _accumulate(running: dict[str, list[torch.Tensor]], outputs) -> None:
+    """Keep this micro-batch's loss terms as device tensors (read once per logging step, not per batch)."""
+    for name in _LOGGED_TERMS:
         value = getattr(outputs, name, None)
         if value is not None:
-            running.setdefault(name, []).append(float(value.detach()))
+            running.setdefault(name, []).append(value.detach().float().reshape(()))
 
 
-def _validate(accelerator, supclap, processor, records, data_args, train_args, state) -> None:
+def _forget_micro_batches(running: dict[str, list[torch.Tensor]], count: int) -> None:
+    """Drop the terms of a skipped step's ``count`` micro-batches (the last ones noted)."""
+    for name in _LOGGED_TERMS:
+        if count and name in running:
+            del running[name][-count:]
+
+
+def _log_record(accelerator: Accelerator, running: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Mean of each term since the last log, averaged over processes: one reduce, one host sync."""
+    names = [name for name, values in running.items() if values]
+    if not names:
+        return {}
+    means = torch.stack([torch.stack(running[name]).to(accelerator.device).mean() for name in names])
+    return dict(zip(names, accelerator.reduce(means, reduction="mean").tolist()))
+
+
+def _validate(run: _Run, state: dict[str, Any]) -> None:
     """Validation R@1 on the main process; keeps ``best/`` when the mean R@1 improves."""
+    accelerator, train_args = run.accelerator, run.train_args
     if accelerator.is_main_process:
         results = evaluate_records(
-            supclap,
-            processor,
-            records,
+            run.supclap,
+            run.processor,
+            run.splits["validation"],
             batch_size=train_args.per_device_eval_batch_size,
             seed=train_args.seed,
             zero_shot=False,
-            on_bad_sample=data_args.on_bad_sample,
+            on_bad_sample=run.data_args.on_bad_sample,
         )
         score = mean_recall_at_1(results)
         retrieval = results["retrieval"]
@@ -470,7 +604,7 @@ def _validate(accelerator, supclap, processor, records, data_args, train_args, s
         accelerator.log({f"validation/{k}": v for k, v in entry.items() if k != "step"}, step=state["step"])
         if state["best_score"] is None or score > state["best_score"]:
             state["best_score"], state["best_step"] = score, state["step"]
-            supclap.save_pretrained(Path(train_args.output_dir) / "best", safe_serialization=True)
+            run.supclap.save_pretrained(run.output_dir / "best", safe_serialization=True)
         logger.info(
             "validation at step %d: mean R@1 %.2f (best %.2f at step %s)",
             state["step"],
@@ -495,76 +629,71 @@ def _broadcast_json(accelerator: Accelerator, payload: dict) -> dict:
     return holder[0]
 
 
-def _finish(
-    accelerator,
-    model,
-    supclap,
-    processor,
-    splits,
-    model_args,
-    data_args,
-    train_args,
-    state,
-    corpus,
-    data_report=None,
-):
-    output_dir = Path(train_args.output_dir)
+def _finish(run: _Run, state: dict[str, Any]) -> dict[str, Any]:
+    """Test the best validation model, save it with processor, card, metrics and plots, push if asked."""
+    accelerator, train_args, output_dir = run.accelerator, run.train_args, run.output_dir
     accelerator.wait_for_everyone()
     results: dict[str, Any] = {"train_state": {k: v for k, v in state.items() if k != "history"}}
-    if data_report is not None:
-        results["skipped_samples"] = data_report["skipped_samples"]
-        results["data_checks"] = {k: v for k, v in data_report.items() if k != "skipped_samples"}
+    if run.data_report is not None:
+        results["skipped_samples"] = run.data_report["skipped_samples"]
+        results["data_checks"] = {k: v for k, v in run.data_report.items() if k != "skipped_samples"}
     if accelerator.is_main_process:
         best = output_dir / "best"
         if state["best_step"] is not None and best.is_dir():
             # The final model is the best on validation, not merely the last.
             from safetensors.torch import load_file
 
-            supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
-        final_model = supclap
-        if model_args.lora_r > 0:
-            final_model = accelerator.unwrap_model(model).merge_and_unload()
-        if splits.get("test"):
+            run.supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
+        final_model = run.supclap
+        if run.model_args.lora_r > 0:
+            final_model = accelerator.unwrap_model(run.model).merge_and_unload()
+        if run.splits.get("test"):
             results["test"] = evaluate_records(
                 final_model,
-                processor,
-                splits["test"],
+                run.processor,
+                run.splits["test"],
                 batch_size=train_args.per_device_eval_batch_size,
                 seed=train_args.seed,
-                template=data_args.zero_shot_template,
-                on_bad_sample=data_args.on_bad_sample,
+                template=run.data_args.zero_shot_template,
+                on_bad_sample=run.data_args.on_bad_sample,
             )
-            print("\nTest results (" + str(corpus) + ", test split):\n" + format_results(results["test"]))
+            print(f"\nTest results ({run.corpus}, test split):\n" + format_results(results["test"]))
         final_model.save_pretrained(output_dir, safe_serialization=True)
-        processor.save_pretrained(output_dir)
+        run.processor.save_pretrained(output_dir)
         results["history"] = state["history"]
         (output_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
-        from ..hub import write_model_card
-
-        write_model_card(
-            output_dir,
-            final_model.config,
-            train_args=asdict(train_args),
-            data_description=str(corpus),
-            results=results.get("test"),
-            base_model=model_args.model_name_or_path,
-        )
-        try:
-            from ..diagnostics import save_training_plots
-
-            save_training_plots(results, output_dir)
-        except ImportError:  # plotting is optional (matplotlib)
-            logger.info("matplotlib not installed: no plots")
-        if train_args.push_to_hub:
-            from ..hub import push_output_folder
-
-            push_output_folder(output_dir, train_args.hub_model_id, private=train_args.hub_private_repo)
-        if summary := format_data_report(data_report):
+        _write_card_plots_and_push(run, final_model, results)
+        if summary := format_data_report(run.data_report):
             print("\nData checks:\n" + summary)
         print(f"\nSaved model, processor, model card and metrics to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return results
+
+
+def _write_card_plots_and_push(run: _Run, final_model: SupClapModel, results: dict[str, Any]) -> None:
+    from ..hub import write_model_card
+
+    write_model_card(
+        run.output_dir,
+        final_model.config,
+        train_args=asdict(run.train_args),
+        data_description=str(run.corpus),
+        results=results.get("test"),
+        base_model=run.model_args.model_name_or_path,
+    )
+    try:
+        from ..diagnostics import save_training_plots
+
+        save_training_plots(results, run.output_dir)
+    except ImportError:  # plotting is optional (matplotlib)
+        logger.info("matplotlib not installed: no plots")
+    if run.train_args.push_to_hub:
+        from ..hub import push_output_folder
+
+        push_output_folder(
+            run.output_dir, run.train_args.hub_model_id, private=run.train_args.hub_private_repo
+        )
 
 
 def _flat_config(*argument_sets) -> dict[str, Any]:
