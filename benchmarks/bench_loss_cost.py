@@ -42,9 +42,10 @@ Memory, on CPU (no allocator statistics there), two measures:
   reports ``VmHWM`` after ``--rss-steps`` more steps minus ``VmRSS`` before them: the process-level peak
   a training step adds (includes the allocator's behaviour, so it is coarser than the tensor peak).
 
-On CUDA (``--device cuda``, untested here): time with ``torch.cuda.synchronize``; memory is
-``torch.cuda.max_memory_allocated`` over one step after ``reset_peak_memory_stats`` (``total``) and that
-minus ``memory_allocated`` before the step (``step peak``).
+On CUDA (``--device cuda``; run on an H100, see docs/BENCHMARKS.md): time with
+``torch.cuda.synchronize``; memory is ``torch.cuda.max_memory_allocated`` over one step after
+``reset_peak_memory_stats`` (``total``) and that minus ``memory_allocated`` before the step
+(``step peak``).
 
 ``--threads`` (default 1 on CPU) fixes torch's intra-op threads: on a 2-core machine shared with other
 jobs, 2 OpenMP threads that wait on each other make step times jump by 5-10x at random.
@@ -421,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: tiny 30, htsat 7)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--text-len", type=int, default=32, help="tokens per caption")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda: untested here)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads; 0 leaves torch's default")
     p.add_argument("--memory", choices=["profiler", "rss", "both", "none"], default="both")
     p.add_argument("--rss-steps", type=int, default=2, help="measured steps per RSS subprocess (after 1)")

@@ -307,8 +307,8 @@ def predictor_features(similarities: torch.Tensor, positive_index: torch.Tensor,
     features = similarities.new_full((n, top_k), _PREDICTOR_PAD)
     features[:, 0] = positive
     if num_negatives > 0:
-        negatives = similarities.clone()
-        negatives[rows, positive_index] = float("-inf")
+        # scatter with a Python value: an index_put of one would copy it to the GPU and wait for it.
+        negatives = similarities.scatter(1, positive_index[:, None], float("-inf"))
         features[:, 1 : 1 + num_negatives] = negatives.topk(num_negatives, dim=1, sorted=True).values
     return features
 
