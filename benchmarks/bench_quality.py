@@ -89,12 +89,21 @@ def budget_tag(args: argparse.Namespace) -> str:
     return "_".join(parts)
 
 
+_LOCATION_FLAGS = ("--output_dir", "--cache_dir")
+
+
+def _experiment(argv: list[str]) -> list[str]:
+    """The training arguments that define a run: not the interpreter, script path or folders (a results
+    folder may be moved or copied to another checkout and still be resumed or reported)."""
+    args = argv[2:]
+    return [a for i, a in enumerate(args) if a not in _LOCATION_FLAGS and args[i - 1] not in _LOCATION_FLAGS]
+
+
 def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     run_dir = args.out_dir / budget_tag(args) / variant / f"seed{seed}"
     cmd = run_command(variant, seed, run_dir, args)
     recorded = run_dir / "bench_cmd.json"
-    # The interpreter path may differ between machines/venvs: compare the CLI arguments only.
-    if recorded.exists() and json.loads(recorded.read_text())["argv"][2:] != cmd[2:]:
+    if recorded.exists() and _experiment(json.loads(recorded.read_text())["argv"]) != _experiment(cmd):
         raise RuntimeError(f"{run_dir} was made by another command ({recorded}); use another --out_dir")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists():
