@@ -84,3 +84,11 @@ def test_bench_quality_smoke(small_corpus_cache, tmp_path):
     # Resumable: nothing is trained again.
     again = _run("bench_quality.py", *args)
     assert again.count("skipped (metrics.json exists)") == 2, again
+    # A results folder moved elsewhere (another checkout, another machine) is still recognised.
+    (tmp_path / "runs").rename(tmp_path / "moved")
+    moved = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "moved"), "--report_only"]
+    report = _run(
+        "bench_quality.py", *moved, "--json", str(tmp_path / "q2.json"), "--plot", str(tmp_path / "q2.png")
+    )
+    assert report.count("skipped (metrics.json exists)") == 2, report
+    assert json.loads((tmp_path / "q2.json").read_text())["variants"] == summary["variants"]
