@@ -75,6 +75,19 @@ def _small_sub_configs() -> dict[str, Any]:
     }
 
 
+# The scalar loss terms and statistics SupClapModel.forward returns (fields of SupClapOutput): logged
+# by the training loop, left out of the Trainer's predictions.
+LOSS_TERM_OUTPUTS = (
+    "loss",
+    "loss_contrastive",
+    "loss_svr",
+    "loss_constraint",
+    "radius_mean",
+    "radius_std",
+    "radius_constraint_active",
+)
+
+
 class SupClapConfig(ClapConfig):
     r"""Configuration of a [`SupClapModel`]: every [`ClapConfig`] field plus the loss settings.
 
@@ -124,12 +137,7 @@ class SupClapConfig(ClapConfig):
         "logits_per_text",
         "text_model_output",
         "audio_model_output",
-        "loss_contrastive",
-        "loss_svr",
-        "loss_constraint",
-        "radius_mean",
-        "radius_std",
-        "radius_constraint_active",
+        *(name for name in LOSS_TERM_OUTPUTS if name != "loss"),  # the Trainer reads "loss" itself
     ]
 
     base_loss: str = "infonce"

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput
-from modeling_supclap.configuration_supclap import _tiny_sub_configs
+from modeling_supclap.configuration_supclap import LOSS_TERM_OUTPUTS, _tiny_sub_configs
 from modeling_supclap.losses import RadiusPredictor
 
 
@@ -252,3 +252,15 @@ def test_trust_remote_code_loads_where_the_package_is_absent(tmp_path):
     torch.testing.assert_close(got["audio"], expected.audio_embeds, atol=0, rtol=0)
     torch.testing.assert_close(got["loss"], expected.loss, atol=0, rtol=0)
     torch.testing.assert_close(got["logits"], expected.logits_per_audio, atol=0, rtol=0)
+
+
+def test_loss_term_outputs_are_the_scalar_fields_of_supclap_output():
+    # One list feeds the training loop's logging and the Trainer's keys_to_ignore_at_inference.
+    scalar_fields = {
+        name
+        for name in SupClapOutput.__dataclass_fields__
+        if name == "loss" or name.startswith(("loss_", "radius_"))
+    }
+    assert set(LOSS_TERM_OUTPUTS) == scalar_fields
+    assert "loss" not in SupClapConfig.keys_to_ignore_at_inference
+    assert scalar_fields - {"loss"} <= set(SupClapConfig.keys_to_ignore_at_inference)

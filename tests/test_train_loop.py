@@ -69,3 +69,18 @@ def test_eval_steps_zero_validates_once_at_the_end(small_corpus_cache, tmp_path)
     assert [entry["step"] for entry in state["validation"]] == [4]
     assert state["best_step"] == 4 and (out / "best" / "model.safetensors").exists()
     assert not list(out.glob("checkpoint-*"))  # --save_steps 0: no checkpoints
+
+
+@pytest.mark.slow
+def test_max_train_minutes_stops_early_then_validates_and_saves(small_corpus_cache, tmp_path):
+    out = tmp_path / "run"
+    args = tiny_train_args(
+        small_corpus_cache, out, "--max_steps", "50", "--max_train_minutes", "0.0001", "--save_steps", "0"
+    )
+    result = run_script(["train_supclap.py", *args])
+    assert result.returncode == 0, result.stderr[-4000:]
+    state = json.loads((out / "metrics.json").read_text())["train_state"]
+    # 6 ms of budget: the first step already exceeds it, so the run stops there, not at --max_steps.
+    assert state["step"] == 1
+    assert [entry["step"] for entry in state["validation"]] == [1]
+    assert (out / "model.safetensors").exists()

@@ -26,7 +26,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
-from ..configuration_supclap import SupClapConfig
+from ..configuration_supclap import LOSS_TERM_OUTPUTS, SupClapConfig
 from ..data import AudioTextDataset, SupClapCollator, build_demo_corpus, build_demo_processor, load_records
 from ..data.checks import check_splits, format_data_report
 from ..data.loading import AudioTextRecord, MissingSplitError
@@ -505,14 +505,10 @@ def _after_step(run: _Run, optimizer, scheduler, state, running, probe, progress
         state.setdefault("drift", []).append({"step": step, **drift})
         accelerator.log({f"drift/{k}": v for k, v in drift.items()}, step=step)
 
-    out_of_time = (
-        train_args.max_train_minutes is not None
-        and state["train_seconds"] > 60 * train_args.max_train_minutes
-    )
-    # Only with a time budget can processes disagree about stopping (and need a collective to agree).
-    stop = step >= train_args.max_steps or (
-        train_args.max_train_minutes is not None and _any_process(accelerator, out_of_time)
-    )
+    stop = step >= train_args.max_steps
+    if not stop and train_args.max_train_minutes is not None:
+        # Clocks differ between processes: a collective makes them agree (only needed with a time budget).
+        stop = _any_process(accelerator, state["train_seconds"] > 60 * train_args.max_train_minutes)
     if run.splits["validation"] and (stop or (train_args.eval_steps and step % train_args.eval_steps == 0)):
         _validate(run, state)
     if train_args.save_steps and (stop or step % train_args.save_steps == 0):
@@ -544,20 +540,9 @@ def _restore_buffers(model: torch.nn.Module, saved: dict[str, torch.Tensor] | No
             buffer.copy_(saved[name])
 
 
-_LOGGED_TERMS = (
-    "loss",
-    "loss_contrastive",
-    "loss_svr",
-    "loss_constraint",
-    "radius_mean",
-    "radius_std",
-    "radius_constraint_active",
-)
-
-
 def _accumulate(running: dict[str, list[torch.Tensor]], outputs) -> None:
     """Keep this micro-batch's loss terms as device tensors (read once per logging step, not per batch)."""
-    for name in _LOGGED_TERMS:
+    for name in LOSS_TERM_OUTPUTS:
         value = getattr(outputs, name, None)
         if value is not None:
             running.setdefault(name, []).append(value.detach().float().reshape(()))
@@ -565,7 +550,7 @@ def _accumulate(running: dict[str, list[torch.Tensor]], outputs) -> None:
 
 def _forget_micro_batches(running: dict[str, list[torch.Tensor]], count: int) -> None:
     """Drop the terms of a skipped step's ``count`` micro-batches (the last ones noted)."""
-    for name in _LOGGED_TERMS:
+    for name in LOSS_TERM_OUTPUTS:
         if count and name in running:
             del running[name][-count:]
 
