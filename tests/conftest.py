@@ -17,6 +17,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SMALL_CORPUS_CLIPS = 80
 
+# Prefix of a subprocess script that must work without the modeling_supclap package (as on a machine
+# that only has a saved model folder): any import of it raises ImportError.
+BLOCK_PACKAGE_IMPORT = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_supclap" or name.startswith("modeling_supclap."):
+            raise ImportError("modeling_supclap is blocked in this test")
+sys.meta_path.insert(0, Block())
+"""
+
 
 @pytest.fixture(scope="session")
 def small_corpus_cache(tmp_path_factory) -> Path:

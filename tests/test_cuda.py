@@ -125,13 +125,17 @@ def test_fused_adamw_on_cuda_matches_per_tensor_adamw():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
+def _train_on_cuda(cache, out, mixed_precision: str) -> dict:
+    """A tiny CLI run on the GPU (the tiny test arguments without --cpu); returns its metrics.json."""
+    args = [a for a in tiny_train_args(cache, out) if a != "--cpu"]
+    result = run_script(["train_supclap.py", *args, "--mixed_precision", mixed_precision])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
 @pytest.mark.slow
 def test_training_cli_on_cuda_with_bf16(small_corpus_cache, tmp_path):
-    out = tmp_path / "run"
-    args = [a for a in tiny_train_args(small_corpus_cache, out) if a != "--cpu"]
-    result = run_script(["train_supclap.py", *args, "--mixed_precision", "bf16"])
-    assert result.returncode == 0, result.stderr[-4000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = _train_on_cuda(small_corpus_cache, tmp_path / "run", "bf16")
     assert metrics["train_state"]["device"].startswith("cuda")
     assert metrics["train_state"]["step"] == 6
     assert all(np.isfinite(row["loss"]) for row in metrics["history"])
@@ -142,11 +146,7 @@ def test_training_cli_on_cuda_with_bf16(small_corpus_cache, tmp_path):
 def test_training_cli_on_cuda_with_fp16_and_its_grad_scaler(small_corpus_cache, tmp_path):
     # fp16 starts with a large loss scale: inf gradients in the first steps are the GradScaler's to skip
     # (it lowers the scale); the loop must not stop on them or count them as non-finite steps.
-    out = tmp_path / "run"
-    args = [a for a in tiny_train_args(small_corpus_cache, out) if a != "--cpu"]
-    result = run_script(["train_supclap.py", *args, "--mixed_precision", "fp16"])
-    assert result.returncode == 0, result.stderr[-4000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = _train_on_cuda(small_corpus_cache, tmp_path / "run", "fp16")
     assert metrics["train_state"]["step"] == 6 and metrics["train_state"]["nonfinite_skipped"] == 0
     assert all(np.isfinite(row["loss"]) for row in metrics["history"])
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from conftest import BLOCK_PACKAGE_IMPORT
 from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput
@@ -189,14 +190,9 @@ def test_supclap_checkpoint_round_trip_keeps_loss_parameters(tmp_path):
 
 
 # --- 7. remote code without the package ---------------------------------------------------------
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
     """
-    import importlib.abc, sys, json
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_supclap" or name.startswith("modeling_supclap."):
-                raise ImportError("modeling_supclap is blocked in this test")
-    sys.meta_path.insert(0, Block())
+    import json
     try:
         import modeling_supclap  # noqa
         raise SystemExit("modeling_supclap should not be importable here")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import BLOCK_PACKAGE_IMPORT
 from peft import PeftModel
 from toy import TOY_LABELS, toy_clip, toy_processor, toy_rows
 from transformers import AutoModel, Trainer, TrainingArguments, pipeline
@@ -114,14 +115,9 @@ def test_zero_shot_pipeline_after_import(trained):
     assert correct >= 5, f"{correct}/6 held-out clips ranked their label first"
 
 
-PIPELINE_SCRIPT = textwrap.dedent(
+PIPELINE_SCRIPT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
     """
-    import importlib.abc, json, sys
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name == "modeling_supclap" or name.startswith("modeling_supclap."):
-                raise ImportError("blocked")
-    sys.meta_path.insert(0, Block())
+    import json
     import numpy as np
     from transformers import pipeline
     folder, clips_path = sys.argv[1:3]
