@@ -4,11 +4,11 @@
 Methods (each run in its OWN subprocess, so each gets its own peak-memory figure):
 
 * ``chunked``: ``modeling_supclap.metrics.load_metric("retrieval").compute(...)`` -- the shipped evaluate
-  module (query chunks of ``--chunk-size``, exact counting against a per-row top-(k+1), pessimistic ties).
+  module (query chunks of ``--chunk_size``, exact counting against a per-row top-(k+1), pessimistic ties).
 * ``naive``: the LAION-CLAP-style evaluation: full ``text @ audio.T`` score matrix, ``torch.argsort`` of the
   whole (Nt, Na) matrix for text->audio and of its (Na, Nt) transpose for audio->text.
 
-Data: ``N`` caption embeddings (dim ``--dim``), ``N / c`` clips (``c = --captions-per-clip``), captions are
+Data: ``N`` caption embeddings (dim ``--dim``), ``N / c`` clips (``c = --captions_per_clip``), captions are
 noisy copies of their clip so the metrics are informative; float32, L2-normalised, fixed seed.
 
 Memory: ``peak RSS`` is the worker's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end (whole process:
@@ -16,13 +16,13 @@ interpreter, torch, evaluate, data); ``delta peak`` is that minus ``ru_maxrss`` 
 timed call (after imports, data generation and metric loading), i.e. the extra peak memory the method needs.
 Time: median over ``--repeats`` calls (wall clock, ``time.perf_counter``), data already in memory.
 The naive method is skipped (and reported as such) when its estimated peak (~17 bytes per score-matrix entry:
-scores + argsort values + int64 indices + comparison mask) exceeds ``--max-naive-gb``.
+scores + argsort values + int64 indices + comparison mask) exceeds ``--max_naive_gb``.
 
 Usage::
 
     python benchmarks/bench_eval_scaling.py                     # N = 10k, 50k, dim 512, 5 captions per clip
     python benchmarks/bench_eval_scaling.py --smoke             # N = 200, seconds
-    python benchmarks/bench_eval_scaling.py --captions-per-clip 1 --sizes 10000 50000 --repeats 1
+    python benchmarks/bench_eval_scaling.py --captions_per_clip 1 --sizes 10000 50000 --repeats 1
 """
 
 from __future__ import annotations
@@ -148,8 +148,8 @@ def _mem_available_gb() -> float:
 
 def run_worker(method: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--n", str(n)]
-    cmd += ["--dim", str(args.dim), "--captions-per-clip", str(args.captions_per_clip)]
-    cmd += ["--repeats", str(args.repeats), "--chunk-size", str(args.chunk_size)]
+    cmd += ["--dim", str(args.dim), "--captions_per_clip", str(args.captions_per_clip)]
+    cmd += ["--repeats", str(args.repeats), "--chunk_size", str(args.chunk_size)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, cwd=REPO_ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -198,12 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000], help="numbers of captions N")
     p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--captions-per-clip", type=int, default=5)
+    p.add_argument("--captions_per_clip", "--captions-per-clip", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3, help="timed calls per method and size (median reported)")
-    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--chunk_size", "--chunk-size", type=int, default=1024)
     p.add_argument("--methods", nargs="+", default=["naive", "chunked"], choices=["naive", "chunked"])
-    p.add_argument("--max-naive-gb", type=float, default=None, help="skip naive above this estimated peak "
-                   "(default: 60%% of MemAvailable)")
+    p.add_argument(
+        "--max_naive_gb",
+        "--max-naive-gb",
+        type=float,
+        default=None,
+        help="skip naive above this estimated peak (default: 60%% of MemAvailable)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker subprocess")
     p.add_argument("--smoke", action="store_true", help="N=200, 1 repeat: a few seconds")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")

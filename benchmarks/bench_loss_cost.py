@@ -17,7 +17,7 @@ Models:
   fft 1024, 50-14000 Hz, 10 s, ``rand_trunc``) on 10 s of noise; the tower accepts up to
   ``spec_size * spec_size // num_mel_bins = 1024`` frames.
 
-Captions: ``--text-len`` random token ids (no padding). Everything is seeded.
+Captions: ``--text_len`` random token ids (no padding). Everything is seeded.
 
 Time: ONE model, ONE AdamW optimizer and ONE batch per model are shared by all variants; only
 ``model.loss_fn`` is swapped (the towers, their gradients and the optimizer update are identical work, the
@@ -39,7 +39,7 @@ Memory, on CPU (no allocator statistics there), two measures:
   ``max_memory_allocated``; it excludes the Python heap and allocator caching.
 * ``RSS`` (``--memory both|rss``, Linux): each variant in a FRESH subprocess (model built with that
   variant's config); after one warm-up step the kernel's RSS high-water mark is reset, and the table
-  reports ``VmHWM`` after ``--rss-steps`` more steps minus ``VmRSS`` before them: the process-level peak
+  reports ``VmHWM`` after ``--rss_steps`` more steps minus ``VmRSS`` before them: the process-level peak
   a training step adds (includes the allocator's behaviour, so it is coarser than the tensor peak).
 
 On CUDA (``--device cuda``; run on an H100, see docs/BENCHMARKS.md): time with
@@ -296,7 +296,7 @@ def _proc_status_bytes(key: str) -> int:
 
 
 def rss_worker(args: argparse.Namespace) -> None:
-    """Fresh process: one variant's model; peak RSS of ``--rss-steps`` steps above the RSS before them.
+    """Fresh process: one variant's model; peak RSS of ``--rss_steps`` steps above the RSS before them.
 
     Linux: after one warm-up step (AdamW state allocated) the kernel's RSS high-water mark is reset
     (``/proc/self/clear_refs`` <- 5) and ``VmHWM`` is read after the measured steps. (``ru_maxrss`` would
@@ -334,9 +334,9 @@ def rss_worker(args: argparse.Namespace) -> None:
 def run_rss(model_name: str, args: argparse.Namespace) -> dict[str, dict[str, int]]:
     out = {}
     for name in args.variants:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-variant", name, "--model", model_name]
-        cmd += ["--threads", str(args.threads), "--text-len", str(args.text_len)]
-        cmd += ["--rss-steps", str(args.rss_steps), "--batch-" + model_name, str(args.batch[model_name])]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker_variant", name, "--model", model_name]
+        cmd += ["--threads", str(args.threads), "--text_len", str(args.text_len)]
+        cmd += ["--rss_steps", str(args.rss_steps), "--batch_" + model_name, str(args.batch[model_name])]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, timeout=args.timeout)
         for line in proc.stdout.splitlines():
             if line.startswith("RESULT "):
@@ -417,19 +417,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--batch-tiny", type=int, default=MODELS["tiny"]["batch"])
-    p.add_argument("--batch-htsat", type=int, default=MODELS["htsat"]["batch"])
+    p.add_argument("--batch_tiny", "--batch-tiny", type=int, default=MODELS["tiny"]["batch"])
+    p.add_argument("--batch_htsat", "--batch-htsat", type=int, default=MODELS["htsat"]["batch"])
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default: tiny 30, htsat 7)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    p.add_argument("--text-len", type=int, default=32, help="tokens per caption")
+    p.add_argument("--text_len", "--text-len", type=int, default=32, help="tokens per caption")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads; 0 leaves torch's default")
     p.add_argument("--memory", choices=["profiler", "rss", "both", "none"], default="both")
-    p.add_argument("--rss-steps", type=int, default=2, help="measured steps per RSS subprocess (after 1)")
+    p.add_argument(
+        "--rss_steps", "--rss-steps", type=int, default=2, help="measured steps per RSS subprocess (after 1)"
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per RSS subprocess")
     p.add_argument("--smoke", action="store_true", help="tiny only, 2 repeats, 1 warm-up, no RSS: seconds")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
-    p.add_argument("--worker-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--worker_variant", "--worker-variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     p.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.batch = {"tiny": args.batch_tiny, "htsat": args.batch_htsat}

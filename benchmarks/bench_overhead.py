@@ -3,8 +3,9 @@
 
 Same work on both sides: the demo corpus' train split, the same ``AudioTextDataset`` + ``SupClapCollator``
 (same processor, max 64 tokens), the same preset architecture, batch size, DataLoader workers, steps,
-optimiser settings (AdamW, lr 1e-3, betas (0.9, 0.98), eps 1e-6, weight decay 0.01, 100 warm-up steps,
-cosine, gradient clipping at 1.0, logging every 20 steps), plain symmetric InfoNCE. Each run is its own
+optimiser settings (AdamW with ``train_supclap.py``'s defaults, read from ``TrainArguments``: learning rate,
+betas, eps, weight decay, warm-up, cosine schedule, gradient clipping, logging interval), plain
+symmetric InfoNCE. Each run is its own
 subprocess; runs alternate (the order rotates every round) and the table reports medians over rounds.
 
 * ``trainer``: ``transformers.ClapModel(ClapConfig(<preset sub-configs>))`` trained by an unmodified
@@ -13,7 +14,7 @@ subprocess; runs alternate (the order rotates every round) and the table reports
   transformers' built-in ``return_loss=True`` CLAP loss. Training time: a ``TrainerCallback`` from
   ``on_train_begin`` to ``on_step_end`` of the last step.
 * ``ours``: ``train_supclap.py --preset P --base_loss infonce --svr_mode none --max_steps S --eval_steps 0
-  --save_steps 0 --report_to none``, plus ``--cpu`` with ``--device cpu`` (everything else at the CLI's
+  --save_steps 0 --report_to none``, plus ``--use_cpu`` with ``--device cpu`` (everything else at the CLI's
   defaults, so the drift probe runs every 100 steps as it does for users; validation runs once after the
   last step, outside the timed span). Training time: ``train_state.train_seconds`` of its ``metrics.json``
   (from just before the first batch is fetched to the end of the last optimizer step: the same span).
@@ -25,8 +26,8 @@ samples/s = steps x batch / training time (wall clock). The same span is also me
 the run's main process (``time.process_time``: all its threads, not the DataLoader worker process, on both
 sides): on a machine shared with other jobs the wall clock of a run depends on what else ran at the time,
 its CPU time much less, so ``samples per CPU s`` compares the work each loop does per sample. For ``ours``
-the CPU time comes from a shim (``CPU_CLOCK_SHIM``) that runs ``train_supclap.py`` unchanged and notes
-``process_time`` whenever the loop reads its clock. ``end-to-end s`` is the whole subprocess (imports,
+it is ``train_state.train_cpu_seconds``, which the loop records over the same span. ``end-to-end s`` is
+the whole subprocess (imports,
 corpus and processor loading from the cache, training, and for ``ours`` also the data checks, the test
 evaluation and saving, which the Trainer run does not do): informative, not comparable.
 
@@ -37,7 +38,7 @@ Usage::
 
     python benchmarks/bench_overhead.py                          # small preset, 300 steps, 3 rounds
     python benchmarks/bench_overhead.py --preset tiny --max_steps 400 --repeats 5
-    python benchmarks/bench_overhead.py --device cuda --num_workers 8 --repeats 3   # on a GPU
+    python benchmarks/bench_overhead.py --device cuda --dataloader_num_workers 8 --repeats 3   # on a GPU
     python benchmarks/bench_overhead.py --parallel --repeats 3    # a many-core machine: a round at once
     python benchmarks/bench_overhead.py --smoke                  # tiny, 80 clips, 5 steps: seconds
 """
@@ -59,27 +60,6 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("trainer", "ours", "ours, no probe", "ours, per-tensor AdamW")
-# Runs train_supclap.py unchanged, but notes this process's CPU time (time.process_time) whenever the loop
-# reads its clock: once before the first batch and once after every optimizer step (the calls that make
-# train_state.train_seconds), so the CPU seconds of exactly the timed span can be reported too.
-CPU_CLOCK_SHIM = """
-import atexit, json, os, runpy, sys, time
-import modeling_supclap.training.loop as loop
-calls = []
-class Clock:
-    def __getattr__(self, name):
-        return getattr(time, name)
-    def monotonic(self):
-        calls.append(time.process_time())
-        return time.monotonic()
-loop.time = Clock()
-def report():
-    if calls:
-        print("CPUTIME " + json.dumps({"cpu_seconds": calls[-1] - calls[0]}), flush=True)
-atexit.register(report)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
 
 
 def trainer_worker(args: argparse.Namespace) -> None:
@@ -88,7 +68,7 @@ def trainer_worker(args: argparse.Namespace) -> None:
     import torch
     from transformers import ClapConfig, ClapModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from modeling_supclap.configuration_supclap import _small_sub_configs, _tiny_sub_configs
+    from modeling_supclap.configuration_supclap import PRESETS
     from modeling_supclap.data import (
         AudioTextDataset,
         SupClapCollator,
@@ -96,19 +76,20 @@ def trainer_worker(args: argparse.Namespace) -> None:
         build_demo_processor,
         load_records,
     )
+    from modeling_supclap.training import DataArguments, TrainArguments
 
+    defaults, data_defaults = TrainArguments(), DataArguments()
     corpus = Path(args.cache_dir) / f"demo_corpus_{args.demo_num_clips}"
     build_demo_corpus(corpus, num_clips=args.demo_num_clips)
     set_seed(args.seed)
-    sub_configs = _tiny_sub_configs() if args.preset == "tiny" else _small_sub_configs()
-    model = ClapModel(ClapConfig(**sub_configs))
+    model = ClapModel(ClapConfig(**PRESETS[args.preset]()))
     processor = build_demo_processor(
         corpus, model.config.audio_config, cache_dir=Path(args.cache_dir) / "processors"
     )
     dataset = AudioTextDataset(
         load_records(str(corpus), split="train"), processor.feature_extractor.sampling_rate
     )
-    collator = SupClapCollator(processor, max_text_length=64, seed=args.seed)
+    collator = SupClapCollator(processor, max_text_length=data_defaults.max_text_length, seed=args.seed)
 
     class Timer(TrainerCallback):
         t0 = t_last = cpu0 = cpu_last = None
@@ -123,23 +104,23 @@ def trainer_worker(args: argparse.Namespace) -> None:
     timer = Timer()
     targs = TrainingArguments(
         args.output_dir,
-        per_device_train_batch_size=args.batch_size,
+        per_device_train_batch_size=args.per_device_train_batch_size,
         max_steps=args.max_steps,
-        learning_rate=1e-3,
-        weight_decay=0.01,
-        adam_beta1=0.9,
-        adam_beta2=0.98,
-        adam_epsilon=1e-6,
-        lr_scheduler_type="cosine",
+        learning_rate=defaults.learning_rate,
+        weight_decay=defaults.weight_decay,
+        adam_beta1=defaults.adam_beta1,
+        adam_beta2=defaults.adam_beta2,
+        adam_epsilon=defaults.adam_epsilon,
+        lr_scheduler_type=defaults.lr_scheduler_type,
         warmup_steps=args.warmup_steps,
-        max_grad_norm=1.0,
-        logging_steps=20,
+        max_grad_norm=defaults.max_grad_norm,
+        logging_steps=defaults.logging_steps,
         eval_strategy="no",
         save_strategy="no",
         report_to="none",
         use_cpu=args.device == "cpu",
         seed=args.seed,
-        dataloader_num_workers=args.num_workers,
+        dataloader_num_workers=args.dataloader_num_workers,
         dataloader_drop_last=True,
         remove_unused_columns=False,
     )
@@ -169,26 +150,24 @@ def _env(args: argparse.Namespace) -> dict[str, str]:
 def run_method(method: str, args: argparse.Namespace, workdir: Path, tag: str) -> dict[str, Any]:
     out_dir = workdir / f"{method.replace(', ', '_').replace(' ', '_')}_{tag}"
     common = ["--max_steps", str(args.max_steps), "--seed", str(args.seed), "--output_dir", str(out_dir)]
-    common += ["--num_workers", str(args.num_workers), "--cache_dir", str(args.cache_dir)]
+    common += [
+        "--dataloader_num_workers",
+        str(args.dataloader_num_workers),
+        "--cache_dir",
+        str(args.cache_dir),
+    ]
     common += ["--demo_num_clips", str(args.demo_num_clips), "--warmup_steps", str(args.warmup_steps)]
     if method == "trainer":
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--preset", args.preset]
         cmd += ["--device", args.device]
-        cmd += ["--batch_size", str(args.batch_size), *common]
+        cmd += ["--per_device_train_batch_size", str(args.per_device_train_batch_size), *common]
     else:
-        cmd = [
-            sys.executable,
-            "-c",
-            CPU_CLOCK_SHIM,
-            str(REPO_ROOT / "train_supclap.py"),
-            "--preset",
-            args.preset,
-        ]
-        cmd += ["--per_device_train_batch_size", str(args.batch_size), *common]
+        cmd = [sys.executable, str(REPO_ROOT / "train_supclap.py"), "--preset", args.preset]
+        cmd += ["--per_device_train_batch_size", str(args.per_device_train_batch_size), *common]
         cmd += ["--base_loss", "infonce", "--svr_mode", "none", "--eval_steps", "0", "--save_steps", "0"]
         cmd += ["--report_to", "none"]
         if args.device == "cpu":
-            cmd += ["--cpu"]
+            cmd += ["--use_cpu"]
         if method == "ours, no probe":
             cmd += ["--drift_probe_steps", "0"]
         if method == "ours, per-tensor AdamW":
@@ -208,10 +187,11 @@ def run_method(method: str, args: argparse.Namespace, workdir: Path, tag: str) -
                 result.update(json.loads(line[len("RESULT ") :]))
     else:
         state = json.loads((out_dir / "metrics.json").read_text())["train_state"]
-        result.update(train_seconds=state["train_seconds"], steps=state["step"])
-        for line in proc.stdout.splitlines():
-            if line.startswith("CPUTIME "):
-                result["train_cpu_seconds"] = json.loads(line[len("CPUTIME ") :])["cpu_seconds"]
+        result.update(
+            train_seconds=state["train_seconds"],
+            train_cpu_seconds=state["train_cpu_seconds"],
+            steps=state["step"],
+        )
     if "train_seconds" not in result:
         result["error"] = "no timing in the output"
     return result
@@ -224,7 +204,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     rounds = sorted({r["round"] for r in results})
 
     def sps(r: dict[str, Any], key: str = "train_seconds") -> float:
-        return r["steps"] * args.batch_size / r[key]
+        return r["steps"] * args.per_device_train_batch_size / r[key]
 
     def vs_trainer(runs: list[dict[str, Any]], key: str) -> str:
         ratios = [
@@ -267,13 +247,24 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO_ROOT))
+    from modeling_supclap.training import DataArguments, TrainArguments
+
+    train_defaults, data_defaults = TrainArguments(), DataArguments()  # defaults: train_supclap.py's
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
     p.add_argument("--max_steps", type=int, default=300)
-    p.add_argument("--batch_size", type=int, default=32, help="per-device batch (the CLI's default)")
-    p.add_argument("--num_workers", type=int, default=1, help="DataLoader workers (the CLI's default)")
-    p.add_argument("--warmup_steps", type=int, default=100)
-    p.add_argument("--demo_num_clips", type=int, default=2400, help="demo corpus size (the CLI's default)")
+    p.add_argument(
+        "--per_device_train_batch_size",
+        "--batch_size",
+        type=int,
+        default=train_defaults.per_device_train_batch_size,
+    )
+    p.add_argument(
+        "--dataloader_num_workers", "--num_workers", type=int, default=data_defaults.dataloader_num_workers
+    )
+    p.add_argument("--warmup_steps", type=int, default=train_defaults.warmup_steps)
+    p.add_argument("--demo_num_clips", type=int, default=data_defaults.demo_num_clips)
     p.add_argument("--cache_dir", default=str(REPO_ROOT / ".cache" / "supclap"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every method once")
@@ -300,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parallel = args.parallel
     if args.smoke:
-        args.preset, args.demo_num_clips, args.batch_size, args.max_steps = "tiny", 80, 8, 5
+        args.preset, args.demo_num_clips, args.per_device_train_batch_size, args.max_steps = "tiny", 80, 8, 5
         args.warmup_steps, args.repeats, parallel = 1, 1, True
     methods = args.methods or [m for m in METHODS[:3] if m != "ours, no probe" or args.max_steps >= 100]
 
@@ -308,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# bench_overhead: {' '.join(sys.argv)}")
     print(
         f"# {platform.platform()}, {os.cpu_count()} CPUs, python {platform.python_version()}, preset "
-        f"{args.preset}, batch {args.batch_size}, {args.max_steps} steps, {args.num_workers} worker(s), "
+        f"{args.preset}, batch {args.per_device_train_batch_size}, {args.max_steps} steps, "
+        f"{args.dataloader_num_workers} worker(s), "
         f"OMP_NUM_THREADS={args.threads or 'inherited'}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
@@ -339,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 if "error" in res:
                     print(f"# round {r} {res['method']}: FAILED {res['error']}", flush=True)
                 else:
-                    sps = res["steps"] * args.batch_size / res["train_seconds"]
+                    sps = res["steps"] * args.per_device_train_batch_size / res["train_seconds"]
                     print(
                         f"# round {r} {res['method']}: {res['steps']} steps in {res['train_seconds']:.1f}s "
                         f"({sps:.1f} samples/s; CPU {res.get('train_cpu_seconds') or float('nan'):.1f}s), "

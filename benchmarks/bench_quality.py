@@ -54,9 +54,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 from loss_variants import VARIANTS  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-RETRIEVAL_KEYS = (
-    "t2a_R@1", "t2a_R@5", "t2a_R@10", "a2t_R@1", "a2t_R@5", "a2t_R@10", "t2a_mAP@10", "a2t_mAP@10",
-)  # fmt: skip
+from modeling_supclap.metrics import RETRIEVAL_METRICS  # noqa: E402  (loss_variants put the repo on sys.path)
+
+RETRIEVAL_KEYS = tuple(RETRIEVAL_METRICS)
 METRIC_KEYS = (*RETRIEVAL_KEYS, "zero_shot_acc", "mean_R@1")
 
 
@@ -69,12 +69,12 @@ def run_command(variant: str, seed: int, run_dir: Path, args: argparse.Namespace
     cmd += ["--drift_probe_steps", "0", "--cache_dir", str(args.cache_dir), "--output_dir", str(run_dir)]
     if args.demo_num_clips is not None:
         cmd += ["--demo_num_clips", str(args.demo_num_clips)]
-    if args.batch_size is not None:
-        cmd += ["--per_device_train_batch_size", str(args.batch_size)]
+    if args.per_device_train_batch_size is not None:
+        cmd += ["--per_device_train_batch_size", str(args.per_device_train_batch_size)]
     if args.warmup_steps is not None:
         cmd += ["--warmup_steps", str(args.warmup_steps)]
-    if args.num_workers is not None:
-        cmd += ["--num_workers", str(args.num_workers)]
+    if args.dataloader_num_workers is not None:
+        cmd += ["--dataloader_num_workers", str(args.dataloader_num_workers)]
     return cmd + list(args.extra)
 
 
@@ -82,8 +82,8 @@ def budget_tag(args: argparse.Namespace) -> str:
     parts = [args.preset, f"steps{args.max_steps}"]
     if args.demo_num_clips is not None:
         parts.append(f"clips{args.demo_num_clips}")
-    if args.batch_size is not None:
-        parts.append(f"bs{args.batch_size}")
+    if args.per_device_train_batch_size is not None:
+        parts.append(f"bs{args.per_device_train_batch_size}")
     if args.warmup_steps is not None:
         parts.append(f"warmup{args.warmup_steps}")
     return "_".join(parts)
@@ -237,9 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
     p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
-    p.add_argument("--batch_size", type=int, default=None, help="per-device batch (default: the CLI's, 32)")
-    p.add_argument("--warmup_steps", type=int, default=None, help="default: the CLI's (100)")
-    p.add_argument("--num_workers", type=int, default=None, help="DataLoader workers (default: the CLI's, 1)")
+    p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=None,
+                   help="per-device batch (default: the CLI's)")  # fmt: skip
+    p.add_argument("--warmup_steps", type=int, default=None, help="default: the CLI's")
+    p.add_argument("--dataloader_num_workers", "--num_workers", type=int, default=None,
+                   help="DataLoader workers (default: the CLI's)")  # fmt: skip
     p.add_argument("--demo_num_clips", type=int, default=None, help="demo corpus size (default: the CLI's)")
     p.add_argument("--cache_dir", type=Path, default=REPO_ROOT / ".cache" / "supclap")
     p.add_argument("--out_dir", type=Path, default=REPO_ROOT / "outputs" / "bench_quality")
@@ -263,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], 1
         args.preset, args.max_steps = "tiny", 5
-        args.batch_size, args.warmup_steps = args.batch_size or 8, 1
+        args.per_device_train_batch_size, args.warmup_steps = args.per_device_train_batch_size or 8, 1
         args.demo_num_clips = args.demo_num_clips or 80
         args.jobs = max(args.jobs, 2)  # two short runs side by side: most of each is interpreter start-up
         args.threads = args.threads or 1

@@ -1,14 +1,27 @@
-"""The ten loss variants the benchmarks compare: name -> (base_loss, svr_mode, svr_bilateral)."""
+"""The loss variants the benchmarks compare: name -> (base_loss, svr_mode, svr_bilateral).
 
-VARIANTS: dict[str, tuple[str, str, bool]] = {
-    "infonce": ("infonce", "none", True),
-    "infonce+static-uni": ("infonce", "static", False),
-    "infonce+static-bi": ("infonce", "static", True),
-    "infonce+dynamic-uni": ("infonce", "dynamic", False),
-    "infonce+dynamic-bi": ("infonce", "dynamic", True),
-    "siglip": ("siglip", "none", True),
-    "siglip+static-uni": ("siglip", "static", False),
-    "siglip+static-bi": ("siglip", "static", True),
-    "siglip+dynamic-uni": ("siglip", "dynamic", False),
-    "siglip+dynamic-bi": ("siglip", "dynamic", True),
-}
+Read from the loss registry (``modeling_supclap.losses.BASE_LOSSES`` and ``SVR_MODES``): every base
+loss alone, and with every SVR mode on one side (``-uni``) and both (``-bi``). A newly registered
+mode shows up here (and in ``--variants``) with no edit.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, when run as a script
+
+from modeling_supclap.losses import BASE_LOSSES, SVR_MODES  # noqa: E402
+
+
+def loss_variants() -> dict[str, tuple[str, str, bool]]:
+    variants: dict[str, tuple[str, str, bool]] = {}
+    for base in BASE_LOSSES:
+        variants[base] = (base, "none", True)
+        for mode in SVR_MODES:
+            if mode != "none":
+                for bilateral in (False, True):
+                    variants[f"{base}+{mode}-{'bi' if bilateral else 'uni'}"] = (base, mode, bilateral)
+    return variants
+
+
+VARIANTS = loss_variants()

@@ -1,18 +1,18 @@
 """SupClapConfig: a ClapConfig plus the settings of the SupCLAP loss family.
 
 This file is part of the model's load-time import closure (it is copied next to the weights by
-``save_pretrained`` for ``trust_remote_code`` loading), so it imports nothing from this package.
+``save_pretrained`` for ``trust_remote_code`` loading), so it imports only its flat sibling
+``losses.py``, whose registry (``BASE_LOSSES``, ``SVR_MODES``) says which loss names are valid.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from transformers import ClapConfig
 
-BASE_LOSSES = ("infonce", "siglip")
-SVR_MODES = ("none", "static", "dynamic")
-PREDICTOR_ACTIVATIONS = ("relu", "gelu", "silu")
+from .losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES, SupClapLoss
 
 
 def _tiny_sub_configs(projection_dim: int = 16) -> dict[str, Any]:
@@ -75,6 +75,10 @@ def _small_sub_configs() -> dict[str, Any]:
     }
 
 
+# Architectures to train from scratch (``--preset``): name -> ClapConfig keyword arguments.
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny_sub_configs, "small": _small_sub_configs}
+
+
 # The scalar loss terms and statistics SupClapModel.forward returns (fields of SupClapOutput): logged
 # by the training loop, left out of the Trainer's predictions.
 LOSS_TERM_OUTPUTS = (
@@ -96,10 +100,11 @@ class SupClapConfig(ClapConfig):
 
     Args:
         base_loss (`str`, *optional*, defaults to `"infonce"`):
-            `"infonce"` (symmetric cross-entropy) or `"siglip"` (pairwise sigmoid, Zhai et al. 2023).
+            A name of `losses.BASE_LOSSES`: `"infonce"` (symmetric cross-entropy) or `"siglip"`
+            (pairwise sigmoid, Zhai et al. 2023).
         svr_mode (`str`, *optional*, defaults to `"dynamic"`):
-            Support Vector Regularization: `"none"`, `"static"` (one learned radius) or `"dynamic"`
-            (a radius predicted per pair by a small MLP).
+            Support Vector Regularization, a name of `losses.SVR_MODES`: `"none"`, `"static"` (one
+            learned radius) or `"dynamic"` (a radius predicted per pair by a small MLP).
         svr_bilateral (`bool`, *optional*, defaults to `True`):
             Also build support vectors for the audio anchors (the paper's best setting).
         svr_weight (`float`, *optional*, defaults to 1.0):
@@ -188,8 +193,8 @@ class SupClapConfig(ClapConfig):
                     f"SupClapConfig.{field} must be True or False, got {getattr(self, field)!r}."
                 )
 
-        choice("base_loss", BASE_LOSSES)
-        choice("svr_mode", SVR_MODES)
+        choice("base_loss", tuple(BASE_LOSSES))
+        choice("svr_mode", tuple(SVR_MODES))
         choice("predictor_activation", PREDICTOR_ACTIVATIONS)
         for field in (
             "svr_bilateral",
@@ -219,41 +224,30 @@ class SupClapConfig(ClapConfig):
                 f"3-layer MLP), got {sizes!r}."
             )
 
-    @property
-    def uses_svr(self) -> bool:
-        return self.svr_mode != "none"
-
     def loss_config_dict(self) -> dict[str, Any]:
-        """The loss settings alone (for model cards and logs)."""
-        keys = [
-            "base_loss",
-            "svr_mode",
-            "svr_bilateral",
-            "svr_weight",
-            "constraint_weight",
-            "radius_init",
-            "radius_clamp",
-            "predictor_top_k",
-            "predictor_hidden_sizes",
-            "predictor_activation",
-            "predictor_detach_input",
-            "logit_scale_max",
-            "freeze_logit_scale",
-            "gather_across_processes",
-        ]
-        if self.base_loss == "siglip":
-            keys += ["siglip_logit_scale_init", "siglip_bias_init"]
-        return {key: getattr(self, key) for key in keys}
+        """The loss settings in use (the loss's own ``get_config_dict``, plus the logit-scale clamp)."""
+        return {
+            **SupClapLoss.settings_only(self).get_config_dict(),
+            "logit_scale_max": self.logit_scale_max,
+            "freeze_logit_scale": self.freeze_logit_scale,
+        }
+
+    @classmethod
+    def from_preset(cls, preset: str, **kwargs: Any) -> SupClapConfig:
+        """The architecture ``preset`` (a name of ``PRESETS``) with the given fields."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
+        return cls(**{**PRESETS[preset](), **kwargs})
 
     @classmethod
     def tiny(cls, **kwargs: Any) -> SupClapConfig:
         """A ~70k-parameter model for tests: builds in ~0.1 s, ~12 ms forward for a batch of 4."""
-        return cls(**{**_tiny_sub_configs(), **kwargs})
+        return cls.from_preset("tiny", **kwargs)
 
     @classmethod
     def small(cls, **kwargs: Any) -> SupClapConfig:
         """A ~1M-parameter model for the offline demo (trains in minutes on 2 CPU cores)."""
-        return cls(**{**_small_sub_configs(), **kwargs})
+        return cls.from_preset("small", **kwargs)
 
 
-__all__ = ["SupClapConfig", "BASE_LOSSES", "SVR_MODES"]
+__all__ = ["BASE_LOSSES", "PRESETS", "SVR_MODES", "SupClapConfig"]

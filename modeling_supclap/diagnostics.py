@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from .losses import SupClapLoss
+from .losses import SupClapLoss, pair_distance
+from .peft_utils import active_loss_fn
 
 
 def pull_directions(text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
@@ -75,26 +76,16 @@ def radius_values(loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor)
     if loss_fn.radius is None:
         return None
     with torch.no_grad():
-        return loss_fn.radius(text @ audio.t(), torch.arange(text.shape[0], device=text.device)).float().cpu()
-
-
-def _loss_module(model) -> SupClapLoss:
-    """The model's SupClapLoss, also under PEFT (where ``loss_fn`` is wrapped for ``modules_to_save``)."""
-    loss_fn = model.loss_fn
-    copies = getattr(loss_fn, "modules_to_save", None)
-    return next(iter(copies.values())) if copies else loss_fn
+        positive_index = torch.arange(text.shape[0], device=text.device)
+        radius = loss_fn.radius(text @ audio.t(), positive_index, pair_distance(text, audio))
+        return radius.float().cpu()
 
 
 class DriftProbe:
-    """A fixed batch on which drift is measured during training."""
+    """A fixed batch on which drift is measured during training (``TrainingSource.probe_batch``)."""
 
     def __init__(self, batch: dict[str, Any]) -> None:
         self.batch = {k: v for k, v in batch.items() if k != "return_loss"}
-
-    @classmethod
-    def from_dataset(cls, dataset, collator, size: int = 64) -> DriftProbe:
-        items = [dataset[i] for i in range(size)]
-        return cls(collator(items))
 
     @torch.no_grad()
     def embeddings(self, model) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,11 +100,11 @@ class DriftProbe:
     def measure(self, model) -> dict[str, float]:
         text, audio = self.embeddings(model)
         scale_t, scale_a = model.logit_scales()
-        return drift_measures(_loss_module(model), text, audio, scale_t, scale_a)
+        return drift_measures(active_loss_fn(model), text, audio, scale_t, scale_a)
 
     def radii(self, model) -> torch.Tensor | None:
         text, audio = self.embeddings(model)
-        return radius_values(_loss_module(model), text, audio)
+        return radius_values(active_loss_fn(model), text, audio)
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -3,7 +3,7 @@
 Where a batch is *scored* for evaluation. The metric math lives in the ``evaluate`` modules under
 ``metrics/``; this file turns records into embeddings and hands them over. Used by
 ``eval_supclap.py``, by validation inside ``train_supclap.py`` and by the Trainer's
-``compute_metrics`` helper, so all three report the same numbers.
+``compute_metrics`` helper, so all three report the same numbers (``reporting.py`` prints them).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from transformers import ClapProcessor
 from .data.collator import AudioTextDataset
 from .data.features import clap_features
 from .data.loading import AudioTextRecord
-from .metrics import compute_retrieval_metrics, compute_zero_shot_metrics, retrieval_chance_levels
+from .metrics import compute_retrieval_metrics, compute_zero_shot_metrics
 
 DEFAULT_PROMPT_TEMPLATE = "This is a sound of {label}."
 
@@ -137,12 +137,13 @@ def encode_records(
 
 def retrieval_results(corpus: EncodedCorpus, chunk_size: int = 1024) -> dict[str, Any]:
     """Retrieval metrics (through the ``retrieval`` evaluate module) plus the chance levels."""
-    metrics = compute_retrieval_metrics(
-        corpus.text_embeds, corpus.audio_embeds, corpus.caption_audio_ids, chunk_size=chunk_size
+    return compute_retrieval_metrics(
+        corpus.text_embeds,
+        corpus.audio_embeds,
+        corpus.caption_audio_ids,
+        chunk_size=chunk_size,
+        with_chance=True,
     )
-    captions_per_clip = torch.bincount(corpus.caption_audio_ids, minlength=len(corpus.labels)).tolist()
-    metrics["chance"] = retrieval_chance_levels(len(corpus.labels), captions_per_clip)
-    return metrics
 
 
 @torch.no_grad()
@@ -186,6 +187,7 @@ def evaluate_records(
     chunk_size: int = 1024,
     zero_shot: bool = True,
     on_bad_sample: str = "error",
+    max_text_length: int = 64,
 ) -> dict[str, Any]:
     """Retrieval (both directions, R@1/5/10, mAP@10) and zero-shot accuracy on ``records``."""
     corpus = encode_records(
@@ -195,6 +197,7 @@ def evaluate_records(
         batch_size=batch_size,
         num_workers=num_workers,
         seed=seed,
+        max_text_length=max_text_length,
         on_bad_sample=on_bad_sample,
     )
     results: dict[str, Any] = {
@@ -212,24 +215,3 @@ def mean_recall_at_1(results: dict[str, Any]) -> float:
     """Validation score used for best-checkpoint selection: mean of T2A and A2T R@1."""
     retrieval = results["retrieval"]
     return (retrieval["t2a_R@1"] + retrieval["a2t_R@1"]) / 2
-
-
-def format_results(results: dict[str, Any]) -> str:
-    """Printable summary: the retrieval table with chance levels, then zero-shot accuracy."""
-    from .metrics import format_retrieval_table
-
-    retrieval = results["retrieval"]
-    lines = [
-        f"clips: {results['num_clips']}  captions: {results['num_captions']}"
-        + (f"  skipped bad clips: {results['num_skipped']}" if results.get("num_skipped") else ""),
-        format_retrieval_table(retrieval, retrieval.get("chance")),
-    ]
-    if retrieval.get("mAP_definition"):
-        lines.append(f"mAP@10: {retrieval['mAP_definition']}")
-    zero_shot = results.get("zero_shot")
-    if zero_shot:
-        lines.append(
-            f"zero-shot ({zero_shot['template']!r}): accuracy {zero_shot['accuracy']:.2f} %, balanced "
-            f"{zero_shot['balanced_accuracy']:.2f} %  (chance {zero_shot['chance_accuracy']:.2f} %)"
-        )
-    return "\n".join(lines)

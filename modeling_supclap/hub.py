@@ -9,7 +9,7 @@ explicit ``token=``; they are never printed or written into any file.
 
 Standalone push of an existing output folder::
 
-    python -m modeling_supclap.hub outputs/supclap-demo --repo_id me/supclap-demo [--private]
+    python -m modeling_supclap.hub outputs/supclap-demo --hub_model_id me/supclap-demo [--hub_private_repo]
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+
+from .losses import SupClapLoss
+from .metrics import RETRIEVAL_METRICS
+
+if TYPE_CHECKING:
+    from .configuration_supclap import SupClapConfig
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 # What never goes to the Hub from an output folder: resumable checkpoints, the best-on-validation
@@ -28,25 +34,10 @@ TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "best/**", "runs/**", "*.tmp", "**/*.tmp/**"]
 _SECRET_KEYS = ("token", "hub_token", "password", "secret")
 
-_RETRIEVAL_METRICS = [
-    ("t2a_R@1", "Text-to-audio R@1"),
-    ("t2a_R@5", "Text-to-audio R@5"),
-    ("t2a_R@10", "Text-to-audio R@10"),
-    ("a2t_R@1", "Audio-to-text R@1"),
-    ("a2t_R@5", "Audio-to-text R@5"),
-    ("a2t_R@10", "Audio-to-text R@10"),
-    ("t2a_mAP@10", "Text-to-audio mAP@10"),
-    ("a2t_mAP@10", "Audio-to-text mAP@10"),
-]
-
 
 def loss_summary(config) -> str:
-    base = {"infonce": "symmetric InfoNCE", "siglip": "the SigLIP sigmoid loss"}[config.base_loss]
-    if config.svr_mode == "none":
-        return base
-    side = "bilateral" if config.svr_bilateral else "unilateral"
-    kind = "Static" if config.svr_mode == "static" else "Dynamic"
-    return f"{base} plus {side} {kind}SVR (Support Vector Regularization)"
+    """The loss in words ("symmetric InfoNCE plus bilateral DynamicSVR (...)"), from the registry."""
+    return SupClapLoss.settings_only(config).describe()
 
 
 def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[EvalResult]:
@@ -55,7 +46,7 @@ def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[E
         return []
     entries = []
     retrieval = results.get("retrieval") or {}
-    for key, name in _RETRIEVAL_METRICS:
+    for key, name in RETRIEVAL_METRICS.items():
         if key in retrieval:
             entries.append(
                 EvalResult(
@@ -98,13 +89,13 @@ def _table(rows: Mapping[str, Any]) -> str:
 def _results_text(results: Mapping[str, Any] | None) -> str:
     if not results:
         return "No evaluation results were recorded."
-    from .evaluation import format_results
+    from .reporting import format_results
 
     return "Test split:\n\n```\n" + format_results(dict(results)) + "\n```"
 
 
 def render_model_card(
-    config,
+    config: SupClapConfig,
     train_args: Mapping[str, Any] | None = None,
     data_description: str = "unspecified",
     results: Mapping[str, Any] | None = None,
@@ -113,7 +104,11 @@ def render_model_card(
     model_name: str | None = None,
     sampling_rate: int = 48000,
 ) -> ModelCard:
-    """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results."""
+    """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results.
+
+    The loss is described by the loss itself (``SupClapLoss.describe`` and ``get_config_dict``, as
+    sentence-transformers' cards do), so a newly registered base loss or radius mode needs no edit here.
+    """
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "supclap-model")
     dataset_name = Path(data_description).name if data_description else "unspecified"
     card_data = ModelCardData(
@@ -170,7 +165,7 @@ def push_output_folder(
     """
     folder = Path(folder)
     if not repo_id:
-        raise ValueError("pushing needs a repository id (--hub_model_id / --repo_id), e.g. 'me/supclap-demo'")
+        raise ValueError("pushing needs a repository id (--hub_model_id), e.g. 'me/supclap-demo'")
     for required in ("config.json", "model.safetensors"):
         if not (folder / required).exists():
             raise FileNotFoundError(f"{folder} has no {required}: is it the output folder of a training run?")
@@ -201,12 +196,17 @@ def main(argv: list[str] | None = None) -> None:
         description="Push a train_supclap.py output folder to the Hugging Face Hub."
     )
     parser.add_argument("folder", help="output folder of train_supclap.py")
-    parser.add_argument("--repo_id", required=True, help="target repository, e.g. me/supclap-demo")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
+    # The names of train_supclap.py's --push_to_hub flags (old spellings still accepted).
+    parser.add_argument(
+        "--hub_model_id", "--repo_id", required=True, help="target repository, e.g. me/supclap-demo"
+    )
+    parser.add_argument(
+        "--hub_private_repo", "--private", action="store_true", help="create the repository as private"
+    )
     args = parser.parse_args(argv)
     import modeling_supclap  # noqa: F401  (registers the config class for AutoConfig)
 
-    repo = push_output_folder(args.folder, args.repo_id, private=args.private)
+    repo = push_output_folder(args.folder, args.hub_model_id, private=args.hub_private_repo)
     print(f"pushed {args.folder} to {repo}")
 
 

@@ -1,4 +1,4 @@
-"""The SupCLAP loss family: base losses, support vectors, radii, constraint, gathering.
+"""The SupCLAP loss family: base losses, support vectors, radius modes, constraint, gathering.
 
 Shape of the code (after open_clip's ``loss.py``):
 
@@ -6,9 +6,15 @@ Shape of the code (after open_clip's ``loss.py``):
 * A base loss (:class:`InfoNCELoss`, :class:`SigLIPLoss`) exposes ``get_logits`` and
   ``get_ground_truth`` and turns (anchors, candidates) into one loss value *per anchor*. Every
   term below reuses it, so SVR on top of SigLIP is the same code as SVR on top of InfoNCE.
-* :func:`support_vectors` moves each anchor a radius R toward its positive; a radius module
+* :func:`support_vectors` moves each anchor a radius R toward its positive; a radius mode
   (:class:`StaticRadius`, :class:`RadiusPredictor`) says what R is.
 * :class:`SupClapLoss` composes them and returns a dict of named terms that the caller sums.
+
+The registry: :data:`BASE_LOSSES` (``SupClapConfig.base_loss``) and :data:`SVR_MODES`
+(``SupClapConfig.svr_mode``) map each name to its class. Config validation, :class:`SupClapLoss`,
+the model's weight initialisation, the command-line choices, the model card and the benchmarks all
+read them, so a new radius mode is a :class:`RadiusMode` subclass here plus one registry line
+(or :func:`register_svr_mode` at run time). See docs/ARCHITECTURE.md.
 
 Data parallelism: every process scores its *local* anchors against the *global* candidates
 (open_clip's ``local_loss``), and each per-process loss is scaled by ``world_size / N_global``.
@@ -17,13 +23,14 @@ and with gradients flowing back through the gather (summed over processes) the p
 gradients after DDP's average are exactly the single-process gradients.
 
 This file is part of the model's load-time import closure (copied next to the weights for
-``trust_remote_code``): it imports nothing from this package.
+``trust_remote_code``): it imports only its flat sibling ``configuration_supclap`` (lazily).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -124,9 +131,72 @@ def gather_features(text: torch.Tensor, audio: torch.Tensor, enabled: bool = Tru
 
 
 # ---------------------------------------------------------------------------------------------
+# Registered components
+# ---------------------------------------------------------------------------------------------
+class LossComponent(nn.Module):
+    """A piece of the loss family that the config names: a base loss or a radius mode.
+
+    Subclasses set ``name`` (the config value that selects them) and ``summary`` (words for the
+    model card), and override :meth:`from_config` (which config fields they read),
+    :meth:`get_config_dict` (those fields and their values, for cards and logs) and, if they own
+    parameters, :meth:`reset_parameters` (called by ``SupClapModel._init_weights``, also after
+    ``from_pretrained`` of a checkpoint that lacks them).
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, config: Any) -> LossComponent:
+        return cls()
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
+        """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
 # Base losses: one value per anchor
 # ---------------------------------------------------------------------------------------------
-class InfoNCELoss(nn.Module):
+class BaseContrastiveLoss(LossComponent):
+    """Scores anchors against candidates; one loss value per anchor.
+
+    Overridable pieces (as in open_clip's ``ClipLoss``): :meth:`get_logits`,
+    :meth:`get_ground_truth` and :meth:`loss_from_logits`; :meth:`initial_logit_scale` says
+    where the model's logit scale starts.
+    """
+
+    @classmethod
+    def initial_logit_scale(cls, config: Any) -> float | None:
+        """The logit scale 1/tau this loss starts from; ``None`` keeps ``logit_scale_init_value``."""
+        return None
+
+    def get_logits(
+        self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
+        return logit_scale * anchors @ candidates.t()
+
+    def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
+        return positive_index
+
+    def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
+        """(n,) per-anchor losses from (n, N) logits and :meth:`get_ground_truth`'s targets."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        anchors: torch.Tensor,
+        candidates: torch.Tensor,
+        positive_index: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> torch.Tensor:
+        logits = self.get_logits(anchors, candidates, logit_scale)
+        return self.loss_from_logits(logits, self.get_ground_truth(positive_index, candidates.shape[0]))
+
+
+class InfoNCELoss(BaseContrastiveLoss):
     """Cross-entropy of each anchor against all candidates, its positive as the target.
 
     Inputs: anchors (n, d), candidates (N, d) (L2-normalised embeddings, or support vectors as
@@ -144,41 +214,20 @@ class InfoNCELoss(nn.Module):
         torch.Size([4])
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-
-    def get_logits(
-        self, anchors: torch.Tensor, candidates: torch.Tensor, logit_scale: torch.Tensor
-    ) -> torch.Tensor:
-        return logit_scale * anchors @ candidates.t()
-
-    def get_ground_truth(self, positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
-        return positive_index
-
-    def forward(
-        self,
-        anchors: torch.Tensor,
-        candidates: torch.Tensor,
-        positive_index: torch.Tensor,
-        logit_scale: torch.Tensor,
-    ) -> torch.Tensor:
-        logits = self.get_logits(anchors, candidates, logit_scale)
-        return self.loss_from_logits(logits, self.get_ground_truth(positive_index, candidates.shape[0]))
+    name = "infonce"
+    summary = "symmetric InfoNCE"
 
     def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
-        """(n,) per-anchor losses from (n, N) logits and :meth:`get_ground_truth`'s targets."""
         return F.cross_entropy(logits, ground_truth, reduction="none")
 
-    def get_config_dict(self) -> dict:
-        return {"name": "infonce"}
 
-
-class SigLIPLoss(InfoNCELoss):
+class SigLIPLoss(BaseContrastiveLoss):
     """Pairwise sigmoid loss (Zhai et al. 2023): ``-sum_j log sigmoid(z_ij (t' a_i.c_j + b))``.
 
     z_ij = +1 for the anchor's positive and -1 for every other candidate. The bias b is learned
-    here; the scale t' is the model's logit scale. Output: (n,) per-anchor losses (each a sum over
-    all N candidates, as in the paper's ``-(1/N) sum_i sum_j``).
+    here; the scale t' is the model's logit scale, which starts at ``logit_scale_init``. Output:
+    (n,) per-anchor losses (each a sum over all N candidates, as in the paper's
+    ``-(1/N) sum_i sum_j``).
 
     Example::
 
@@ -189,15 +238,25 @@ class SigLIPLoss(InfoNCELoss):
         torch.Size([4])
     """
 
-    def __init__(self, bias_init: float = -10.0) -> None:
+    name = "siglip"
+    summary = "the SigLIP sigmoid loss"
+
+    def __init__(self, bias_init: float, logit_scale_init: float = 10.0) -> None:
         super().__init__()
-        self.bias_init = bias_init
+        self.bias_init, self.logit_scale_init = bias_init, logit_scale_init
         self.logit_bias = nn.Parameter(torch.empty(()))
         self._labels_cache: tuple[torch.Tensor, int, torch.Tensor] | None = None
         self.reset_parameters()
 
-    def reset_parameters(self, init=nn.init) -> None:
-        """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
+    @classmethod
+    def from_config(cls, config: Any) -> SigLIPLoss:
+        return cls(bias_init=config.siglip_bias_init, logit_scale_init=config.siglip_logit_scale_init)
+
+    @classmethod
+    def initial_logit_scale(cls, config: Any) -> float | None:
+        return config.siglip_logit_scale_init  # 10, where CLIP starts at 1/0.07
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
         init.constant_(self.logit_bias, float(self.bias_init))
 
     def get_logits(
@@ -224,8 +283,8 @@ class SigLIPLoss(InfoNCELoss):
     def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
         return -F.logsigmoid(ground_truth.to(logits.dtype) * logits).sum(dim=1)
 
-    def get_config_dict(self) -> dict:
-        return {"name": "siglip", "bias_init": self.bias_init}
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"siglip_logit_scale_init": self.logit_scale_init, "siglip_bias_init": self.bias_init}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +299,11 @@ def pair_distance(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tenso
 
 
 def support_vectors(
-    anchors: torch.Tensor, positives: torch.Tensor, radius: torch.Tensor, clamp: bool = True
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    radius: torch.Tensor,
+    clamp: bool = True,
+    distance: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Move each anchor a distance R toward its own positive: ``x_sup = x + R (p - x) / D``.
 
@@ -252,11 +315,13 @@ def support_vectors(
         anchors, positives: (n, d) paired embeddings.
         radius: (n,) or scalar radius R.
         clamp: clamp R to [0, D] per pair where it is used.
+        distance: D, if the caller already has it (:func:`pair_distance`).
 
     Returns:
         (support vectors (n, d), distances D (n,), the radius actually used (n,)).
     """
-    distance = pair_distance(anchors, positives)
+    if distance is None:
+        distance = pair_distance(anchors, positives)
     radius = radius.expand_as(distance) if radius.dim() == 0 else radius
     used = torch.minimum(radius.clamp(min=0.0), distance) if clamp else radius
     # D = 0: the direction is undefined; (p - x) is zero there, so any finite divisor gives x_sup = x.
@@ -271,23 +336,51 @@ def radius_constraint(radius: torch.Tensor, distance: torch.Tensor) -> torch.Ten
     return F.relu(radius - distance) + F.relu(-radius)
 
 
-class StaticRadius(nn.Module):
+class RadiusMode(LossComponent):
+    """Says what the semantic radius R of each anchor is (``SupClapConfig.svr_mode``).
+
+    ``forward(similarities, positive_index, distance) -> (n,) radius``, with ``similarities`` the
+    (n, N) cosines of each anchor to every (global) candidate, ``positive_index`` (n,) the column
+    of each anchor's positive and ``distance`` (n,) the anchor-positive distance D. The radius
+    may be raw (outside [0, D]): the loss clamps it where used and the constraint term sees it.
+    """
+
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class StaticRadius(RadiusMode):
     """StaticSVR: one global learnable radius shared by every pair."""
 
-    def __init__(self, radius_init: float = 0.1) -> None:
+    name = "static"
+    summary = "StaticSVR"
+
+    def __init__(self, radius_init: float) -> None:
         super().__init__()
         self.radius_init = radius_init
         self.radius = nn.Parameter(torch.empty(()))
         self.reset_parameters()
 
-    def reset_parameters(self, init=nn.init) -> None:
+    @classmethod
+    def from_config(cls, config: Any) -> StaticRadius:
+        return cls(config.radius_init)
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
         init.constant_(self.radius, float(self.radius_init))
 
-    def forward(self, similarities: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
         return self.radius.expand(similarities.shape[0])
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"radius_init": self.radius_init}
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+PREDICTOR_ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 def predictor_features(similarities: torch.Tensor, positive_index: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -313,23 +406,27 @@ def predictor_features(similarities: torch.Tensor, positive_index: torch.Tensor,
     return features
 
 
-class RadiusPredictor(nn.Module):
+class RadiusPredictor(RadiusMode):
     """DynamicSVR: a 3-layer MLP maps each pair's in-batch similarity profile to a radius.
 
     Input: see :func:`predictor_features`. The last layer starts at zero weight and bias
     ``radius_init`` so a fresh predictor behaves like StaticSVR at ``radius_init``.
     """
 
+    name = "dynamic"
+    summary = "DynamicSVR"
+
     def __init__(
         self,
-        top_k: int = 16,
-        hidden_sizes: tuple[int, int] | list[int] = (64, 64),
-        activation: str = "relu",
-        detach_input: bool = True,
-        radius_init: float = 0.1,
+        top_k: int,
+        hidden_sizes: tuple[int, int] | list[int],
+        activation: str,
+        detach_input: bool,
+        radius_init: float,
     ) -> None:
         super().__init__()
         self.top_k, self.detach_input, self.radius_init = top_k, detach_input, radius_init
+        self.hidden_sizes, self.activation = list(hidden_sizes), activation
         act = _ACTIVATIONS[activation]
         widths = [top_k, *hidden_sizes]
         layers: list[nn.Module] = []
@@ -342,8 +439,17 @@ class RadiusPredictor(nn.Module):
         self.output_bias = nn.Parameter(torch.empty(()))
         self.reset_parameters()
 
-    def reset_parameters(self, init=nn.init) -> None:
-        """``init``: a namespace of in-place initialisers (``torch.nn.init`` or transformers')."""
+    @classmethod
+    def from_config(cls, config: Any) -> RadiusPredictor:
+        return cls(
+            top_k=config.predictor_top_k,
+            hidden_sizes=config.predictor_hidden_sizes,
+            activation=config.predictor_activation,
+            detach_input=config.predictor_detach_input,
+            radius_init=config.radius_init,
+        )
+
+    def reset_parameters(self, init: Any = nn.init) -> None:
         for layer in self.hidden:
             if isinstance(layer, nn.Linear):
                 init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
@@ -351,11 +457,60 @@ class RadiusPredictor(nn.Module):
         init.zeros_(self.output_weight)
         init.constant_(self.output_bias, float(self.radius_init))
 
-    def forward(self, similarities: torch.Tensor, positive_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
         if self.detach_input:
             similarities = similarities.detach()
         features = predictor_features(similarities, positive_index, self.top_k)
         return self.hidden(features) @ self.output_weight + self.output_bias
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "radius_init": self.radius_init,
+            "predictor_top_k": self.top_k,
+            "predictor_hidden_sizes": self.hidden_sizes,
+            "predictor_activation": self.activation,
+            "predictor_detach_input": self.detach_input,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry: config name -> class
+# ---------------------------------------------------------------------------------------------
+BASE_LOSSES: dict[str, type[BaseContrastiveLoss]] = {
+    InfoNCELoss.name: InfoNCELoss,
+    SigLIPLoss.name: SigLIPLoss,
+}
+# "none": no support vectors, the base loss alone.
+SVR_MODES: dict[str, type[RadiusMode] | None] = {
+    "none": None,
+    StaticRadius.name: StaticRadius,
+    RadiusPredictor.name: RadiusPredictor,
+}
+
+
+def register_base_loss(cls: type[BaseContrastiveLoss]) -> type[BaseContrastiveLoss]:
+    """Make ``base_loss=cls.name`` available (usable as a class decorator)."""
+    return _register(BASE_LOSSES, cls, BaseContrastiveLoss)
+
+
+def register_svr_mode(cls: type[RadiusMode]) -> type[RadiusMode]:
+    """Make ``svr_mode=cls.name`` available (usable as a class decorator).
+
+    Registering at run time affects this process only: a model saved with such a mode loads
+    where the same registration has run (``trust_remote_code`` copies of this file lack it).
+    """
+    return _register(SVR_MODES, cls, RadiusMode)
+
+
+def _register(registry: dict, cls: type, base: type) -> type:
+    if not (isinstance(cls, type) and issubclass(cls, base)) or not cls.name:
+        raise TypeError(f"{cls!r} must be a {base.__name__} subclass with a non-empty `name`")
+    if registry.get(cls.name, cls) is not cls:
+        raise ValueError(f"{cls.name!r} is already registered to {registry[cls.name].__name__}")
+    registry[cls.name] = cls
+    return cls
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,6 +518,9 @@ class RadiusPredictor(nn.Module):
 # ---------------------------------------------------------------------------------------------
 class SupClapLoss(nn.Module):
     """Base loss + alpha * SVR term + beta * radius constraint, on the (gathered) global batch.
+
+    Built from a :class:`~modeling_supclap.SupClapConfig` (its loss fields and defaults), or from
+    keyword settings, which make one: ``SupClapLoss(svr_mode="static")``.
 
     Inputs (``forward``): L2-normalised text and audio embeddings (n, d) of paired rows, and the
     text/audio logit scales (exponentiated, already clamped). Requirements: text and audio have
@@ -382,73 +540,61 @@ class SupClapLoss(nn.Module):
         ['constraint', 'contrastive', 'loss', 'svr']
     """
 
-    def __init__(
-        self,
-        base_loss: str = "infonce",
-        svr_mode: str = "none",
-        svr_bilateral: bool = True,
-        svr_weight: float = 1.0,
-        constraint_weight: float = 0.01,
-        radius_init: float = 0.1,
-        radius_clamp: bool = True,
-        predictor_top_k: int = 16,
-        predictor_hidden_sizes: tuple[int, int] | list[int] = (64, 64),
-        predictor_activation: str = "relu",
-        predictor_detach_input: bool = True,
-        siglip_bias_init: float = -10.0,
-        gather_across_processes: bool = True,
-    ) -> None:
+    def __init__(self, config: Any = None, **settings: Any) -> None:
         super().__init__()
-        self.base_loss_name, self.svr_mode, self.svr_bilateral = base_loss, svr_mode, svr_bilateral
-        self.svr_weight, self.constraint_weight, self.radius_clamp = (
-            svr_weight,
-            constraint_weight,
-            radius_clamp,
+        if config is None:
+            from .configuration_supclap import SupClapConfig  # lazy: the config imports this file
+
+            config = SupClapConfig(**settings)
+        elif settings:
+            raise TypeError("SupClapLoss takes a config or keyword settings, not both")
+        self.base_loss_name, self.svr_mode, self.svr_bilateral = (
+            config.base_loss,
+            config.svr_mode,
+            config.svr_bilateral,
         )
-        self.gather_across_processes = gather_across_processes
-        self.base_loss = SigLIPLoss(siglip_bias_init) if base_loss == "siglip" else InfoNCELoss()
-        self.radius: nn.Module | None
-        if svr_mode == "static":
-            self.radius = StaticRadius(radius_init)
-        elif svr_mode == "dynamic":
-            self.radius = RadiusPredictor(
-                predictor_top_k,
-                predictor_hidden_sizes,
-                predictor_activation,
-                predictor_detach_input,
-                radius_init,
-            )
-        else:
-            self.radius = None
+        self.svr_weight, self.constraint_weight = config.svr_weight, config.constraint_weight
+        self.radius_clamp = config.radius_clamp
+        self.gather_across_processes = config.gather_across_processes
+        self.base_loss = BASE_LOSSES[config.base_loss].from_config(config)
+        radius_class = SVR_MODES[config.svr_mode]
+        self.radius: RadiusMode | None = None if radius_class is None else radius_class.from_config(config)
 
     @classmethod
-    def from_config(cls, config) -> SupClapLoss:
-        return cls(
-            base_loss=config.base_loss,
-            svr_mode=config.svr_mode,
-            svr_bilateral=config.svr_bilateral,
-            svr_weight=config.svr_weight,
-            constraint_weight=config.constraint_weight,
-            radius_init=config.radius_init,
-            radius_clamp=config.radius_clamp,
-            predictor_top_k=config.predictor_top_k,
-            predictor_hidden_sizes=config.predictor_hidden_sizes,
-            predictor_activation=config.predictor_activation,
-            predictor_detach_input=config.predictor_detach_input,
-            siglip_bias_init=config.siglip_bias_init,
-            gather_across_processes=config.gather_across_processes,
-        )
+    def from_config(cls, config: Any) -> SupClapLoss:
+        return cls(config)
 
-    def get_config_dict(self) -> dict:
-        config = {"base_loss": self.base_loss.get_config_dict(), "svr_mode": self.svr_mode}
+    @classmethod
+    def settings_only(cls, config: Any) -> SupClapLoss:
+        """The loss of ``config`` on the meta device: for describing it, never for computing.
+
+        No memory is allocated and nothing is drawn from the global RNG (building a real one would
+        draw the predictor's initial weights and shift every later random number of a run).
+        """
+        with torch.device("meta"):
+            return cls(config)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """The loss settings in use, keyed by their ``SupClapConfig`` field names."""
+        config: dict[str, Any] = {"base_loss": self.base_loss_name, **self.base_loss.get_config_dict()}
+        config["svr_mode"] = self.svr_mode
         if self.radius is not None:
             config.update(
                 svr_bilateral=self.svr_bilateral,
                 svr_weight=self.svr_weight,
                 constraint_weight=self.constraint_weight,
                 radius_clamp=self.radius_clamp,
+                **self.radius.get_config_dict(),
             )
+        config["gather_across_processes"] = self.gather_across_processes
         return config
+
+    def describe(self) -> str:
+        """One phrase for model cards: "symmetric InfoNCE plus bilateral DynamicSVR (...)"."""
+        if self.radius is None:
+            return self.base_loss.summary
+        side = "bilateral" if self.svr_bilateral else "unilateral"
+        return f"{self.base_loss.summary} plus {side} {self.radius.summary} (Support Vector Regularization)"
 
     def _directions(self, batch: GatheredBatch, scale_t: torch.Tensor, scale_a: torch.Tensor):
         """(anchors, positives, candidates, scale) for text->audio, then audio->text."""
@@ -488,8 +634,9 @@ class SupClapLoss(nn.Module):
         svr_directions = directions if self.svr_bilateral else directions[:1]
         svr_terms, constraint_terms, radii, distances = [], [], [], []
         for anchors, positives, candidates, scale in svr_directions:
-            radius = self.radius(anchors @ candidates.t(), positive_index)
-            sup, distance, _ = support_vectors(anchors, positives, radius, clamp=self.radius_clamp)
+            distance = pair_distance(anchors, positives)
+            radius = self.radius(anchors @ candidates.t(), positive_index, distance)
+            sup, _, _ = support_vectors(anchors, positives, radius, self.radius_clamp, distance)
             svr_terms.append(batch.reduce(self.base_loss(sup, candidates, positive_index, scale)))
             constraint_terms.append(batch.reduce(radius_constraint(radius, distance)))
             radii.append(radius.detach())
@@ -514,8 +661,13 @@ def radius_statistics(radius: torch.Tensor, distance: torch.Tensor) -> dict[str,
 
 
 __all__ = [
+    "BASE_LOSSES",
+    "SVR_MODES",
+    "BaseContrastiveLoss",
     "GatheredBatch",
     "InfoNCELoss",
+    "LossComponent",
+    "RadiusMode",
     "RadiusPredictor",
     "SigLIPLoss",
     "StaticRadius",
@@ -525,5 +677,7 @@ __all__ = [
     "predictor_features",
     "radius_constraint",
     "radius_statistics",
+    "register_base_loss",
+    "register_svr_mode",
     "support_vectors",
 ]

@@ -18,7 +18,7 @@ from transformers import initialization as init
 from transformers.models.clap.modeling_clap import ClapOutput
 
 from .configuration_supclap import SupClapConfig
-from .losses import RadiusPredictor, SigLIPLoss, StaticRadius, SupClapLoss
+from .losses import BASE_LOSSES, LossComponent, SupClapLoss
 
 
 @dataclass
@@ -72,7 +72,7 @@ class SupClapModel(ClapModel):
 
     def __init__(self, config: SupClapConfig):
         super().__init__(config)
-        self.loss_fn = SupClapLoss.from_config(config)
+        self.loss_fn = SupClapLoss(config)
         if config.freeze_logit_scale:
             self.logit_scale_t.requires_grad_(False)
             self.logit_scale_a.requires_grad_(False)
@@ -81,10 +81,13 @@ class SupClapModel(ClapModel):
     @torch.no_grad()
     def _init_weights(self, module: torch.nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, SupClapModel) and self.config.base_loss == "siglip":
-            init.constant_(module.logit_scale_t, math.log(self.config.siglip_logit_scale_init))
-            init.constant_(module.logit_scale_a, math.log(self.config.siglip_logit_scale_init))
-        elif isinstance(module, (StaticRadius, RadiusPredictor, SigLIPLoss)):
+        if isinstance(module, SupClapModel):
+            # ClapModel.__init__ initialises before loss_fn exists: ask the registered class.
+            scale = BASE_LOSSES[self.config.base_loss].initial_logit_scale(self.config)
+            if scale is not None:
+                init.constant_(module.logit_scale_t, math.log(scale))
+                init.constant_(module.logit_scale_a, math.log(scale))
+        elif isinstance(module, LossComponent):
             module.reset_parameters(init)
 
     def logit_scales(self) -> tuple[torch.Tensor, torch.Tensor]:

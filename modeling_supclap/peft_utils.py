@@ -21,8 +21,15 @@ The logit scales stay frozen under LoRA.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+
+if TYPE_CHECKING:
+    from peft import LoraConfig, PeftModel
+
+    from .losses import SupClapLoss
+    from .modeling_supclap import SupClapModel
 
 TOWER_PATTERNS = {
     "text": r".*text_model\..*\.(query|key|value)",
@@ -39,6 +46,8 @@ def lora_config_for(
     train_loss_parameters: bool = True,
 ) -> LoraConfig:
     """A ``LoraConfig`` adapting the attention of ``towers`` ('text', 'audio' or 'both')."""
+    from peft import LoraConfig
+
     if towers not in TOWER_PATTERNS:
         raise ValueError(f"LoRA towers must be one of {sorted(TOWER_PATTERNS)}, got {towers!r}")
     modules_to_save = ["loss_fn"] if train_loss_parameters else []
@@ -55,9 +64,26 @@ def lora_config_for(
 
 def get_lora_model(model: torch.nn.Module, towers: str = "both", **lora_kwargs) -> PeftModel:
     """Wrap ``model`` in LoRA adapters on ``towers``; see the module docstring for what trains."""
+    from peft import get_peft_model
+
     peft_model = get_peft_model(model, lora_config_for(towers, **lora_kwargs))
     if towers == "text":
         for module in model.audio_model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.momentum = 0.0  # frozen tower: keep its running statistics
     return peft_model
+
+
+def unwrap_supclap(model: torch.nn.Module) -> SupClapModel:
+    """The ``SupClapModel`` inside DDP / ``torch.compile`` / PEFT wrappers (itself if unwrapped)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    inner = extract_model_from_parallel(model)
+    return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+
+
+def active_loss_fn(model: torch.nn.Module) -> SupClapLoss:
+    """The model's ``SupClapLoss`` that trains, also under PEFT (``modules_to_save`` wraps it in a copy)."""
+    loss_fn = unwrap_supclap(model).loss_fn
+    copies = getattr(loss_fn, "modules_to_save", None)
+    return next(iter(copies.values())) if copies else loss_fn

@@ -34,10 +34,10 @@ invalid JSON line, extra CSV cells     LOAD ERROR   loading._iter_jsonl / _iter_
 missing caption / audio column         LOAD ERROR   loading._check_columns / _pick_audio_column
 empty audio cell                       LOAD ERROR   loading._resolve_audio
 empty dataset (0-byte, header only)    LOAD ERROR   loading._rows_to_records / _iter_csv
-all samples bad, < 2 usable clips      RUN ERROR    training.loop.train (after the scan)
-a bad row in the validation/test split LOAD ERROR   training.loop.load_splits (no longer taken for a
+all samples bad, < 2 usable clips      RUN ERROR    data.sources.build_training_data (after the scan)
+a bad row in the validation/test split LOAD ERROR   data.sources.load_splits (no longer taken for a
                                                     missing split: MissingSplitError only)
-single .csv/.jsonl as --train_data     no val/test  training.loop.load_splits (was: the training
+single .csv/.jsonl as --train_data     no val/test  data.sources.load_splits (was: the training
                                                     rows again, i.e. evaluation on training data)
 same clip twice in one split           WARNING      data.checks (each copy is a negative of the other)
 same file *name* in train/ and test/   VALID        paths resolve per split folder; content differs
@@ -59,7 +59,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SMALL_CORPUS_CLIPS, run_script
+from helpers.cli import SMALL_CORPUS_CLIPS, run_script
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.data import (
@@ -71,9 +71,10 @@ from modeling_supclap.data import (
     load_records,
     scan_records,
 )
-from modeling_supclap.data.checks import BadSamplesError, check_splits, format_data_report
+from modeling_supclap.data.checks import BadSamplesError, check_splits
+from modeling_supclap.data.sources import load_splits
+from modeling_supclap.reporting import format_data_report
 from modeling_supclap.training import DataArguments
-from modeling_supclap.training.loop import load_splits
 
 SR = 16000
 
@@ -670,9 +671,9 @@ def _cli_args(model_dir: Path, corpus: Path, out: Path, *extra: str) -> list[str
         "--eval_steps", "0",
         "--save_steps", "0",
         "--logging_steps", "1",
-        "--num_workers", "0",
+        "--dataloader_num_workers", "0",
         "--report_to", "none",
-        "--cpu",
+        "--use_cpu",
         *extra,
     ]  # fmt: skip
 

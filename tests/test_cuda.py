@@ -12,14 +12,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, tiny_train_args
-from reference import LOSS_VARIANTS, make_loss, random_pairs, reference_terms, variant_id
-from toy import SAMPLING_RATE, TOY_LABELS, toy_processor, toy_rows
+from helpers.cli import run_script, tiny_train_args
+from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, reference_terms, variant_id
+from helpers.toy import SAMPLING_RATE, TOY_LABELS, toy_processor, toy_rows
 from transformers import pipeline
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.training.arguments import TrainArguments
-from modeling_supclap.training.loop import build_optimizer
+from modeling_supclap.training.run import build_optimizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CUDA = torch.device("cuda")
@@ -126,8 +126,8 @@ def test_fused_adamw_on_cuda_matches_per_tensor_adamw():
 
 
 def _train_on_cuda(cache, out, mixed_precision: str) -> dict:
-    """A tiny CLI run on the GPU (the tiny test arguments without --cpu); returns its metrics.json."""
-    args = [a for a in tiny_train_args(cache, out) if a != "--cpu"]
+    """A tiny CLI run on the GPU (the tiny test arguments without --use_cpu); returns its metrics.json."""
+    args = [a for a in tiny_train_args(cache, out) if a != "--use_cpu"]
     result = run_script(["train_supclap.py", *args, "--mixed_precision", mixed_precision])
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((out / "metrics.json").read_text())

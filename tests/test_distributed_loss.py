@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from reference import LOSS_VARIANTS, make_loss, variant_id
+from helpers.reference import LOSS_VARIANTS, make_loss, variant_id
 
 from modeling_supclap.losses import distributed_is_active
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
 
 DOC = REPO / "docs" / "INTEGRATIONS.md"
 

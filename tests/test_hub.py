@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_script, tiny_train_args
-from hub_server import HubServer
+from helpers.cli import run_script, tiny_train_args
+from helpers.hub_server import HubServer
 
 # Planted token of the user "ns": it may travel in Authorization headers and nowhere else.
 TOKEN = "hf_SupClapPlantedToken0123456789abcdefXYZ"

@@ -11,9 +11,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, variant_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import LOSS_VARIANTS, make_loss, random_pairs, variant_id
 
 from modeling_supclap.losses import SupClapLoss, radius_constraint
 

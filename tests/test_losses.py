@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from reference import LOSS_VARIANTS, make_loss, random_pairs, reference_terms, variant_id
+from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, reference_terms, variant_id
 from transformers import ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel

@@ -20,11 +20,11 @@ from modeling_supclap.metrics import (
     AVAILABLE_METRICS,
     compute_retrieval_metrics,
     compute_zero_shot_metrics,
-    format_retrieval_table,
     load_metric,
     metric_path,
     retrieval_chance_levels,
 )
+from modeling_supclap.reporting import format_retrieval_table
 
 # --------------------------------------------------------------------------------------------------
 # Naive reference: full score matrix + one explicit total order per query (np.lexsort).

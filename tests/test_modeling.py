@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import BLOCK_PACKAGE_IMPORT
+from helpers.cli import BLOCK_PACKAGE_IMPORT
 from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput

@@ -1,7 +1,8 @@
 """Numerics of training through the real CLI: non-finite losses, bf16 on CPU, logit-scale clamp, radius.
 
 A non-finite loss is injected by a test-only driver script (written below, run in a subprocess) that
-wraps ``SupClapLoss.forward`` before calling ``train_supclap``'s ``main``: production code has no hook.
+runs ``train_supclap``'s ``main`` with an instrumented ``TrainStep`` subclass (the public way to change
+what a step does: ``train(..., step_class=...)``) and a forward hook on the loss: nothing is patched.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
 from safetensors.torch import load_file
 
 from modeling_supclap import SupClapConfig, SupClapModel
@@ -21,49 +22,48 @@ from modeling_supclap.data import build_demo_processor
 
 DRIVER = textwrap.dedent(
     '''
-    """Test driver: train_supclap.py with SupClapLoss.forward wrapped (NaN injection, dtype log)."""
+    """Test driver: train_supclap.py with an instrumented TrainStep (NaN injection, dtype log)."""
     import json
     import os
     import sys
 
     import torch
 
-    from modeling_supclap import losses
     from modeling_supclap.cli.train import main
-    from modeling_supclap.modeling_supclap import SupClapModel
+    from modeling_supclap.training import TrainStep
 
-    NAN_AT = int(os.environ.get("SUPCLAP_TEST_NAN_AT", "0"))  # 1-based training step to poison
+    NAN_AT = int(os.environ.get("SUPCLAP_TEST_NAN_AT", "0"))  # 1-based training forward to poison
     NAN_IN = os.environ.get("SUPCLAP_TEST_NAN_IN", "loss")  # "loss", or "features" (NaN activations)
     DTYPE_LOG = os.environ.get("SUPCLAP_TEST_DTYPE_LOG")
-    original = losses.SupClapLoss.forward
-    original_model_forward = SupClapModel.forward
-    calls = []
-    model_calls = []
 
 
-    def model_forward(self, *args, **kwargs):
-        if self.training and torch.is_grad_enabled() and kwargs.get("input_features") is not None:
-            model_calls.append(1)
-            if NAN_IN == "features" and len(model_calls) == NAN_AT:
-                kwargs["input_features"] = kwargs["input_features"] * float("nan")
-        return original_model_forward(self, *args, **kwargs)
+    class InstrumentedStep(TrainStep):
+        forwards = 0
+        embeds = []
 
-
-    def forward(self, text_embeds, audio_embeds, scale_t, scale_a):
-        terms = original(self, text_embeds, audio_embeds, scale_t, scale_a)
-        if self.training and torch.is_grad_enabled():  # training steps only (not evaluation / probes)
-            calls.append(str(text_embeds.dtype))
-            if NAN_IN == "loss" and len(calls) == NAN_AT:
-                terms["loss"] = terms["loss"] * float("nan")
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             if DTYPE_LOG:
+                self.supclap.loss_fn.register_forward_hook(self.log_dtype)
+
+        def log_dtype(self, module, inputs, output):
+            if module.training and torch.is_grad_enabled():  # training steps only (not probes)
+                self.embeds.append(str(inputs[0].dtype))
                 with open(DTYPE_LOG, "w") as f:
-                    json.dump({"embeds": calls, "autocast": torch.is_autocast_enabled("cpu")}, f)
-        return terms
+                    json.dump({"embeds": self.embeds, "autocast": torch.is_autocast_enabled("cpu")}, f)
+
+        def forward(self, batch):
+            InstrumentedStep.forwards += 1
+            poison = InstrumentedStep.forwards == NAN_AT
+            if poison and NAN_IN == "features":
+                batch = {**batch, "input_features": batch["input_features"] * float("nan")}
+            outputs = super().forward(batch)
+            if poison and NAN_IN == "loss":
+                outputs.loss = outputs.loss * float("nan")
+            return outputs
 
 
-    losses.SupClapLoss.forward = forward
-    SupClapModel.forward = model_forward
-    main(sys.argv[1:])
+    main(sys.argv[1:], step_class=InstrumentedStep)
     '''
 )
 

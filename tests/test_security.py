@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO, run_script, tiny_train_args
+from helpers.cli import REPO, run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.training import checkpointing

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
 from safetensors.torch import load_file
 
 from modeling_supclap.training import checkpointing

@@ -7,11 +7,11 @@ import json
 
 import pytest
 import torch
-from conftest import run_script, tiny_train_args
+from helpers.cli import run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.training.arguments import TrainArguments
-from modeling_supclap.training.loop import build_optimizer
+from modeling_supclap.training.run import build_optimizer
 
 
 def _tiny_model() -> SupClapModel:
@@ -84,3 +84,72 @@ def test_max_train_minutes_stops_early_then_validates_and_saves(small_corpus_cac
     assert state["step"] == 1
     assert [entry["step"] for entry in state["validation"]] == [1]
     assert (out / "model.safetensors").exists()
+
+
+STEP_DRIVER = """
+import copy, json, sys
+import torch
+from modeling_supclap.cli.train import parse_args
+from modeling_supclap.training import StepPosition, TrainStep, build_run
+
+model_args, data_args, train_args = parse_args(sys.argv[1:])
+run = build_run(model_args, data_args, train_args)
+
+
+class SameDropout(TrainStep):  # every forward draws the same dropout masks: micro-batches comparable
+    def forward(self, batch):
+        torch.manual_seed(0)
+        return super().forward(batch)
+
+
+step = SameDropout.from_run(run)
+batch = next(run.data.train.batches(epoch=0))
+
+def snapshot():
+    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+# A poisoned batch (NaN features: also NaN BatchNorm statistics) is skipped and undone.
+start = snapshot()
+poisoned = {**batch, "input_features": batch["input_features"] * float("nan")}
+skipped = step([poisoned], StepPosition(1, 0, 0))
+after_skip = snapshot()
+# One batch, and the same batch as two micro-batches (averaged): the same update.
+optimizer_state = copy.deepcopy(run.optimizer.state_dict())
+single = step([batch], StepPosition(1, 0, 0))
+after_single = snapshot()
+run.model.load_state_dict(start)
+run.optimizer.load_state_dict(optimizer_state)
+run.scheduler.scheduler.last_epoch -= 1
+double = step([batch, batch], StepPosition(1, 0, 0))
+after_double = snapshot()
+print(json.dumps({
+    "skipped": skipped.skipped,
+    "skip_changed_nothing": same(start, after_skip),
+    "single_changed": not same(start, after_single),
+    "terms": sorted(single.terms),
+    "loss_single": float(single.terms["loss"]),
+    "loss_double": float(double.terms["loss"]),
+    # Parameters only: BatchNorm buffers rightly see two updates from two micro-batches.
+    "max_diff": max(
+        float((after_single[k].float() - after_double[k].float()).abs().max())
+        for k, _ in run.model.named_parameters()
+    ),
+}))
+"""
+
+
+@pytest.mark.slow
+def test_the_train_step_is_driven_directly(small_corpus_cache, tmp_path):
+    """build_run + TrainStep outside the loop: skip a non-finite step, average micro-batches."""
+    args = tiny_train_args(small_corpus_cache, tmp_path / "run", "--skip_nonfinite", "--svr_mode", "dynamic")
+    result = run_script(["-c", STEP_DRIVER, *args])
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["skipped"] is True and out["skip_changed_nothing"] is True
+    assert out["single_changed"] is True
+    assert {"loss", "loss_contrastive", "loss_svr", "grad_norm"} <= set(out["terms"])
+    assert out["loss_double"] == pytest.approx(out["loss_single"], abs=1e-6)
+    assert out["max_diff"] < 1e-6

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BLOCK_PACKAGE_IMPORT
+from helpers.cli import BLOCK_PACKAGE_IMPORT
+from helpers.toy import TOY_LABELS, toy_clip, toy_processor, toy_rows
 from peft import PeftModel
-from toy import TOY_LABELS, toy_clip, toy_processor, toy_rows
 from transformers import AutoModel, Trainer, TrainingArguments, pipeline
 
 from modeling_supclap import SupClapConfig, SupClapModel
@@ -260,7 +260,7 @@ def test_trainer_under_two_processes_uses_global_negatives(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     records = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
-    from reference import reference_terms
+    from helpers.reference import reference_terms
 
     from modeling_supclap.losses import SupClapLoss
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests folder, for its helpers package
 
-from toy import toy_processor, toy_rows  # noqa: E402
+from helpers.toy import toy_processor, toy_rows  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 import modeling_supclap.losses as losses  # noqa: E402

@@ -7,22 +7,21 @@ everything under ``outputs/supclap-demo``. ``--help`` lists every option.
 
 from __future__ import annotations
 
-import sys
-
-from transformers import HfArgumentParser
+from collections.abc import Sequence
 
 from ..training import DataArguments, ModelArguments, TrainArguments, train
+from ..training.arguments import parse_arguments
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments), description=__doc__)
-    return parser.parse_args_into_dataclasses(args=argv)
+def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
+    return parse_arguments((ModelArguments, DataArguments, TrainArguments), argv, description=__doc__)
 
 
-def main(argv: list[str] | None = None) -> None:
-    model_args, data_args, train_args = parse_args(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None, **train_kwargs) -> None:
+    """``train_kwargs`` go to :func:`~modeling_supclap.training.train` (e.g. ``step_class``)."""
+    model_args, data_args, train_args = parse_args(argv)
     try:
-        train(model_args, data_args, train_args)
+        train(model_args, data_args, train_args, **train_kwargs)
     finally:
         import torch.distributed as dist
 

@@ -6,8 +6,8 @@
 * with ``on_bad_sample="error"`` a bad sample stops the run *before* training, with an error that
   names every bad file and row (not hours later, in a DataLoader worker);
 * with ``on_bad_sample="skip"`` bad samples are dropped, counted and listed in the report that
-  ``train()`` stores in ``metrics.json`` and prints at the end (counts taken inside DataLoader
-  worker processes would be lost);
+  ``train()`` stores in ``metrics.json`` and prints at the end with ``reporting.format_data_report``
+  (counts taken inside DataLoader worker processes would be lost);
 * clips whose audio is identical (same file listed twice, or byte-identical copies) are reported:
   within a split they are *allowed* but counted (each copy is a false negative of the other in a
   contrastive batch; several rows per clip is a legitimate layout for several captions), and
@@ -29,32 +29,9 @@ from typing import Any
 import numpy as np
 
 from .collator import scan_records
-from .loading import AudioTextRecord, BadSampleError
+from .loading import AudioTextRecord, BadSamplesError, check_on_bad_sample
 
-__all__ = ["BadSamplesError", "audio_fingerprint", "check_splits", "duplicate_groups", "format_data_report"]
-
-# How many bad samples / duplicate groups an error or the printed report lists (metrics.json has all).
-_SHOWN = 10
-
-
-class BadSamplesError(BadSampleError):
-    """One or more bad samples found by the up-front scan with ``on_bad_sample="error"``.
-
-    ``bad`` holds ``(record, message)`` pairs; ``source`` is the first bad record's.
-    """
-
-    def __init__(self, split: str, bad: Sequence[tuple[AudioTextRecord, str]]) -> None:
-        self.bad = list(bad)
-        self.source = self.bad[0][0].source
-        lines = [message for _, message in self.bad[:_SHOWN]]
-        if len(self.bad) > _SHOWN:
-            lines.append(f"... and {len(self.bad) - _SHOWN} more")
-        ValueError.__init__(
-            self,
-            f"{len(self.bad)} bad sample(s) in the {split} split (--on_bad_sample error). Fix or remove "
-            "them, or pass --on_bad_sample skip to drop them (they are then counted and reported):\n  "
-            + "\n  ".join(lines),
-        )
+__all__ = ["BadSamplesError", "audio_fingerprint", "check_splits"]
 
 
 def _audio_path(audio: Any) -> str | None:
@@ -103,11 +80,6 @@ def _fingerprints(records: Sequence[AudioTextRecord]) -> dict[str, list[str]]:
     return groups
 
 
-def duplicate_groups(records: Sequence[AudioTextRecord]) -> list[list[str]]:
-    """Sources of records sharing identical audio, one list per clip that occurs more than once."""
-    return [sources for sources in _fingerprints(records).values() if len(sources) > 1]
-
-
 def check_splits(
     splits: Mapping[str, Sequence[AudioTextRecord] | None], target_sr: int, on_bad_sample: str = "error"
 ) -> tuple[dict[str, list[AudioTextRecord] | None], dict[str, Any]]:
@@ -120,8 +92,7 @@ def check_splits(
     audio), ``train_overlap`` (per evaluation split, groups of train and evaluation sources with
     identical audio) and ``num_records`` (per split, before / after dropping).
     """
-    if on_bad_sample not in ("error", "skip"):
-        raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
+    check_on_bad_sample(on_bad_sample)
     clean: dict[str, list[AudioTextRecord] | None] = {}
     skipped: list[dict[str, str]] = []
     by_split: dict[str, int] = {}
@@ -158,38 +129,3 @@ def check_splits(
         "train_overlap": {split: groups for split, groups in overlap.items() if groups},
     }
     return clean, report
-
-
-def _groups_text(groups: list[list[str]]) -> list[str]:
-    lines = ["    - " + " = ".join(group) for group in groups[:_SHOWN]]
-    if len(groups) > _SHOWN:
-        lines.append(f"    ... and {len(groups) - _SHOWN} more (see metrics.json)")
-    return lines
-
-
-def format_data_report(report: dict[str, Any] | None) -> str:
-    """Human-readable summary of :func:`check_splits`'s report ("" when there is nothing to say)."""
-    if not report:
-        return ""
-    lines: list[str] = []
-    skipped = report.get("skipped_samples") or {}
-    if skipped.get("total"):
-        counts = ", ".join(f"{split} {n}" for split, n in skipped["by_split"].items() if n)
-        lines.append(f"Skipped {skipped['total']} bad sample(s) (--on_bad_sample skip): {counts}")
-        lines += [f"    - [{s['split']}] {s['error']}" for s in skipped["samples"][:_SHOWN]]
-        if len(skipped["samples"]) > _SHOWN:
-            lines.append(f"    ... and {len(skipped['samples']) - _SHOWN} more (see metrics.json)")
-    for split, groups in (report.get("duplicates") or {}).items():
-        extra = sum(len(g) - 1 for g in groups)
-        lines.append(
-            f"WARNING: {extra} record(s) of the {split} split repeat an earlier clip (identical audio); "
-            "copies in one batch are each other's negatives:"
-        )
-        lines += _groups_text(groups)
-    for split, groups in (report.get("train_overlap") or {}).items():
-        lines.append(
-            f"WARNING: {len(groups)} clip(s) of the {split} split are also in the train split (identical "
-            f"audio): train/{split} leakage, {split} results are optimistic:"
-        )
-        lines += _groups_text(groups)
-    return "\n".join(lines)

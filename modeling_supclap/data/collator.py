@@ -10,7 +10,7 @@ import torch
 from transformers import ClapProcessor
 
 from .features import clap_features
-from .loading import AudioTextRecord, BadSampleError, decode_audio
+from .loading import AudioTextRecord, BadSampleError, check_on_bad_sample, decode_audio
 
 __all__ = ["AudioTextDataset", "SupClapCollator", "scan_records"]
 
@@ -34,11 +34,9 @@ class AudioTextDataset(torch.utils.data.Dataset):
         target_sr: int,
         on_bad_sample: Literal["error", "skip"] = "error",
     ) -> None:
-        if on_bad_sample not in ("error", "skip"):
-            raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.records = list(records)
         self.target_sr = int(target_sr)
-        self.on_bad_sample = on_bad_sample
+        self.on_bad_sample = check_on_bad_sample(on_bad_sample)
         self.num_bad = 0
         self.bad_sources: list[str] = []
         self.epoch = 0

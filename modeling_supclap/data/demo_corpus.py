@@ -17,13 +17,14 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from ..files import publish_folder, temporary_sibling
 
 __all__ = [
     "DEMO_CORPUS_VERSION",
@@ -497,7 +498,7 @@ def build_demo_corpus(
 
     root.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp_dirs(root)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.build-{os.getpid()}-", dir=root.parent))
+    tmp = temporary_sibling(root, "build")
     try:
         splits = _split_indices(num_clips, seed)
         for split, indices in splits.items():
@@ -519,20 +520,8 @@ def build_demo_corpus(
         }
         # Written last: its presence is what marks the corpus as complete.
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-
-        if is_complete_corpus(root, **params):
-            # Another process (e.g. another rank) finished the same corpus meanwhile: keep theirs.
-            shutil.rmtree(tmp, ignore_errors=True)
-            return root
-        # Swap into place. A non-empty directory cannot be replaced by rename, so move the old one
-        # aside first and delete it afterwards.
-        old = None
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-            os.replace(root, old / "corpus")
-        os.replace(tmp, root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # Another process (e.g. another rank) may have finished the same corpus meanwhile: keep theirs.
+        publish_folder(tmp, root, keep_existing=is_complete_corpus(root, **params))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -543,10 +532,11 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m modeling_supclap.data.demo_corpus ROOT``: build the corpus and print its size."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root")
-    parser.add_argument("--num-clips", type=int, default=2400)
+    # The names of train_supclap.py's flags (--demo_num_clips there); hyphenated spellings still work.
+    parser.add_argument("--num_clips", "--num-clips", type=int, default=2400)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sampling-rate", type=int, default=16000)
-    parser.add_argument("--clip-seconds", type=float, default=2.0)
+    parser.add_argument("--sampling_rate", "--sampling-rate", type=int, default=16000)
+    parser.add_argument("--clip_seconds", "--clip-seconds", type=float, default=2.0)
     args = parser.parse_args(argv)
     start = time.perf_counter()
     root = build_demo_corpus(args.root, args.num_clips, args.seed, args.sampling_rate, args.clip_seconds)

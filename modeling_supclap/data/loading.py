@@ -29,7 +29,16 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioTextRecord", "BadSampleError", "MissingSplitError", "decode_audio", "load_records"]
+__all__ = [
+    "AudioTextRecord",
+    "BadSampleError",
+    "BadSamplesError",
+    "MissingSplitError",
+    "ON_BAD_SAMPLE_CHOICES",
+    "check_on_bad_sample",
+    "decode_audio",
+    "load_records",
+]
 
 # Split folder names datasets' audiofolder also recognises, by canonical split.
 _SPLIT_ALIASES = {
@@ -41,12 +50,46 @@ _METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+# What to do with a sample that cannot be used (``--on_bad_sample``).
+ON_BAD_SAMPLE_CHOICES = ("error", "skip")
+# How many bad samples a BadSamplesError message lists (metrics.json has all of them).
+_MAX_LISTED = 10
+
+
+def check_on_bad_sample(value: str) -> str:
+    """``value`` if it is one of :data:`ON_BAD_SAMPLE_CHOICES`, else a ``ValueError`` naming the choices."""
+    if value not in ON_BAD_SAMPLE_CHOICES:
+        raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {value!r}")
+    return value
+
+
 class BadSampleError(ValueError):
-    """An audio sample that cannot be used: missing, empty, corrupt, not audio, or non-finite."""
+    """One audio sample that cannot be used: missing, empty, corrupt, not audio, or non-finite."""
 
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"{source}: {message}")
         self.source = source
+
+
+class BadSamplesError(BadSampleError):
+    """Every bad sample of one split, found by the up-front scan with ``on_bad_sample="error"``.
+
+    A :class:`BadSampleError` (so one ``except`` catches both), naming them all rather than the first:
+    ``bad`` holds ``(record, message)`` pairs; ``source`` is the first bad record's.
+    """
+
+    def __init__(self, split: str, bad: Sequence[tuple[AudioTextRecord, str]]) -> None:
+        self.bad = list(bad)
+        self.source = self.bad[0][0].source
+        lines = [message for _, message in self.bad[:_MAX_LISTED]]
+        if len(self.bad) > _MAX_LISTED:
+            lines.append(f"... and {len(self.bad) - _MAX_LISTED} more")
+        ValueError.__init__(
+            self,
+            f"{len(self.bad)} bad sample(s) in the {split} split (--on_bad_sample error). Fix or remove "
+            "them, or pass --on_bad_sample skip to drop them (they are then counted and reported):\n  "
+            + "\n  ".join(lines),
+        )
 
 
 class MissingSplitError(ValueError):

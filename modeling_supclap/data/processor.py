@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +20,8 @@ import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import ClapAudioConfig, ClapFeatureExtractor, ClapProcessor, RobertaTokenizerFast
 from transformers.audio_utils import mel_filter_bank
+
+from ..files import publish_folder, temporary_sibling
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -212,16 +213,11 @@ def _is_saved_processor(folder: Path) -> bool:
 
 def _atomic_save(processor: ClapProcessor, target: Path) -> None:
     """save_pretrained into a temporary sibling, then rename: readers never see a half-written folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = temporary_sibling(target)
     try:
         processor.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished the same cache entry first: theirs is equivalent.
-            if not _is_saved_processor(target):
-                raise
+        # Another process may have finished the same cache entry first: theirs is equivalent.
+        publish_folder(tmp, target, keep_existing=_is_saved_processor(target))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,26 +1,43 @@
-"""Command-line arguments of ``train_supclap.py`` (``HfArgumentParser`` dataclasses).
+"""Command-line arguments of ``train_supclap.py`` and ``eval_supclap.py`` (``HfArgumentParser`` dataclasses).
+
+One vocabulary for every command line of the project: transformers' ``TrainingArguments`` names
+wherever one exists (``--per_device_eval_batch_size``, ``--dataloader_num_workers``, ``--use_cpu``,
+``--hub_model_id``), snake_case everywhere (``HfArgumentParser`` also accepts the hyphenated
+spelling), and the same name for the same thing in train, eval, hub and the benchmarks. Old
+spellings stay as deprecated aliases (``aliases`` in a field's metadata): they work, and
+:func:`parse_arguments` warns once naming the new flag.
 
 Every field's ``help`` is what ``--help`` prints. Loss flags map one-to-one onto
-:class:`~modeling_supclap.SupClapConfig` fields.
+:class:`~modeling_supclap.SupClapConfig` fields, their choices come from the loss registry, and a
+loss flag that is not given keeps the value of the checkpoint (``--model_name_or_path``) or, from
+scratch, the config's default.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-LOSS_FIELDS = (
-    "base_loss",
-    "svr_mode",
-    "svr_bilateral",
-    "svr_weight",
-    "constraint_weight",
-    "radius_init",
-    "predictor_top_k",
-    "predictor_detach_input",
-    "logit_scale_max",
-    "freeze_logit_scale",
-)
+from ..configuration_supclap import PRESETS, SupClapConfig
+from ..data.loading import ON_BAD_SAMPLE_CHOICES, check_on_bad_sample
+from ..losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
+
+_DEFAULTS = SupClapConfig.__dataclass_fields__
+# The flags that are SupClapConfig loss fields (filled by _loss_flag).
+LOSS_FLAGS: list[str] = []
+
+
+def _loss_flag(name: str, help: str, **metadata: Any) -> Any:
+    """A loss flag: ``None`` unless given, its help naming the ``SupClapConfig`` default."""
+    LOSS_FLAGS.append(name)
+    default = _DEFAULTS[name].default
+    if isinstance(default, bool):  # --flag alone means True, as for HfArgumentParser's bool fields
+        metadata.update(nargs="?", const=True)
+    help = f"{help} Default: the checkpoint's, else {default!r}."
+    return field(default=None, metadata={"help": help, **metadata})
 
 
 @dataclass
@@ -34,46 +51,81 @@ class ModelArguments:
     )
     preset: str = field(
         default="small",
-        metadata={"help": "Architecture when training from scratch: 'tiny' (~70k params) or 'small' (~1M)."},
+        metadata={
+            "help": "Architecture when training from scratch: 'tiny' (~70k params) or 'small' (~1M).",
+            "choices": PRESETS.keys(),
+        },
     )
     trust_remote_code: bool = field(
         default=False,
         metadata={"help": "Allow code from --model_name_or_path to run (see README: security)."},
     )
-    base_loss: str = field(
-        default="infonce", metadata={"help": "Base contrastive loss: 'infonce' or 'siglip'."}
+    # Choices are live views of the registry: a mode registered at run time is accepted too.
+    base_loss: str | None = _loss_flag("base_loss", "Base contrastive loss.", choices=BASE_LOSSES.keys())
+    svr_mode: str | None = _loss_flag("svr_mode", "Support Vector Regularization.", choices=SVR_MODES.keys())
+    svr_bilateral: bool | None = _loss_flag("svr_bilateral", "Support vectors on the audio side too.")
+    svr_weight: float | None = _loss_flag("svr_weight", "alpha: weight of the SVR term.")
+    constraint_weight: float | None = _loss_flag(
+        "constraint_weight", "beta: weight of the radius constraint."
     )
-    svr_mode: str = field(
-        default="dynamic", metadata={"help": "Support Vector Regularization: 'none', 'static' or 'dynamic'."}
+    radius_init: float | None = _loss_flag("radius_init", "Initial semantic radius R.")
+    predictor_top_k: int | None = _loss_flag(
+        "predictor_top_k", "DynamicSVR predictor input: positive + top-(k-1) negative similarities."
     )
-    svr_bilateral: bool = field(default=True, metadata={"help": "Support vectors on the audio side too."})
-    svr_weight: float = field(default=1.0, metadata={"help": "alpha: weight of the SVR term."})
-    constraint_weight: float = field(
-        default=0.01, metadata={"help": "beta: weight of the radius constraint."}
+    predictor_activation: str | None = _loss_flag(
+        "predictor_activation", "DynamicSVR predictor activation.", choices=PREDICTOR_ACTIVATIONS
     )
-    radius_init: float = field(default=0.1, metadata={"help": "Initial semantic radius R."})
-    predictor_top_k: int = field(
-        default=16,
-        metadata={"help": "DynamicSVR predictor input: positive + top-(k-1) negative similarities."},
+    predictor_detach_input: bool | None = _loss_flag(
+        "predictor_detach_input", "Feed the radius predictor detached similarities."
     )
-    predictor_detach_input: bool = field(
-        default=True, metadata={"help": "Feed the radius predictor detached similarities."}
-    )
-    logit_scale_max: float = field(default=100.0, metadata={"help": "Clamp of the logit scale 1/tau."})
-    freeze_logit_scale: bool = field(default=False, metadata={"help": "Keep the logit scale fixed."})
+    logit_scale_max: float | None = _loss_flag("logit_scale_max", "Clamp of the logit scale 1/tau.")
+    freeze_logit_scale: bool | None = _loss_flag("freeze_logit_scale", "Keep the logit scale fixed.")
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights (no LoRA)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
     lora_towers: str = field(
-        default="both", metadata={"help": "Towers that get LoRA adapters: 'text', 'audio' or 'both'."}
+        default="both",
+        metadata={"help": "Towers that get LoRA adapters.", "choices": ("text", "audio", "both")},
     )
 
     def loss_overrides(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in LOSS_FIELDS}
+        """The ``SupClapConfig`` loss fields given on the command line (the others keep their value)."""
+        return {name: getattr(self, name) for name in LOSS_FLAGS if getattr(self, name) is not None}
 
 
 @dataclass
-class DataArguments:
+class CorpusArguments:
+    """How a corpus is read and scored, the same in training and evaluation."""
+
+    audio_column: str = field(default="audio", metadata={"help": "Column holding an audio path or bytes."})
+    caption_columns: list[str] = field(
+        default_factory=lambda: ["captions"],
+        metadata={"help": "Caption column(s); each may hold a string or a list of strings."},
+    )
+    label_column: str = field(default="label", metadata={"help": "Class label column (for zero-shot)."})
+    max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})
+    dataloader_num_workers: int = field(
+        default=1,
+        metadata={"help": "DataLoader worker processes (decoding, features).", "aliases": ["--num_workers"]},
+    )
+    on_bad_sample: str = field(
+        default="error",
+        metadata={
+            "help": "'error': stop naming the bad file; 'skip': drop it and count it.",
+            "choices": ON_BAD_SAMPLE_CHOICES,
+        },
+    )
+    zero_shot_template: str = field(
+        default="This is a sound of {label}.",
+        metadata={"help": "Prompt of zero-shot classification.", "aliases": ["--template"]},
+    )
+
+    def __post_init__(self) -> None:
+        check_on_bad_sample(self.on_bad_sample)
+
+
+@dataclass
+class DataArguments(CorpusArguments):
     train_data: str | None = field(
         default=None,
         metadata={
@@ -90,27 +142,11 @@ class DataArguments:
         metadata={"help": "Test corpus evaluated at the end (default: the 'test' split, if any)."},
     )
     train_split: str = field(default="train", metadata={"help": "Split name of the training data."})
-    audio_column: str = field(default="audio", metadata={"help": "Column holding an audio path or bytes."})
-    caption_columns: list[str] = field(
-        default_factory=lambda: ["captions"],
-        metadata={"help": "Caption column(s); each may hold a string or a list of strings."},
-    )
-    label_column: str = field(default="label", metadata={"help": "Class label column (for zero-shot)."})
-    max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})
     max_audio_seconds: float | None = field(
         default=None, metadata={"help": "Audio window of the feature extractor (default: the processor's)."}
     )
     demo_num_clips: int = field(default=2400, metadata={"help": "Size of the demo corpus."})
     cache_dir: str = field(default=".cache/supclap", metadata={"help": "Where the demo corpus is cached."})
-    num_workers: int = field(
-        default=1, metadata={"help": "DataLoader worker processes (decoding, features)."}
-    )
-    on_bad_sample: str = field(
-        default="error", metadata={"help": "'error': stop naming the bad file; 'skip': drop it and count it."}
-    )
-    zero_shot_template: str = field(
-        default="This is a sound of {label}.", metadata={"help": "Prompt of zero-shot classification."}
-    )
 
 
 @dataclass
@@ -124,7 +160,12 @@ class TrainArguments:
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Pairs per process per step."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Clips per forward in evaluation."})
     gradient_accumulation_steps: int = field(
-        default=1, metadata={"help": "Micro-batches per optimizer step."}
+        default=1,
+        metadata={
+            "help": "Micro-batches per optimizer step: their gradients are averaged, which saves memory, but "
+            "each micro-batch's loss only sees its own pairs as negatives (the contrastive batch is NOT "
+            "enlarged)."
+        },
     )
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(
@@ -147,9 +188,13 @@ class TrainArguments:
     warmup_steps: int = field(default=100, metadata={"help": "Linear warmup steps."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
     mixed_precision: str = field(
-        default="no", metadata={"help": "'no', 'fp16' or 'bf16' (bf16 works on CPU)."}
+        default="no",
+        metadata={"help": "bf16 works on CPU.", "choices": ("no", "fp16", "bf16")},
     )
-    cpu: bool = field(default=False, metadata={"help": "Force the CPU even where a GPU is present."})
+    use_cpu: bool = field(
+        default=False,
+        metadata={"help": "Force the CPU even where a GPU is present.", "aliases": ["--cpu"]},
+    )
     eval_steps: int = field(
         default=200, metadata={"help": "Validate (R@1) every N steps and at the end; 0: only at the end."}
     )
@@ -175,3 +220,61 @@ class TrainArguments:
     drift_probe_steps: int = field(
         default=100, metadata={"help": "Log drift diagnostics on a fixed probe batch every N steps (0: off)."}
     )
+
+
+@dataclass(kw_only=True)
+class EvalArguments(CorpusArguments):
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Model folder or Hub id (SupClap or plain CLAP, with its processor).",
+            "aliases": ["--model"],
+        }
+    )
+    eval_data: str = field(
+        metadata={
+            "help": "Corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id.",
+            "aliases": ["--data"],
+        }
+    )
+    eval_split: str = field(default="test", metadata={"help": "Split to evaluate.", "aliases": ["--split"]})
+    class_labels: list[str] | None = field(
+        default=None, metadata={"help": "Candidate labels for zero-shot (default: the labels in the data)."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Clips per forward pass.", "aliases": ["--batch_size"]}
+    )
+    chunk_size: int = field(
+        default=1024, metadata={"help": "Queries per similarity chunk (memory O(N x chunk))."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random crops of long clips."})
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1... (default: cuda if present)."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow the model folder's code to run."})
+    output_json: str | None = field(default=None, metadata={"help": "Write the results here as JSON."})
+
+
+def deprecated_aliases(*dataclass_types: type) -> dict[str, str]:
+    """Old flag spelling -> current one, from the ``aliases`` metadata of the fields."""
+    renamed: dict[str, str] = {}
+    for dataclass_type in dataclass_types:
+        for f in fields(dataclass_type):
+            for alias in f.metadata.get("aliases", []):
+                renamed[alias] = f"--{f.name}"
+    return renamed
+
+
+def parse_arguments(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None, **parser_kwargs: Any
+) -> tuple:
+    """``HfArgumentParser(dataclass_types).parse_args_into_dataclasses(argv)``, warning on old spellings."""
+    from transformers import HfArgumentParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    renamed = deprecated_aliases(*dataclass_types)
+    for flag in argv:
+        old = flag.split("=", 1)[0]
+        if old in renamed:
+            warnings.warn(f"{old} is deprecated: use {renamed[old]}", FutureWarning, stacklevel=2)
+    parser = HfArgumentParser(list(dataclass_types), **parser_kwargs)
+    return tuple(parser.parse_args_into_dataclasses(args=argv))

@@ -6,7 +6,8 @@ had never stopped:
 * ``model.safetensors`` + ``config.json`` (+ code): a loadable ``save_pretrained`` folder;
 * ``optimizer.pt`` / ``scheduler.pt``: state dicts, read back with ``torch.load(weights_only=True)``;
 * ``rng_state_<rank>.pt``: torch (CPU and CUDA) RNG states as tensors, numpy/python RNG as lists;
-* ``trainer_state.json``: step, epoch, position in the epoch, best score, history, skipped counts;
+* ``trainer_state.json``: the :class:`~modeling_supclap.training.state.TrainState` (step, epoch,
+  position in the epoch and the data source's own position, best score, history, skipped counts);
 * ``COMPLETE``: written last. A folder without it was cut short and is never resumed from.
 
 Every process writes into ``checkpoint-<step>.tmp``; after a barrier the main process writes
@@ -27,6 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file
+
+from ..files import fsync_tree, publish_folder
+from .state import TrainState
 
 COMPLETE_MARKER = "COMPLETE"
 STATE_FILE = "trainer_state.json"
@@ -121,14 +125,15 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer,
     scheduler,
-    state: dict[str, Any],
+    state: TrainState,
     output_dir: str | os.PathLike,
     save_total_limit: int | None = None,
 ) -> Path:
-    """Write ``checkpoint-<state['step']>`` atomically (collective: every process must call it)."""
+    """Write ``checkpoint-<state.step>`` atomically (collective: every process must call it)."""
     root = Path(output_dir)
-    final = root / f"checkpoint-{state['step']}"
-    tmp = root / f"checkpoint-{state['step']}.tmp"
+    final = root / f"checkpoint-{state.step}"
+    # A fixed name (not a random temporary one): every process writes its RNG state into it.
+    tmp = root / f"checkpoint-{state.step}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -138,27 +143,20 @@ def save_checkpoint(
         accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+        (tmp / STATE_FILE).write_text(json.dumps(state.to_dict(), indent=2))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _fsync_folder(tmp)
+        fsync_tree(tmp)
         (tmp / COMPLETE_MARKER).write_text("ok\n")
-        if final.exists():  # re-saving the same step (after a resume): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish_folder(tmp, final)  # re-saving the same step (after a resume) replaces it
         _rotate(root, save_total_limit, keep=final)
     accelerator.wait_for_everyone()
     return final
 
 
-def _fsync_folder(folder: Path) -> None:
-    for path in folder.iterdir():
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-
-
 def _rotate(root: Path, limit: int | None, keep: Path) -> None:
-    for stale in root.glob("checkpoint-*.tmp"):
+    # Left by runs killed while writing (.tmp) or while replacing a checkpoint (.old-*).
+    for stale in [*root.glob("checkpoint-*.tmp"), *root.glob(".checkpoint-*.old-*")]:
         if stale != keep:
             shutil.rmtree(stale, ignore_errors=True)
     if not limit or limit < 1:
@@ -171,7 +169,7 @@ def _rotate(root: Path, limit: int | None, keep: Path) -> None:
 
 def load_checkpoint(
     path: str | os.PathLike, accelerator, model: torch.nn.Module, optimizer, scheduler
-) -> dict[str, Any]:
+) -> TrainState:
     """Restore model, optimizer, scheduler and this process's RNG; return the trainer state."""
     folder = validate_checkpoint(path, accelerator.num_processes)
     try:
@@ -185,7 +183,7 @@ def load_checkpoint(
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         set_rng_state(torch.load(folder / f"rng_state_{accelerator.process_index}.pt", weights_only=True))
-        state = json.loads((folder / STATE_FILE).read_text())
+        state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()))
     except CheckpointError:
         raise
     except Exception as error:  # corrupt bytes, truncated files, wrong JSON

@@ -68,6 +68,7 @@ per direction plus one top-k pass over each score row.  50k captions x 10k clips
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -308,6 +309,63 @@ def retrieval_scores(
     return out
 
 
+def _a2t_miss_probability(num_text: int, num_pos: int, k: int) -> float:
+    """``C(Nt - c, k) / C(Nt, k)``: probability that none of ``c`` relevant items is in a random top-k."""
+    if k >= num_text - num_pos + 1:
+        return 0.0
+    # prod_{i<k} (Nt - c - i) / (Nt - i), exact in rationals; floats suffice (k small, factors in (0, 1]).
+    p = 1.0
+    for i in range(k):
+        p *= (num_text - num_pos - i) / (num_text - i)
+    return p
+
+
+def chance_levels(
+    num_audio: int,
+    captions_per_clip: int | Sequence[int],
+    ks: Sequence[int] = (1, 5, 10),
+    map_k: int = 10,
+) -> dict[str, float]:
+    """Expected value of every retrieval metric under a uniformly random ranking (percent, exact).
+
+    Args:
+        num_audio: number of clips ``Na``.
+        captions_per_clip: captions per clip ``c`` (int), or one count per clip (len ``Na``).
+        ks, map_k: as for :func:`retrieval_scores`.
+
+    Returns the same keys as the metric (``t2a_R@k``, ``a2t_R@k``, ``t2a_mAP@{map_k}``, ``a2t_mAP@{map_k}``):
+
+    * T2A R@k = min(k, Na) / Na (the clip's rank is uniform on 1..Na).
+    * A2T R@k = mean over clips of 1 - C(Nt - c_a, k) / C(Nt, k) (no relevant caption in a random top-k).
+    * T2A mAP@K = H(min(K, Na)) / Na and A2T mAP@K = H(min(K, Nt)) / Nt, with H the harmonic number: each
+      relevant item's own rank is marginally uniform (A2T counts the other relevant captions above it, as the
+      metric does), and the mean over pairs is linear, so this is exact for any caption counts.
+    """
+    if isinstance(captions_per_clip, int):
+        counts = [captions_per_clip] * num_audio
+    else:
+        counts = [int(c) for c in captions_per_clip]
+        if len(counts) != num_audio:
+            raise ValueError(f"captions_per_clip has {len(counts)} entries for {num_audio} clips")
+    if num_audio < 1 or min(counts) < 1:
+        raise ValueError("need at least one clip and one caption per clip")
+    num_text = sum(counts)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"t2a_R@{k}"] = 100.0 * min(k, num_audio) / num_audio
+    for k in ks:
+        # group clips by caption count: the miss probability depends only on c
+        miss = sum(counts.count(c) * _a2t_miss_probability(num_text, c, k) for c in set(counts))
+        out[f"a2t_R@{k}"] = 100.0 * (1.0 - miss / num_audio)
+
+    def harmonic(n: int) -> float:
+        return math.fsum(1.0 / r for r in range(1, n + 1))
+
+    out[f"t2a_mAP@{map_k}"] = 100.0 * harmonic(min(map_k, num_audio)) / num_audio
+    out[f"a2t_mAP@{map_k}"] = 100.0 * harmonic(min(map_k, num_text)) / num_text
+    return out
+
+
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class Retrieval(evaluate.Metric):
     """Audio-text retrieval R@k / mAP@10 (see the module docstring for the protocol and tie rule)."""
@@ -330,7 +388,12 @@ class Retrieval(evaluate.Metric):
         map_k: int = 10,
         chunk_size: int = 1024,
         device: str | torch.device | None = None,
+        with_chance: bool = False,
     ) -> dict[str, Any]:
         if text_embeds is None or audio_embeds is None:
             raise ValueError("pass text_embeds=... and audio_embeds=... as keyword arguments to compute()")
-        return retrieval_scores(text_embeds, audio_embeds, caption_audio_ids, ks, map_k, chunk_size, device)
+        out = retrieval_scores(text_embeds, audio_embeds, caption_audio_ids, ks, map_k, chunk_size, device)
+        if with_chance:
+            counts = np.bincount(np.asarray(caption_audio_ids, dtype=np.int64), minlength=out["num_audio"])
+            out["chance"] = chance_levels(out["num_audio"], counts.tolist(), ks, map_k)
+        return out

@@ -1,0 +1,56 @@
+"""Folders that appear complete or not at all: write into a temporary sibling, then rename.
+
+Used by everything that writes a folder a later run reads back: the demo corpus, cached
+processors and training checkpoints. A rename within one filesystem is atomic, so a reader (or a
+run killed half-way) never sees a half-written folder under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["fsync_tree", "publish_folder", "temporary_sibling"]
+
+
+def temporary_sibling(target: str | os.PathLike, tag: str = "tmp") -> Path:
+    """A new empty folder ``.<name>.<tag>-<pid>-<random>`` next to ``target`` (same filesystem)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-{os.getpid()}-", dir=target.parent))
+
+
+def fsync_tree(folder: str | os.PathLike) -> None:
+    """Flush every file under ``folder`` to disk (before publishing something a crash must not lose)."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def publish_folder(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_existing: bool = False) -> Path:
+    """Rename the finished folder ``tmp`` to ``target``; returns ``target``.
+
+    If ``target`` exists: with ``keep_existing`` it is kept and ``tmp`` deleted (another process
+    finished the same, equivalent folder first); otherwise it is replaced, by moving it aside
+    first (a non-empty folder cannot be renamed over) and deleting it afterwards.
+    """
+    tmp, target = Path(tmp), Path(target)
+    if target.exists() and keep_existing:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return target
+    old = None
+    if target.exists():
+        old = temporary_sibling(target, "old")
+        os.replace(target, old / target.name)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not (keep_existing and target.exists()):  # lost a race for a folder we would have kept
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target

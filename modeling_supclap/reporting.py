@@ -1,0 +1,101 @@
+"""Everything printed for people: retrieval tables, evaluation summaries, data-check reports.
+
+Computing happens elsewhere (``metrics/`` scores, ``evaluation.py`` encodes, ``data/checks.py``
+checks); this module only turns their result dicts into text, so the training run, ``eval_supclap.py``
+and the model card print the same thing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["format_data_report", "format_results", "format_retrieval_table"]
+
+# How many bad samples / duplicate groups the printed report lists (metrics.json has all).
+_SHOWN = 10
+
+
+def _fmt(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.2f}" if value == 0 or abs(value) >= 1 else f"{value:.3g}"
+
+
+def format_retrieval_table(metrics: Mapping[str, Any], chance: Mapping[str, Any] | None = None) -> str:
+    """Small markdown text table of retrieval results, rows T2A / A2T (+ chance rows if ``chance`` given).
+
+    Columns are ``R@k`` for every k found in ``metrics`` (keys ``t2a_R@k`` / ``a2t_R@k``, sorted) then
+    ``mAP@K`` for every mAP key found; values in percent as produced by the metric, ``-`` when missing.
+    """
+    ks = sorted({int(m.group(2)) for key in metrics if (m := re.fullmatch(r"(t2a|a2t)_R@(\d+)", key))})
+    maps = sorted({int(m.group(2)) for key in metrics if (m := re.fullmatch(r"(t2a|a2t)_mAP@(\d+)", key))})
+    columns = [f"R@{k}" for k in ks] + [f"mAP@{k}" for k in maps]
+    rows = [("T2A", "t2a", metrics), ("A2T", "a2t", metrics)]
+    if chance is not None:
+        rows += [("T2A (chance)", "t2a", chance), ("A2T (chance)", "a2t", chance)]
+    table = [["Direction", *columns]]
+    table += [[label] + [_fmt(src.get(f"{prefix}_{col}")) for col in columns] for label, prefix, src in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+
+    def line(cells: list[str]) -> str:
+        padded = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return "| " + " | ".join(padded) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(table[0]), sep, *(line(r) for r in table[1:])])
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """Printable summary: the retrieval table with chance levels, then zero-shot accuracy."""
+    retrieval = results["retrieval"]
+    lines = [
+        f"clips: {results['num_clips']}  captions: {results['num_captions']}"
+        + (f"  skipped bad clips: {results['num_skipped']}" if results.get("num_skipped") else ""),
+        format_retrieval_table(retrieval, retrieval.get("chance")),
+    ]
+    if retrieval.get("mAP_definition"):
+        lines.append(f"mAP@10: {retrieval['mAP_definition']}")
+    zero_shot = results.get("zero_shot")
+    if zero_shot:
+        lines.append(
+            f"zero-shot ({zero_shot['template']!r}): accuracy {zero_shot['accuracy']:.2f} %, balanced "
+            f"{zero_shot['balanced_accuracy']:.2f} %  (chance {zero_shot['chance_accuracy']:.2f} %)"
+        )
+    return "\n".join(lines)
+
+
+def _groups_text(groups: list[list[str]]) -> list[str]:
+    lines = ["    - " + " = ".join(group) for group in groups[:_SHOWN]]
+    if len(groups) > _SHOWN:
+        lines.append(f"    ... and {len(groups) - _SHOWN} more (see metrics.json)")
+    return lines
+
+
+def format_data_report(report: dict[str, Any] | None) -> str:
+    """Human-readable summary of :func:`check_splits`'s report ("" when there is nothing to say)."""
+    if not report:
+        return ""
+    lines: list[str] = []
+    skipped = report.get("skipped_samples") or {}
+    if skipped.get("total"):
+        counts = ", ".join(f"{split} {n}" for split, n in skipped["by_split"].items() if n)
+        lines.append(f"Skipped {skipped['total']} bad sample(s) (--on_bad_sample skip): {counts}")
+        lines += [f"    - [{s['split']}] {s['error']}" for s in skipped["samples"][:_SHOWN]]
+        if len(skipped["samples"]) > _SHOWN:
+            lines.append(f"    ... and {len(skipped['samples']) - _SHOWN} more (see metrics.json)")
+    for split, groups in (report.get("duplicates") or {}).items():
+        extra = sum(len(g) - 1 for g in groups)
+        lines.append(
+            f"WARNING: {extra} record(s) of the {split} split repeat an earlier clip (identical audio); "
+            "copies in one batch are each other's negatives:"
+        )
+        lines += _groups_text(groups)
+    for split, groups in (report.get("train_overlap") or {}).items():
+        lines.append(
+            f"WARNING: {len(groups)} clip(s) of the {split} split are also in the train split (identical "
+            f"audio): train/{split} leakage, {split} results are optimistic:"
+        )
+        lines += _groups_text(groups)
+    return "\n".join(lines)

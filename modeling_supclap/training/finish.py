@@ -1,0 +1,90 @@
+"""The end of a run: test the best model, save it with processor, card, metrics and plots; push."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from ..evaluation import evaluate_records
+from ..modeling_supclap import SupClapModel
+from ..reporting import format_data_report, format_results
+from .run import TrainingRun
+from .state import TrainState
+
+logger = logging.getLogger(__name__)
+
+
+def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
+    """Everything after the last step (collective). Returns the final metrics (also in metrics.json)."""
+    accelerator, train_args, output_dir = run.accelerator, run.train_args, run.output_dir
+    accelerator.wait_for_everyone()
+    results: dict[str, Any] = {"train_state": {k: v for k, v in state.to_dict().items() if k != "history"}}
+    if run.data.report is not None:
+        results["skipped_samples"] = run.data.report["skipped_samples"]
+        results["data_checks"] = {k: v for k, v in run.data.report.items() if k != "skipped_samples"}
+    if accelerator.is_main_process:
+        final_model = _final_model(run, state)
+        if run.data.test:
+            results["test"] = evaluate_records(
+                final_model,
+                run.processor,
+                run.data.test,
+                batch_size=train_args.per_device_eval_batch_size,
+                seed=train_args.seed,
+                template=run.data_args.zero_shot_template,
+                on_bad_sample=run.data_args.on_bad_sample,
+            )
+            print(
+                f"\nTest results ({run.data.corpus.location}, test split):\n"
+                + format_results(results["test"])
+            )
+        final_model.save_pretrained(output_dir, safe_serialization=True)
+        run.processor.save_pretrained(output_dir)
+        results["history"] = state.history
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
+        _write_card_plots_and_push(run, final_model, results)
+        if summary := format_data_report(run.data.report):
+            print("\nData checks:\n" + summary)
+        print(f"\nSaved model, processor, model card and metrics to {output_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return results
+
+
+def _final_model(run: TrainingRun, state: TrainState) -> SupClapModel:
+    """The best model on validation (not merely the last), LoRA merged into it."""
+    best = run.output_dir / "best"
+    if state.best_step is not None and best.is_dir():
+        from safetensors.torch import load_file
+
+        run.supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
+    if run.model_args.lora_r > 0:
+        return run.accelerator.unwrap_model(run.model).merge_and_unload()
+    return run.supclap
+
+
+def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, results: dict[str, Any]) -> None:
+    from ..hub import write_model_card
+
+    write_model_card(
+        run.output_dir,
+        final_model.config,
+        train_args=asdict(run.train_args),
+        data_description=run.data.corpus.location,
+        results=results.get("test"),
+        base_model=run.model_args.model_name_or_path,
+    )
+    try:
+        from ..diagnostics import save_training_plots
+
+        save_training_plots(results, run.output_dir)
+    except ImportError:  # plotting is optional (matplotlib)
+        logger.info("matplotlib not installed: no plots")
+    if run.train_args.push_to_hub:
+        from ..hub import push_output_folder
+
+        push_output_folder(
+            run.output_dir, run.train_args.hub_model_id, private=run.train_args.hub_private_repo
+        )

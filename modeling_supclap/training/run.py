@@ -1,0 +1,195 @@
+"""Everything a training run needs, built once from the argument dataclasses: :func:`build_run`.
+
+The pieces are separate functions (model, processor, LoRA, optimizer, scheduler) so that tests,
+benchmarks and other scripts can build one of them alone; :func:`build_run` wires them in order:
+
+1. the ``Accelerator`` (devices, processes, mixed precision, trackers) and the seed;
+2. the corpus (``--train_data`` or the demo) and the model (``--model_name_or_path`` or ``--preset``);
+3. its processor (the checkpoint's, or one trained on the demo corpus), LoRA if asked;
+4. the data (``data.sources.build_training_data``: up-front checks, the training source);
+5. optimizer and scheduler, everything prepared by Accelerate.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from transformers import AutoProcessor, ClapProcessor, get_scheduler
+
+from ..configuration_supclap import SupClapConfig
+from ..data.processor import build_demo_processor
+from ..data.sources import Corpus, TrainingData, build_training_data, resolve_corpus
+from ..modeling_supclap import SupClapModel
+from ..peft_utils import unwrap_supclap
+from .arguments import DataArguments, ModelArguments, TrainArguments
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
+# Devices with a fused AdamW kernel in torch >= 2.4 (torch.utils._foreach_utils lists the same).
+_FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+@dataclass
+class TrainingRun:
+    """What the steps, validation and the final save share."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module  # as prepared: DDP and PEFT wrappers included
+    supclap: SupClapModel  # the SupClapModel inside those wrappers
+    processor: ClapProcessor
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: TrainingData
+    model_args: ModelArguments
+    data_args: DataArguments
+    train_args: TrainArguments
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.train_args.output_dir)
+
+
+def build_accelerator(train_args: TrainArguments) -> Accelerator:
+    report_to = [tracker for tracker in train_args.report_to if tracker != "none"]
+    return Accelerator(
+        cpu=train_args.use_cpu,
+        mixed_precision=train_args.mixed_precision,
+        log_with=report_to or None,
+        project_dir=train_args.output_dir,
+    )
+
+
+def build_model(model_args: ModelArguments) -> SupClapModel:
+    """``--model_name_or_path`` (given loss flags override its settings), or ``--preset`` from scratch."""
+    overrides = model_args.loss_overrides()
+    if model_args.model_name_or_path:
+        return SupClapModel.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
+        )
+    return SupClapModel(SupClapConfig.from_preset(model_args.preset, **overrides))
+
+
+def load_processor(
+    model_args: ModelArguments, data_args: DataArguments, model: SupClapModel, corpus: Corpus
+) -> ClapProcessor:
+    """The checkpoint's processor, or (from scratch, demo corpus) one trained on the corpus."""
+    if model_args.model_name_or_path:
+        return AutoProcessor.from_pretrained(
+            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+        )
+    if not corpus.is_demo:
+        raise ValueError(
+            "training from scratch on your own data needs a processor: pass --model_name_or_path of a CLAP "
+            "checkpoint (its tokenizer and feature extractor are used), or train on the demo corpus"
+        )
+    return build_demo_processor(
+        corpus.location,
+        model.config.audio_config,
+        cache_dir=Path(data_args.cache_dir) / "processors",
+        max_length_s=data_args.max_audio_seconds,
+    )
+
+
+def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Module:
+    """Wrap the towers in LoRA adapters (PEFT); the loss parameters stay trainable."""
+    if model_args.lora_r <= 0:
+        return model
+    from ..peft_utils import get_lora_model
+
+    return get_lora_model(
+        model,
+        model_args.lora_towers,
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+    )
+
+
+def build_optimizer(model: torch.nn.Module, train_args: TrainArguments) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, logit scales and loss parameters (as CLIP does).
+
+    ``--optim adamw_torch_fused`` (default, as the Trainer's) updates every parameter in one fused kernel;
+    torch's default per-tensor loop costs ~6 ms per step on the small preset (docs/BENCHMARKS.md).
+    """
+    if train_args.optim not in OPTIMIZERS:
+        raise ValueError(f"--optim must be one of {OPTIMIZERS}, got {train_args.optim!r}")
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scalar_or_vector = param.ndim < 2 or "logit_scale" in name or "loss_fn" in name
+        (no_decay if scalar_or_vector else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": train_args.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = train_args.optim == "adamw_torch_fused"
+    params = decay + no_decay
+    if fused and not all(p.device.type in _FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params):
+        logger.warning("--optim adamw_torch_fused: no fused kernel for these parameters, using adamw_torch")
+        fused = False
+    return torch.optim.AdamW(
+        groups,
+        lr=train_args.learning_rate,
+        betas=(train_args.adam_beta1, train_args.adam_beta2),
+        eps=train_args.adam_epsilon,
+        fused=fused or None,
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train_args: TrainArguments, num_processes: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    # Accelerate steps a prepared scheduler once per process per optimizer step.
+    return get_scheduler(
+        train_args.lr_scheduler_type,
+        optimizer=optimizer,
+        num_warmup_steps=train_args.warmup_steps * num_processes,
+        num_training_steps=train_args.max_steps * num_processes,
+    )
+
+
+def build_run(
+    model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
+) -> TrainingRun:
+    """Build and prepare everything (see the module docstring for the order)."""
+    accelerator = build_accelerator(train_args)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(train_args.seed)
+
+    corpus = resolve_corpus(data_args, accelerator)
+    model = build_model(model_args)
+    processor = load_processor(model_args, data_args, model, corpus)
+    model = apply_lora(model, model_args)
+    model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
+
+    data = build_training_data(
+        data_args,
+        corpus,
+        processor,
+        batch_size=train_args.per_device_train_batch_size,
+        seed=train_args.seed,
+        log_report=accelerator.is_main_process,
+    )
+    optimizer = build_optimizer(model, train_args)
+    scheduler = build_scheduler(optimizer, train_args, accelerator.num_processes)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    data.train.prepare(accelerator)
+    return TrainingRun(
+        accelerator=accelerator,
+        model=model,
+        supclap=unwrap_supclap(model),
+        processor=processor,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        data=data,
+        model_args=model_args,
+        data_args=data_args,
+        train_args=train_args,
+    )

@@ -1,0 +1,72 @@
+"""The command lines of the real entry points, as the tests run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL_CORPUS_CLIPS = 80
+
+# Prefix of a subprocess script that must work without the modeling_supclap package (as on a machine
+# that only has a saved model folder): any import of it raises ImportError.
+BLOCK_PACKAGE_IMPORT = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "modeling_supclap" or name.startswith("modeling_supclap."):
+            raise ImportError("modeling_supclap is blocked in this test")
+sys.meta_path.insert(0, Block())
+"""
+
+
+def tiny_train_args(cache: Path, output_dir: Path, *extra: str) -> list[str]:
+    """Arguments of a seconds-long ``train_supclap.py`` run on the small corpus."""
+    return [
+        "--preset",
+        "tiny",
+        "--cache_dir",
+        str(cache),
+        "--demo_num_clips",
+        str(SMALL_CORPUS_CLIPS),
+        "--output_dir",
+        str(output_dir),
+        "--per_device_train_batch_size",
+        "8",
+        "--per_device_eval_batch_size",
+        "16",
+        "--max_steps",
+        "6",
+        "--warmup_steps",
+        "2",
+        "--learning_rate",
+        "3e-3",
+        "--eval_steps",
+        "3",
+        "--save_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--dataloader_num_workers",
+        "0",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        *extra,
+    ]
+
+
+def run_script(args: list[str], timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run a Python entry point of the repo in a subprocess (the way users run it)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=kwargs.pop("cwd", REPO),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
