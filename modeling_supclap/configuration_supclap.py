@@ -133,6 +133,11 @@ class SupClapConfig(ClapConfig):
         gather_across_processes (`bool`, *optional*, defaults to `True`):
             When `torch.distributed` is initialised, use the embeddings of every process (with
             gradients) as negatives, so the global batch defines the loss.
+        gradient_cache_chunk_size (`int`, *optional*, defaults to 0):
+            Cached negatives (GradCache): in training, embed a batch this many pairs at a time and
+            compute the loss over the whole batch (see `gradient_cache.py`), so the contrastive batch
+            can exceed what fits in memory at once; gradients equal the whole-batch loss's. 0 (or a
+            batch no larger than it): one ordinary forward.
     """
 
     model_type = "supclap"
@@ -161,6 +166,7 @@ class SupClapConfig(ClapConfig):
     logit_scale_max: float | None = 100.0
     freeze_logit_scale: bool = False
     gather_across_processes: bool = True
+    gradient_cache_chunk_size: int = 0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -211,6 +217,11 @@ class SupClapConfig(ClapConfig):
         number("siglip_bias_init")
         if self.logit_scale_max is not None:
             number("logit_scale_max", 1.0, low_inclusive=False)
+        chunk = self.gradient_cache_chunk_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            raise ValueError(
+                f"SupClapConfig.gradient_cache_chunk_size must be an integer >= 0 (0: off), got {chunk!r}."
+            )
         top_k = self.predictor_top_k
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 2:
             raise ValueError(
@@ -230,6 +241,7 @@ class SupClapConfig(ClapConfig):
             **SupClapLoss.settings_only(self).get_config_dict(),
             "logit_scale_max": self.logit_scale_max,
             "freeze_logit_scale": self.freeze_logit_scale,
+            "gradient_cache_chunk_size": self.gradient_cache_chunk_size,
         }
 
     @classmethod

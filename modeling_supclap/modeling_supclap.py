@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import ClapModel
@@ -18,6 +19,7 @@ from transformers import initialization as init
 from transformers.models.clap.modeling_clap import ClapOutput
 
 from .configuration_supclap import SupClapConfig
+from .gradient_cache import cached_loss
 from .losses import BASE_LOSSES, LossComponent, SupClapLoss
 
 
@@ -122,33 +124,36 @@ class SupClapModel(ClapModel):
         return_loss (`bool`, *optional*):
             Compute the loss. `None` means "in training mode" (`self.training`).
         """
-        outputs = super().forward(
-            input_ids=input_ids,
-            input_features=input_features,
-            is_longer=is_longer,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            return_loss=False,
-            return_dict=True,
-            **kwargs,
-        )
-        text_embeds, audio_embeds = outputs.text_embeds, outputs.audio_embeds
+        if return_loss is None:
+            return_loss = self.training
+        rows = {
+            "input_ids": input_ids,
+            "input_features": input_features,
+            "is_longer": is_longer,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+        }
+        rows = {name: value for name, value in rows.items() if value is not None}
         scale_t, scale_a = self.logit_scales()
+        chunk_size = self.config.gradient_cache_chunk_size
+        cached = return_loss and self.training and torch.is_grad_enabled() and chunk_size
+        if cached and input_ids is not None and input_ids.shape[0] > chunk_size:
+            # Cached negatives: the loss of the whole batch, the towers' graphs one chunk at a time.
+            self._check_paired(input_ids, input_features)
+            loss, terms, text_embeds, audio_embeds = cached_loss(self, chunk_size, rows, kwargs)
+            terms["loss"] = loss
+            text_outputs = audio_outputs = None
+        else:
+            outputs = self._encode(**rows, **kwargs)
+            text_embeds, audio_embeds = outputs.text_embeds, outputs.audio_embeds
+            text_outputs, audio_outputs = outputs.text_model_output, outputs.audio_model_output
+            terms = {}
+            if return_loss:
+                self._check_paired(input_ids, input_features, text_embeds, audio_embeds)
+                terms = self.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
         # Recomputed so the logits use the clamped scales (two small matmuls next to two encoders).
         logits_per_text = scale_t * text_embeds @ audio_embeds.t()
         logits_per_audio = scale_a * audio_embeds @ text_embeds.t()
-
-        if return_loss is None:
-            return_loss = self.training
-        terms: dict[str, torch.Tensor] = {}
-        if return_loss:
-            if text_embeds.shape[0] != audio_embeds.shape[0]:
-                raise ValueError(
-                    "SupClapModel computes its loss on paired rows: got "
-                    f"{text_embeds.shape[0]} texts and {audio_embeds.shape[0]} audio clips. Pass one caption "
-                    "per clip, or return_loss=False for scoring (e.g. zero-shot classification)."
-                )
-            terms = self.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
 
         output = SupClapOutput(
             loss=terms.get("loss"),
@@ -156,8 +161,8 @@ class SupClapModel(ClapModel):
             logits_per_text=logits_per_text,
             text_embeds=text_embeds,
             audio_embeds=audio_embeds,
-            text_model_output=outputs.text_model_output,
-            audio_model_output=outputs.audio_model_output,
+            text_model_output=text_outputs,
+            audio_model_output=audio_outputs,
             loss_contrastive=terms.get("contrastive"),
             loss_svr=terms.get("svr"),
             loss_constraint=terms.get("constraint"),
@@ -168,6 +173,25 @@ class SupClapModel(ClapModel):
         if return_dict is False:
             return output.to_tuple()
         return output
+
+    def _encode(self, **inputs: Any) -> ClapOutput:
+        """ClapModel's forward without its loss: both towers, projected and L2-normalised."""
+        return super().forward(**inputs, return_loss=False, return_dict=True)
+
+    def _embed(self, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(text_embeds, audio_embeds) of ``inputs`` (used per chunk by the cached-negatives mode)."""
+        outputs = self._encode(**inputs)
+        return outputs.text_embeds, outputs.audio_embeds
+
+    @staticmethod
+    def _check_paired(input_ids: Any, input_features: Any, *embeds: torch.Tensor) -> None:
+        sizes = [embeds[0].shape[0], embeds[1].shape[0]] if embeds else [len(input_ids), len(input_features)]
+        if sizes[0] != sizes[1]:
+            raise ValueError(
+                f"SupClapModel computes its loss on paired rows: got {sizes[0]} texts and {sizes[1]} audio "
+                "clips. Pass one caption per clip, or return_loss=False for scoring (e.g. zero-shot "
+                "classification)."
+            )
 
 
 __all__ = ["SupClapModel", "SupClapOutput"]

@@ -125,10 +125,10 @@ def test_fused_adamw_on_cuda_matches_per_tensor_adamw():
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5, msg=name)
 
 
-def _train_on_cuda(cache, out, mixed_precision: str) -> dict:
+def _train_on_cuda(cache, out, mixed_precision: str, *extra: str) -> dict:
     """A tiny CLI run on the GPU (the tiny test arguments without --use_cpu); returns its metrics.json."""
     args = [a for a in tiny_train_args(cache, out) if a != "--use_cpu"]
-    result = run_script(["train_supclap.py", *args, "--mixed_precision", mixed_precision])
+    result = run_script(["train_supclap.py", *args, "--mixed_precision", mixed_precision, *extra])
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads((out / "metrics.json").read_text())
 
@@ -149,6 +149,35 @@ def test_training_cli_on_cuda_with_fp16_and_its_grad_scaler(small_corpus_cache, 
     metrics = _train_on_cuda(small_corpus_cache, tmp_path / "run", "fp16")
     assert metrics["train_state"]["step"] == 6 and metrics["train_state"]["nonfinite_skipped"] == 0
     assert all(np.isfinite(row["loss"]) for row in metrics["history"])
+
+
+@pytest.mark.slow
+def test_cached_negatives_on_cuda_with_fp16_and_its_grad_scaler(small_corpus_cache, tmp_path):
+    """The cached backward multiplies by the GradScaler's scale like a dense one (inf steps skipped)."""
+    metrics = _train_on_cuda(small_corpus_cache, tmp_path / "run", "fp16", "--gradient_cache_chunk_size", "3")
+    assert metrics["train_state"]["step"] == 6 and metrics["train_state"]["nonfinite_skipped"] == 0
+    assert all(np.isfinite(row["loss"]) for row in metrics["history"])
+
+
+def test_cached_negatives_gradients_on_cuda_match_the_dense_step():
+    from helpers.cached import (
+        assert_same_gradients,
+        config_for,
+        dense_chunked_loss,
+        random_inputs,
+        tiny_model,
+    )
+    from helpers.reference import LOSS_VARIANTS
+
+    for variant in LOSS_VARIANTS:
+        model = tiny_model(config_for(variant, gradient_cache_chunk_size=3)).to(CUDA)
+        inputs = {k: v.to(CUDA) for k, v in random_inputs().items()}
+        reference, cached = copy.deepcopy(model), copy.deepcopy(model)
+        torch.manual_seed(7)
+        dense_chunked_loss(reference, inputs, 3)["loss"].backward()
+        torch.manual_seed(7)
+        cached(**inputs, return_loss=True).loss.backward()
+        assert_same_gradients(reference, cached)
 
 
 def test_zero_shot_pipeline_on_cuda_matches_cpu(tmp_path):

@@ -80,6 +80,11 @@ class ModelArguments:
     )
     logit_scale_max: float | None = _loss_flag("logit_scale_max", "Clamp of the logit scale 1/tau.")
     freeze_logit_scale: bool | None = _loss_flag("freeze_logit_scale", "Keep the logit scale fixed.")
+    gradient_cache_chunk_size: int | None = _loss_flag(
+        "gradient_cache_chunk_size",
+        "Cached negatives (GradCache): embed each batch this many pairs at a time, with the loss over the "
+        "whole batch, so --per_device_train_batch_size can exceed what fits in memory (0: off).",
+    )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights (no LoRA)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})

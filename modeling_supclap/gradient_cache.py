@@ -1,0 +1,168 @@
+"""Cached negatives (GradCache, Gao et al. 2021): a contrastive batch larger than memory allows.
+
+The loss needs every embedding of the batch at once, the towers' activations do not. With
+``SupClapConfig.gradient_cache_chunk_size = k``, a training forward of a batch of N > k pairs
+
+1. embeds the batch k pairs at a time without a graph, remembering each chunk's RNG state;
+2. computes the full SupClap loss (any base loss and SVR mode, gathered across processes) on the
+   detached embeddings, and its gradients with respect to them and to the loss's own parameters
+   (logit scales, radius, SigLIP bias);
+3. returns a loss whose *backward* re-embeds each chunk with its graph (same dropout: the RNG state
+   of step 1 is restored) and back-propagates the cached embedding gradients into the towers.
+
+Peak memory is then that of one chunk's graph plus the (N, d) embeddings and the loss's (N, N)
+similarities, and the gradients equal those of one loss over the whole batch.
+
+Why one autograd ``Function`` (:class:`_CachedLoss`) over every trainable parameter: its backward
+computes the towers' gradients with ``torch.autograd.grad`` (which accumulates nothing) and returns
+them, so each parameter receives its gradient exactly once, through the ordinary autograd engine.
+DDP's hooks therefore fire once per parameter (a re-entrant ``backward`` per chunk would mark them
+ready several times), the GradScaler's scale and gradient-accumulation divisors arrive as the
+``grad_output`` that multiplies everything, and ``transformers.Trainer`` needs no subclass.
+
+BatchNorm (the HTSAT audio tower): step 1 updates the running statistics once per chunk, as a
+micro-batched dense forward would; step 3 puts them back after re-embedding, so they are not updated
+twice. Batch statistics are those of each chunk, as in any micro-batching.
+
+Part of the model's load-time import closure: it imports nothing from this package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+# Forward arguments that hold one row per pair (chunked); anything else is passed to every chunk.
+_ROW_ARGUMENTS = ("input_ids", "attention_mask", "position_ids", "input_features", "is_longer")
+
+
+def _rng_state(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _batch_norm_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, copy) of every BatchNorm running statistic, to put back after a re-forward."""
+    return [
+        (buffer, buffer.detach().clone())
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for buffer in module.buffers()
+    ]
+
+
+class _CachedLoss(torch.autograd.Function):
+    """Value: the loss of step 2. Backward: step 3, returning every trainable parameter's gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, loss: torch.Tensor, cache: dict[str, Any], *params: torch.Tensor) -> torch.Tensor:
+        ctx.cache = cache
+        return loss.detach().clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        cache = ctx.cache
+        model, device = cache["model"], cache["device"]
+        tower_params, loss_params = cache["tower_params"], cache["loss_params"]
+        grads = [torch.zeros_like(p) for p in tower_params]
+        rng_now, batch_norm = _rng_state(device), _batch_norm_buffers(model)
+        try:
+            with torch.enable_grad(), torch.autocast(**cache["autocast"]):
+                for rows, rng in zip(cache["chunks"], cache["rng_states"]):
+                    _set_rng_state(rng, device)  # the dropout masks of step 1
+                    text, audio = model._embed(
+                        **{k: v[rows] for k, v in cache["inputs"].items()}, **cache["other"]
+                    )
+                    chunk_grads = torch.autograd.grad(
+                        (text, audio),
+                        tower_params,
+                        grad_outputs=(
+                            cache["text_grad"][rows].to(text.dtype) * grad_output,
+                            cache["audio_grad"][rows].to(audio.dtype) * grad_output,
+                        ),
+                        allow_unused=True,
+                    )
+                    for total, grad in zip(grads, chunk_grads):
+                        if grad is not None:
+                            total.add_(grad)
+        finally:
+            _set_rng_state(rng_now, device)
+            with torch.no_grad():
+                for buffer, saved in batch_norm:
+                    buffer.copy_(saved)
+        loss_grads = [g * grad_output for g in cache["loss_grads"]]
+        by_param = dict(zip(map(id, tower_params), grads)) | dict(zip(map(id, loss_params), loss_grads))
+        return (None, None, *(by_param[id(p)] for p in cache["params"]))
+
+
+def cached_loss(
+    model: nn.Module, chunk_size: int, inputs: dict[str, torch.Tensor], other: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Steps 1-2 (see the module docstring) for ``model``, a ``SupClapModel`` in training mode.
+
+    ``inputs``: the per-pair forward arguments; ``other``: the rest. Returns ``(loss, terms,
+    text_embeds, audio_embeds)``: ``loss`` back-propagates into every trainable parameter (step 3
+    runs in its backward); the terms and embeddings carry no gradient.
+    """
+    rows_total = next(iter(inputs.values())).shape[0]
+    chunks = [slice(start, start + chunk_size) for start in range(0, rows_total, chunk_size)]
+    device = next(model.parameters()).device
+
+    # 1. Every chunk without a graph, remembering the RNG state it started from.
+    rng_states, texts, audios = [], [], []
+    with torch.no_grad():
+        for rows in chunks:
+            rng_states.append(_rng_state(device))
+            text, audio = model._embed(**{k: v[rows] for k, v in inputs.items()}, **other)
+            texts.append(text)
+            audios.append(audio)
+    text_embeds = torch.cat(texts).requires_grad_(True)
+    audio_embeds = torch.cat(audios).requires_grad_(True)
+
+    # 2. The loss on the whole (gathered) batch; gradients of the embeddings and the loss parameters.
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_ids = {id(p) for p in (model.logit_scale_t, model.logit_scale_a, *model.loss_fn.parameters())}
+    loss_params = [p for p in params if id(p) in loss_ids]
+    tower_params = [p for p in params if id(p) not in loss_ids]
+    with torch.enable_grad():
+        scale_t, scale_a = model.logit_scales()
+        terms = model.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
+        all_grads = torch.autograd.grad(
+            terms["loss"], (text_embeds, audio_embeds, *loss_params), allow_unused=True
+        )
+    text_grad, audio_grad, *loss_grads = (
+        torch.zeros_like(target) if grad is None else grad
+        for grad, target in zip(all_grads, (text_embeds, audio_embeds, *loss_params))
+    )
+    device_type = device.type if device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+    cache = {
+        "model": model,
+        "device": device,
+        "chunks": chunks,
+        "rng_states": rng_states,
+        "inputs": inputs,
+        "other": other,
+        "params": params,
+        "tower_params": tower_params,
+        "loss_params": loss_params,
+        "text_grad": text_grad,
+        "audio_grad": audio_grad,
+        "loss_grads": loss_grads,
+        # Step 3 runs in backward, outside the forward's autocast: re-enter the same one.
+        "autocast": {
+            "device_type": device_type,
+            "dtype": torch.get_autocast_dtype(device_type),
+            "enabled": torch.is_autocast_enabled(device_type),
+        },
+    }
+    loss = _CachedLoss.apply(terms["loss"].detach(), cache, *params)
+    detached = {name: value.detach() for name, value in terms.items()}
+    return loss, detached, text_embeds.detach(), audio_embeds.detach()
