@@ -88,15 +88,18 @@ TINY_EXTRACTOR = dict(
     feature_size=16, sampling_rate=16000, hop_length=160, max_length_s=2, fft_window_size=512,
     frequency_min=0, frequency_max=8000, truncation="rand_trunc", padding="repeatpad",
 )  # fmt: skip
+# The demo's processor for the small preset (32 mel bins, 16 kHz, 2 s clips in its 128 frames).
+SMALL_EXTRACTOR = {**TINY_EXTRACTOR, "feature_size": 32, "hop_length": 252}
+EXTRACTORS = {"tiny": TINY_EXTRACTOR, "small": SMALL_EXTRACTOR, "htsat": HTSAT_EXTRACTOR}
 
 
-def model_config(model: str, variant: str = "infonce"):
+def model_config(model: str, variant: str = "infonce", **overrides):
     from modeling_supclap import SupClapConfig
 
     base_loss, svr_mode, bilateral = VARIANTS[variant]
-    kwargs = dict(base_loss=base_loss, svr_mode=svr_mode, svr_bilateral=bilateral)
-    if model == "tiny":
-        return SupClapConfig.tiny(**kwargs)
+    kwargs = dict(base_loss=base_loss, svr_mode=svr_mode, svr_bilateral=bilateral, **overrides)
+    if model in ("tiny", "small"):
+        return SupClapConfig.from_preset(model, **kwargs)
     config = SupClapConfig(**kwargs)  # default ClapConfig sub-configs: laion/clap-htsat-unfused's shapes
     assert not config.audio_config.enable_fusion
     return config
@@ -110,7 +113,7 @@ def make_batch(model: str, config, batch: int, text_len: int, device) -> dict[st
 
     from modeling_supclap.data import max_audio_frames
 
-    fe = ClapFeatureExtractor(**(TINY_EXTRACTOR if model == "tiny" else HTSAT_EXTRACTOR))
+    fe = ClapFeatureExtractor(**EXTRACTORS[model])
     rng = np.random.default_rng(0)
     audios = [(0.1 * rng.standard_normal(fe.nb_max_samples)).astype(np.float32) for _ in range(batch)]
     np.random.seed(0)

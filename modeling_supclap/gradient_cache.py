@@ -10,8 +10,9 @@ The loss needs every embedding of the batch at once, the towers' activations do 
 3. returns a loss whose *backward* re-embeds each chunk with its graph (same dropout: the RNG state
    of step 1 is restored) and back-propagates the cached embedding gradients into the towers.
 
-Peak memory is then that of one chunk's graph plus the (N, d) embeddings and the loss's (N, N)
-similarities, and the gradients equal those of one loss over the whole batch.
+Step 2 scores the anchors chunk by chunk as well (``SupClapLoss(anchor_chunk_size=k)``, checkpointed),
+so peak memory is that of one chunk's graph plus the (N, d) embeddings and a (k, N) block of the loss,
+and the gradients equal those of one loss over the whole batch.
 
 Why one autograd ``Function`` (:class:`_CachedLoss`) over every trainable parameter: its backward
 computes the towers' gradients with ``torch.autograd.grad`` (which accumulates nothing) and returns
@@ -134,7 +135,8 @@ def cached_loss(
     tower_params = [p for p in params if id(p) not in loss_ids]
     with torch.enable_grad():
         scale_t, scale_a = model.logit_scales()
-        terms = model.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
+        # Anchors chunk by chunk too (checkpointed): the loss's memory is O(chunk x N), not O(N x N).
+        terms = model.loss_fn(text_embeds, audio_embeds, scale_t, scale_a, anchor_chunk_size=chunk_size)
         all_grads = torch.autograd.grad(
             terms["loss"], (text_embeds, audio_embeds, *loss_params), allow_unused=True
         )

@@ -609,7 +609,14 @@ class SupClapLoss(nn.Module):
         audio_embeds: torch.Tensor,
         scale_t: torch.Tensor,
         scale_a: torch.Tensor,
+        anchor_chunk_size: int | None = None,
     ) -> dict[str, torch.Tensor]:
+        """The named terms (see the class docstring).
+
+        ``anchor_chunk_size``: score this many anchors at a time against the candidates, each chunk
+        checkpointed (recomputed in backward), so the loss's memory is O(chunk x N) rather than
+        O(N x N). Every term is a sum over anchors, so the value is the same up to summation order.
+        """
         if text_embeds.shape != audio_embeds.shape:
             raise ValueError(
                 "SupClapLoss needs one text and one audio embedding per pair, got text "
@@ -618,36 +625,82 @@ class SupClapLoss(nn.Module):
         batch = gather_features(text_embeds, audio_embeds, self.gather_across_processes)
         positive_index = batch.positive_index()
         directions = self._directions(batch, scale_t, scale_a)
-
-        contrastive = (
-            sum(
-                batch.reduce(self.base_loss(anchors, candidates, positive_index, scale))
-                for anchors, _, candidates, scale in directions
-            )
-            / 2
-        )
-        terms: dict[str, torch.Tensor] = {"contrastive": contrastive}
+        # Base terms of both directions first, then the SVR terms (the order fixes float rounding).
+        base = [
+            self._chunked_anchor_terms(*direction, positive_index, "base", anchor_chunk_size)
+            for direction in directions
+        ]
+        contrastive = sum(batch.reduce(terms["base"]) for terms in base) / 2
+        result: dict[str, torch.Tensor] = {"contrastive": contrastive}
         if self.radius is None:
-            terms["loss"] = contrastive
-            return terms
-
-        svr_directions = directions if self.svr_bilateral else directions[:1]
-        svr_terms, constraint_terms, radii, distances = [], [], [], []
-        for anchors, positives, candidates, scale in svr_directions:
-            distance = pair_distance(anchors, positives)
-            radius = self.radius(anchors @ candidates.t(), positive_index, distance)
-            sup, _, _ = support_vectors(anchors, positives, radius, self.radius_clamp, distance)
-            svr_terms.append(batch.reduce(self.base_loss(sup, candidates, positive_index, scale)))
-            constraint_terms.append(batch.reduce(radius_constraint(radius, distance)))
-            radii.append(radius.detach())
-            distances.append(distance.detach())
-        terms["svr"] = sum(svr_terms) / len(svr_terms)
-        terms["constraint"] = sum(constraint_terms) / len(constraint_terms)
-        terms["loss"] = (
-            contrastive + self.svr_weight * terms["svr"] + self.constraint_weight * terms["constraint"]
+            result["loss"] = contrastive
+            return result
+        sides = len(directions) if self.svr_bilateral else 1
+        svr_sides = [
+            self._chunked_anchor_terms(*direction, positive_index, "svr", anchor_chunk_size)
+            for direction in directions[:sides]
+        ]
+        result["svr"] = sum(batch.reduce(terms["svr"]) for terms in svr_sides) / sides
+        result["constraint"] = sum(batch.reduce(terms["constraint"]) for terms in svr_sides) / sides
+        result["loss"] = (
+            contrastive + self.svr_weight * result["svr"] + self.constraint_weight * result["constraint"]
         )
-        terms.update(radius_statistics(torch.cat(radii), torch.cat(distances)))
+        radii = torch.cat([terms["radius"] for terms in svr_sides]).detach()
+        distances = torch.cat([terms["distance"] for terms in svr_sides]).detach()
+        result.update(radius_statistics(radii, distances))
+        return result
+
+    def anchor_terms(
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        candidates: torch.Tensor,
+        scale: torch.Tensor,
+        positive_index: torch.Tensor,
+        part: str = "base",
+    ) -> dict[str, torch.Tensor]:
+        """Per-anchor terms of one direction, all of shape (n,): ``part="base"``: ``base``;
+        ``part="svr"``: ``svr``, ``constraint``, ``radius``, ``distance``. Rows are independent given
+        the candidates (what lets :meth:`forward` score anchors in chunks)."""
+        if part == "base":
+            return {"base": self.base_loss(anchors, candidates, positive_index, scale)}
+        terms: dict[str, torch.Tensor] = {}
+        distance = pair_distance(anchors, positives)
+        radius = self.radius(anchors @ candidates.t(), positive_index, distance)
+        sup, _, _ = support_vectors(anchors, positives, radius, self.radius_clamp, distance)
+        terms["svr"] = self.base_loss(sup, candidates, positive_index, scale)
+        terms["constraint"] = radius_constraint(radius, distance)
+        terms["radius"], terms["distance"] = radius, distance
         return terms
+
+    def _chunked_anchor_terms(
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        candidates: torch.Tensor,
+        scale: torch.Tensor,
+        positive_index: torch.Tensor,
+        part: str,
+        chunk_size: int | None,
+    ) -> dict[str, torch.Tensor]:
+        if not chunk_size or anchors.shape[0] <= chunk_size:
+            return self.anchor_terms(anchors, positives, candidates, scale, positive_index, part)
+        from torch.utils.checkpoint import checkpoint
+
+        parts = [
+            checkpoint(
+                self.anchor_terms,
+                anchors[start : start + chunk_size],
+                positives[start : start + chunk_size],
+                candidates,
+                scale,
+                positive_index[start : start + chunk_size],
+                part,
+                use_reentrant=False,
+            )
+            for start in range(0, anchors.shape[0], chunk_size)
+        ]
+        return {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
 
 
 def radius_statistics(radius: torch.Tensor, distance: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -136,8 +136,15 @@ class SupClapModel(ClapModel):
         rows = {name: value for name, value in rows.items() if value is not None}
         scale_t, scale_a = self.logit_scales()
         chunk_size = self.config.gradient_cache_chunk_size
-        cached = return_loss and self.training and torch.is_grad_enabled() and chunk_size
-        if cached and input_ids is not None and input_ids.shape[0] > chunk_size:
+        cached = bool(
+            return_loss
+            and self.training
+            and torch.is_grad_enabled()
+            and chunk_size
+            and input_ids is not None
+            and input_ids.shape[0] > chunk_size
+        )
+        if cached:
             # Cached negatives: the loss of the whole batch, the towers' graphs one chunk at a time.
             self._check_paired(input_ids, input_features)
             loss, terms, text_embeds, audio_embeds = cached_loss(self, chunk_size, rows, kwargs)
@@ -151,9 +158,11 @@ class SupClapModel(ClapModel):
             if return_loss:
                 self._check_paired(input_ids, input_features, text_embeds, audio_embeds)
                 terms = self.loss_fn(text_embeds, audio_embeds, scale_t, scale_a)
-        # Recomputed so the logits use the clamped scales (two small matmuls next to two encoders).
-        logits_per_text = scale_t * text_embeds @ audio_embeds.t()
-        logits_per_audio = scale_a * audio_embeds @ text_embeds.t()
+        # Recomputed so the logits use the clamped scales (two small matmuls next to two encoders). In
+        # cached mode only the loss carries gradients: no (N, N) graph is kept for the logits.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not cached):
+            logits_per_text = scale_t * text_embeds @ audio_embeds.t()
+            logits_per_audio = scale_a * audio_embeds @ text_embeds.t()
 
         output = SupClapOutput(
             loss=terms.get("loss"),

@@ -1,5 +1,5 @@
-"""Smoke tests of bench_loss_cost.py, bench_overhead.py and bench_quality.py: tiny sizes, run as subprocesses
-exactly as a user would (the full runs and their tables are in docs/BENCHMARKS.md)."""
+"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py and bench_gradient_cache.py: tiny
+sizes, run as subprocesses exactly as a user would (the full runs and their tables are in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,16 @@ def test_bench_loss_cost_smoke():
         assert 0 < step_peak < total, cells
     # The predictor's activations and the support vectors only add memory.
     assert float(rows["infonce+dynamic-bi"][5].replace(",", "")) >= float(rows["infonce"][5].replace(",", ""))
+
+
+@pytest.mark.slow
+def test_bench_gradient_cache_smoke():
+    """Cached and dense steps each measured in a fresh process: memory and CPU time per sample."""
+    rows = _rows(_run("bench_gradient_cache.py"))
+    cells = rows["tiny"]
+    assert cells[1:3] == ["16", "4"]
+    assert all(float(cells[i]) > 0 for i in (3, 4, 6, 7, 8)), cells  # peak MiB and ms/sample
+    assert cells[5].endswith("x") and cells[9].endswith("x"), cells  # the two ratios
 
 
 @pytest.mark.slow

@@ -222,3 +222,24 @@ def test_gradcheck(variant):
 
     inputs = (text.requires_grad_(True), audio.requires_grad_(True), *_scales(), *params)
     assert torch.autograd.gradcheck(total, inputs, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
+def test_anchor_chunks_give_the_same_terms_and_gradients(variant):
+    """anchor_chunk_size (checkpointed chunks of anchors, used by cached negatives) changes nothing."""
+    loss_fn = make_loss(variant, predictor_detach_input=False)
+    text, audio = random_pairs(7, 5, seed=12)
+    results = []
+    for chunk in (None, 3):
+        t, a = text.clone().requires_grad_(True), audio.clone().requires_grad_(True)
+        scale_t, scale_a = _scales()
+        terms = loss_fn(t, a, scale_t, scale_a, anchor_chunk_size=chunk)
+        inputs = [t, a, scale_t, scale_a, *loss_fn.parameters()]
+        results.append((terms, _grads(terms["loss"], inputs)))
+    (full, full_grads), (chunked, chunked_grads) = results
+    assert full.keys() == chunked.keys()
+    for name in full:
+        torch.testing.assert_close(chunked[name], full[name], atol=1e-12, rtol=0, msg=name)
+    for g_full, g_chunked in zip(full_grads, chunked_grads):
+        if g_full is not None:
+            torch.testing.assert_close(g_chunked, g_full, atol=1e-12, rtol=0)
