@@ -1,5 +1,6 @@
-"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py and bench_gradient_cache.py: tiny
-sizes, run as subprocesses exactly as a user would (the full runs and their tables are in docs/BENCHMARKS.md)."""
+"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py and bench_gradient_cache.py:
+tiny sizes, run as subprocesses exactly as a user would (the full runs and their tables are in
+docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 

@@ -285,6 +285,35 @@ def _check_columns(columns: Iterable[str], caption_columns: Sequence[str], where
         raise ValueError(f"{where}: missing caption column(s) {missing}; columns are {columns}")
 
 
+def row_to_record(
+    row: dict[str, Any],
+    where: str,
+    audio_column: str,
+    caption_columns: Sequence[str],
+    label_column: str | None,
+    bases: Sequence[Path] = (),
+    from_text_file: bool = False,
+    label_names: Sequence[str] | None = None,
+) -> AudioTextRecord:
+    """One table row as a record (``where`` names the row in errors); audio is not decoded."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected an object/row, got {type(row).__name__}")
+    audio_col = _pick_audio_column(row.keys(), audio_column, where)
+    _check_columns(row.keys(), caption_columns, where)
+    captions: list[str] = []
+    for col in caption_columns:
+        captions.extend(_parse_caption_cell(row[col], col, where, from_text_file))
+    label = row.get(label_column) if label_column else None
+    if isinstance(label, str) and not label.strip():
+        label = None  # empty CSV cell
+    if label is not None and label_names is not None and isinstance(label, (int, np.integer)):
+        label = label_names[int(label)]  # ClassLabel ints -> names
+    audio = _resolve_audio(row[audio_col], bases, where, audio_col)
+    return AudioTextRecord(
+        audio=audio, captions=captions, label=None if label is None else str(label), source=where
+    )
+
+
 def _rows_to_records(
     rows: Iterable[tuple[str, dict[str, Any]]],
     file_desc: str,
@@ -295,28 +324,12 @@ def _rows_to_records(
     from_text_file: bool,
     label_names: Sequence[str] | None = None,
 ) -> list[AudioTextRecord]:
-    records = []
-    audio_col: str | None = None
-    for where, row in rows:
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected an object/row, got {type(row).__name__}")
-        if audio_col is None or audio_col not in row:
-            audio_col = _pick_audio_column(row.keys(), audio_column, where)
-        _check_columns(row.keys(), caption_columns, where)
-        captions: list[str] = []
-        for col in caption_columns:
-            captions.extend(_parse_caption_cell(row[col], col, where, from_text_file))
-        label = row.get(label_column) if label_column else None
-        if isinstance(label, str) and not label.strip():
-            label = None  # empty CSV cell
-        if label is not None and label_names is not None and isinstance(label, (int, np.integer)):
-            label = label_names[int(label)]  # ClassLabel ints -> names
-        audio = _resolve_audio(row[audio_col], bases, where, audio_col)
-        records.append(
-            AudioTextRecord(
-                audio=audio, captions=captions, label=None if label is None else str(label), source=where
-            )
+    records = [
+        row_to_record(
+            row, where, audio_column, caption_columns, label_column, bases, from_text_file, label_names
         )
+        for where, row in rows
+    ]
     if not records:
         raise ValueError(f"{file_desc}: no rows (empty dataset)")
     return records

@@ -3,8 +3,9 @@
 :func:`build_training_data` is the one place that turns ``--train_data`` (and friends) into a
 :class:`TrainingData`: a :class:`TrainingSource` for the training split plus the (small, map-style)
 validation and test records and the report of the up-front data checks. The loop only ever calls
-the :class:`TrainingSource` interface, so another kind of corpus (a stream, tar shards) is a new
-subclass here and a branch in :func:`build_training_data`, with no edit to the loop.
+the :class:`TrainingSource` interface, so another kind of corpus is a subclass and a branch in
+:func:`build_training_data`, with no edit to the loop: ``streaming.py``'s :class:`StreamingSource`
+(tar shards or a Hub dataset, ``--streaming``) is one.
 
 :class:`MapStyleSource` is the source for corpora that are listed in full (audiofolders, CSV/JSONL,
 ``save_to_disk`` folders, the demo corpus): every clip is decoded once before the first step (the
@@ -71,8 +72,9 @@ class TrainingSource(ABC):
 
     ``num_samples`` is the number of training pairs, or ``None`` where it is not known up front
     (a stream): the loop never needs it, ``--max_steps`` defines the run. A source whose position
-    cannot be derived from ``(epoch, batches already consumed)`` keeps it in :meth:`state_dict`,
-    which every checkpoint saves and a resumed run hands back to :meth:`load_state_dict`.
+    cannot be derived from ``(epoch, batches already consumed)`` keeps it in :meth:`state_dict`:
+    every process's is saved in each checkpoint (``data_state_<rank>.pt``) and handed back to
+    :meth:`load_state_dict` on resume.
     """
 
     num_samples: int | None = None
@@ -95,6 +97,11 @@ class TrainingSource(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} keeps no state, got {sorted(state)}")
+
+    def skipped_samples(self) -> list[dict[str, str]]:
+        """Bad samples this process skipped while reading (``source``, ``error``); up-front checks
+        report theirs in ``TrainingData.report`` instead."""
+        return []
 
 
 class EpochPermutationSampler(torch.utils.data.Sampler[int]):
@@ -224,6 +231,10 @@ def build_training_data(
     """
     from ..reporting import format_data_report
 
+    if data_args.streaming:
+        return _streaming_data(
+            data_args, corpus, processor, batch_size=batch_size, seed=seed, log_report=log_report
+        )
     splits, report = check_splits(
         load_splits(data_args, corpus.location),
         processor.feature_extractor.sampling_rate,
@@ -252,3 +263,49 @@ def build_training_data(
 
 def _or_none(records: Sequence[AudioTextRecord] | None) -> list[AudioTextRecord] | None:
     return list(records) if records else None
+
+
+def _streaming_data(
+    data_args: DataArguments,
+    corpus: Corpus,
+    processor: ClapProcessor,
+    *,
+    batch_size: int,
+    seed: int,
+    log_report: bool,
+) -> TrainingData:
+    """``--streaming``: the training split read as a stream, nothing decoded up front; validation and
+    test (``--validation_data``, ``--test_data``: small corpora or shards) checked as usual."""
+    from ..reporting import format_data_report
+    from .shards import looks_like_shards
+    from .streaming import ShardedAudioStream, StreamingSource, open_stream, stream_records
+
+    columns = dict(
+        audio_column=data_args.audio_column,
+        caption_columns=data_args.caption_columns,
+        label_column=data_args.label_column,
+    )
+    stream = open_stream(corpus.location, data_args.train_split, **columns)
+    dataset = ShardedAudioStream(
+        stream,
+        processor.feature_extractor.sampling_rate,
+        seed=seed,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        on_bad_sample=data_args.on_bad_sample,
+    )
+    collator = SupClapCollator(processor, max_text_length=data_args.max_text_length, seed=seed)
+    source = StreamingSource(dataset, collator, batch_size, num_workers=data_args.dataloader_num_workers)
+
+    splits: dict[str, list[AudioTextRecord] | None] = {}
+    for split, location in (("validation", data_args.validation_data), ("test", data_args.test_data)):
+        if location is None:
+            logger.info("--streaming: no --%s_data given, no %s split", split, split)
+            splits[split] = None
+        elif looks_like_shards(location):
+            splits[split] = stream_records(open_stream(location, split, **columns))
+        else:
+            splits[split] = _records(data_args, location, split)
+    checked, report = check_splits(splits, processor.feature_extractor.sampling_rate, data_args.on_bad_sample)
+    if log_report and (summary := format_data_report(report)):
+        logger.warning("data checks (validation/test):\n%s", summary)
+    return TrainingData(corpus, source, checked.get("validation"), checked.get("test"), report)

@@ -134,9 +134,21 @@ class DataArguments(CorpusArguments):
     train_data: str | None = field(
         default=None,
         metadata={
-            "help": "Training corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id. "
+            "help": "Training corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id; with "
+            "--streaming also tar shards (a folder, a pattern such as 'shards/shard-*.tar', or URLs). "
             "Unset: the offline demo corpus (built and cached under --cache_dir)."
         },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read --train_data as a stream (datasets streaming; tar shards or a Hub dataset): "
+            "nothing is listed or decoded up front, each process and worker reads its own shards, bad "
+            "samples are skipped and counted as met. --max_steps defines the run."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=1000, metadata={"help": "--streaming: samples held by each worker's shuffle buffer."}
     )
     validation_data: str | None = field(
         default=None,

@@ -6,6 +6,7 @@ had never stopped:
 * ``model.safetensors`` + ``config.json`` (+ code): a loadable ``save_pretrained`` folder;
 * ``optimizer.pt`` / ``scheduler.pt``: state dicts, read back with ``torch.load(weights_only=True)``;
 * ``rng_state_<rank>.pt``: torch (CPU and CUDA) RNG states as tensors, numpy/python RNG as lists;
+* ``data_state_<rank>.pt``: each process's position in its training source (streams keep their own);
 * ``trainer_state.json``: the :class:`~modeling_supclap.training.state.TrainState` (step, epoch,
   position in the epoch and the data source's own position, best score, history, skipped counts);
 * ``COMPLETE``: written last. A folder without it was cut short and is never resumed from.
@@ -128,8 +129,12 @@ def save_checkpoint(
     state: TrainState,
     output_dir: str | os.PathLike,
     save_total_limit: int | None = None,
+    data_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``checkpoint-<state.step>`` atomically (collective: every process must call it)."""
+    """Write ``checkpoint-<state.step>`` atomically (collective: every process must call it).
+
+    ``data_state``: this process's ``TrainingSource.state_dict()``.
+    """
     root = Path(output_dir)
     final = root / f"checkpoint-{state.step}"
     # A fixed name (not a random temporary one): every process writes its RNG state into it.
@@ -139,6 +144,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+    torch.save(data_state or {}, tmp / f"data_state_{accelerator.process_index}.pt")
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -169,8 +175,9 @@ def _rotate(root: Path, limit: int | None, keep: Path) -> None:
 
 def load_checkpoint(
     path: str | os.PathLike, accelerator, model: torch.nn.Module, optimizer, scheduler
-) -> TrainState:
-    """Restore model, optimizer, scheduler and this process's RNG; return the trainer state."""
+) -> tuple[TrainState, dict[str, Any]]:
+    """Restore model, optimizer, scheduler and this process's RNG; return the trainer state and this
+    process's data-source state (``{}`` for checkpoints written before sources kept one)."""
     folder = validate_checkpoint(path, accelerator.num_processes)
     try:
         weights = load_file(folder / "model.safetensors")
@@ -184,10 +191,12 @@ def load_checkpoint(
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         set_rng_state(torch.load(folder / f"rng_state_{accelerator.process_index}.pt", weights_only=True))
         state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()))
+        data_file = folder / f"data_state_{accelerator.process_index}.pt"
+        data_state = torch.load(data_file, weights_only=True) if data_file.exists() else {}
     except CheckpointError:
         raise
     except Exception as error:  # corrupt bytes, truncated files, wrong JSON
         raise CheckpointError(
             f"checkpoint {folder} could not be read ({type(error).__name__}: {error})"
         ) from error
-    return state
+    return state, data_state

@@ -24,6 +24,20 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
     if run.data.report is not None:
         results["skipped_samples"] = run.data.report["skipped_samples"]
         results["data_checks"] = {k: v for k, v in run.data.report.items() if k != "skipped_samples"}
+    # Bad samples met while reading (streams): every process's, gathered (a collective).
+    from accelerate.utils import gather_object
+
+    met = (
+        gather_object(run.data.train.skipped_samples())
+        if accelerator.num_processes > 1
+        else run.data.train.skipped_samples()
+    )
+    if met:
+        skipped = results.setdefault("skipped_samples", {"total": 0, "by_split": {}, "samples": []})
+        skipped["samples"] += [{"split": "train", **entry} for entry in met]
+        skipped["total"] += len(met)
+        skipped["by_split"]["train"] = skipped["by_split"].get("train", 0) + len(met)
+        logger.warning("skipped %d bad training sample(s) while streaming (see metrics.json)", len(met))
     if accelerator.is_main_process:
         final_model = _final_model(run, state)
         if run.data.test:

@@ -93,8 +93,10 @@ def resume_or_start(run: TrainingRun) -> TrainState:
             "--resume_from_checkpoint latest: no complete checkpoint in %s, starting fresh", run.output_dir
         )
         return TrainState()
-    state = checkpointing.load_checkpoint(path, run.accelerator, run.model, run.optimizer, run.scheduler)
-    run.data.train.load_state_dict(state.source_state)
+    state, data_state = checkpointing.load_checkpoint(
+        path, run.accelerator, run.model, run.optimizer, run.scheduler
+    )
+    run.data.train.load_state_dict(data_state)
     logger.info("resumed from %s at step %d", path, state.step)
     return state
 
@@ -124,7 +126,6 @@ def _after_step(run: TrainingRun, state: TrainState, log: _LossLog, probe: Any, 
     if run.data.validation and (done or (train_args.eval_steps and step % train_args.eval_steps == 0)):
         validate(run, state)
     if train_args.save_steps and (done or step % train_args.save_steps == 0):
-        state.source_state = run.data.train.state_dict()
         checkpointing.save_checkpoint(
             accelerator,
             run.model,
@@ -133,6 +134,7 @@ def _after_step(run: TrainingRun, state: TrainState, log: _LossLog, probe: Any, 
             state,
             run.output_dir,
             train_args.save_total_limit,
+            data_state=run.data.train.state_dict(),
         )
     return done
 

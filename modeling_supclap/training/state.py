@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class TrainState:
     """Where a run is, and what it has measured so far. JSON-serialisable (:meth:`to_dict`)."""
 
@@ -21,7 +21,6 @@ class TrainState:
     nonfinite_skipped: int = 0
     train_seconds: float = 0.0  # wall clock of the steps (over resumes)
     train_cpu_seconds: float = 0.0  # CPU time of the main process during the steps (over resumes)
-    source_state: dict[str, Any] = field(default_factory=dict)  # the training source's own position
     # Recorded at the end of the run:
     num_processes: int = 1
     device: str = ""
