@@ -1,6 +1,6 @@
-"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py and bench_gradient_cache.py:
-tiny sizes, run as subprocesses exactly as a user would (the full runs and their tables are in
-docs/BENCHMARKS.md)."""
+"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py, bench_gradient_cache.py and
+bench_streaming.py: tiny sizes, run as subprocesses exactly as a user would (the full runs and their
+tables are in docs/BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,16 @@ def test_bench_gradient_cache_smoke():
     assert cells[1:3] == ["16", "4"]
     assert all(float(cells[i]) > 0 for i in (3, 4, 6, 7, 8)), cells  # peak MiB and ms/sample
     assert cells[5].endswith("x") and cells[9].endswith("x"), cells  # the two ratios
+
+
+@pytest.mark.slow
+def test_bench_streaming_smoke(tmp_path):
+    """Map-style and streaming runs of train_supclap.py on the same 200 clips: first step and samples/s."""
+    out = _run("bench_streaming.py", "--cache_dir", str(tmp_path / "cache"))
+    rows = _rows(out)
+    assert float(rows["200"][1]) > 0 and float(rows["200"][2]) > 0, rows["200"]  # seconds to the first step
+    cells = rows["200 clips"]
+    assert float(cells[1]) > 0 and float(cells[2]) > 0 and cells[3].endswith("x"), cells
 
 
 @pytest.mark.slow

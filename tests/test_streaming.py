@@ -88,6 +88,18 @@ def test_shard_writer_manifest(shards, corpus):
     assert meta["captions"] == first.captions and meta["label"] == first.label
 
 
+def test_shards_are_found_by_folder_pattern_range_and_url(shards):
+    from modeling_supclap.data.shards import expand_braces, find_shards
+
+    files = [str(shards / f"shard-{i:06d}.tar") for i in range(7)]
+    assert find_shards(str(shards)) == files
+    assert find_shards(str(shards / "shard-*.tar")) == files
+    assert find_shards(str(shards / "shard-{000000..000006}.tar")) == files
+    assert expand_braces("s3://b/s-{8..10}.tar") == ["s3://b/s-8.tar", "s3://b/s-9.tar", "s3://b/s-10.tar"]
+    with pytest.raises(FileNotFoundError, match="1 shard\\(s\\) not found"):
+        find_shards(str(shards / "shard-{000000..000007}.tar"))
+
+
 def test_two_processes_by_two_workers_see_each_sample_once_per_epoch(shards):
     keys = {f"{shards}/shard-{i:06d}.tar" for i in range(7)}
     per_epoch = []

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from collections.abc import Iterable, Sequence
@@ -142,13 +143,36 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def find_shards(spec: str) -> list[str]:
-    """The shard files of ``spec``: a folder with a manifest, a glob pattern, or a brace-free list.
+_BRACE_RANGE = re.compile(r"\{(\d+)\.\.(\d+)\}")
 
-    Remote shards (``s3://``, ``https://``...) are passed through as given; local ones must exist.
+
+def expand_braces(spec: str) -> list[str]:
+    """``shard-{000..002}.tar`` -> ``shard-000.tar, shard-001.tar, shard-002.tar`` (webdataset's notation)."""
+    match = _BRACE_RANGE.search(spec)
+    if match is None:
+        return [spec]
+    first, last = match.group(1), match.group(2)
+    width = len(first) if first.startswith("0") else 0
+    names = [
+        f"{spec[: match.start()]}{i:0{width}d}{spec[match.end() :]}" for i in range(int(first), int(last) + 1)
+    ]
+    return [expanded for name in names for expanded in expand_braces(name)]
+
+
+def find_shards(spec: str) -> list[str]:
+    """The shard files of ``spec``: a folder of shards, a glob pattern, a ``{000..099}`` range, a URL.
+
+    Remote shards (``s3://``, ``https://``...) are passed through as given (ranges expanded); local
+    ones must exist.
     """
     if "://" in spec:
-        return [spec]
+        return expand_braces(spec)
+    if _BRACE_RANGE.search(spec):
+        files = expand_braces(spec)
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{spec}: {len(missing)} shard(s) not found, e.g. {missing[0]}")
+        return files
     folder = Path(spec).expanduser()
     if folder.is_dir():
         manifest = read_manifest(folder)
@@ -171,7 +195,7 @@ def looks_like_shards(spec: str | None) -> bool:
     """Whether ``spec`` names tar shards (a folder of them, a ``*.tar`` pattern or file)."""
     if not spec:
         return False
-    if spec.endswith(".tar") or "*.tar" in spec:
+    if spec.endswith(".tar") or "*.tar" in spec or _BRACE_RANGE.search(spec):
         return True
     folder = Path(spec).expanduser()
     return folder.is_dir() and (read_manifest(folder) is not None or any(folder.glob("*.tar")))
