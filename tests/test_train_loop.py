@@ -153,3 +153,31 @@ def test_the_train_step_is_driven_directly(small_corpus_cache, tmp_path):
     assert {"loss", "loss_contrastive", "loss_svr", "grad_norm"} <= set(out["terms"])
     assert out["loss_double"] == pytest.approx(out["loss_single"], abs=1e-6)
     assert out["max_diff"] < 1e-6
+
+
+ORDER_DRIVER = """
+import hashlib, json, sys
+from modeling_supclap.cli.train import parse_args
+from modeling_supclap.training import build_run
+
+run = build_run(*parse_args(sys.argv[1:]))
+source = run.data.train
+
+def order(batches):
+    return [hashlib.sha1(b["input_ids"].numpy().tobytes()).hexdigest() for b in batches]
+
+full = [order(source.batches(0)), order(source.batches(1))]
+resumed = [order(source.batches(0, skip=3)), order(source.batches(1))]  # as after a resume mid-epoch 0
+print(json.dumps({"full": full, "resumed": resumed}))
+"""
+
+
+def test_resuming_mid_epoch_keeps_the_next_epochs_order(small_corpus_cache, tmp_path):
+    """Regression: Accelerate's loader reset the sampler epoch to its own iteration count, so the epoch
+    after a resumed (skipped) one repeated epoch 0's order."""
+    args = tiny_train_args(small_corpus_cache, tmp_path / "run")
+    result = run_script(["-c", ORDER_DRIVER, *args])
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["resumed"][0] == out["full"][0][3:]
+    assert out["resumed"][1] == out["full"][1] != out["full"][0]

@@ -164,6 +164,9 @@ class MapStyleSource(TrainingSource):
         self.sampler.set_epoch(epoch)
         self.dataset.set_epoch(epoch)
         loader = self._accelerator.skip_first_batches(self._loader, skip) if skip else self._loader
+        # Accelerate's loaders set their sampler's epoch to their own iteration count at every
+        # __iter__; after a resumed (skipped) epoch that count would be behind: make it ours.
+        loader.set_epoch(epoch)
         return iter(loader)
 
     def probe_batch(self, size: int) -> dict[str, Any]:
