@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 # What never goes to the Hub from an output folder: resumable checkpoints, the best-on-validation
 # copy (already the final weights), tracker logs.
-PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "best/**", "runs/**", "*.tmp", "**/*.tmp/**"]
+PUSH_IGNORE_PATTERNS = [
+    "checkpoint-*",
+    "checkpoint-*/**",
+    "best/**",
+    "runs/**",
+    "*.tmp",
+    "**/*.tmp/**",
+    ".lock",  # the run's output-folder lock and heartbeats (training/resilience.py)
+    ".heartbeat/**",
+]
 _SECRET_KEYS = ("token", "hub_token", "password", "secret")
 
 

@@ -50,6 +50,8 @@ _METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+# Sampling rates decode_audio accepts (telephone speech to high-resolution recordings).
+MIN_SAMPLING_RATE, MAX_SAMPLING_RATE = 1000, 768000
 # What to do with a sample that cannot be used (``--on_bad_sample``).
 ON_BAD_SAMPLE_CHOICES = ("error", "skip")
 # How many bad samples a BadSamplesError message lists (metrics.json has all of them).
@@ -188,8 +190,12 @@ def decode_audio(
     if not np.all(np.isfinite(data)):
         bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
         raise BadSampleError(source, f"audio has {bad} NaN/inf sample(s)")
-    if sr <= 0:
-        raise BadSampleError(source, f"invalid sampling rate {sr}")
+    if not MIN_SAMPLING_RATE <= sr <= MAX_SAMPLING_RATE:
+        # A corrupt header can claim any rate; resampling from an absurd one would need absurd memory
+        # (2**31 Hz: a 320 GiB filter). Real audio lies well inside these bounds.
+        raise BadSampleError(
+            source, f"implausible sampling rate {sr} Hz (accepted: {MIN_SAMPLING_RATE}..{MAX_SAMPLING_RATE})"
+        )
     if sr != target_sr:
         from scipy.signal import resample_poly  # local import: scipy.signal is slow to import
 

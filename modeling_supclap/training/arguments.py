@@ -224,6 +224,20 @@ class TrainArguments:
         default=None,
         metadata={"help": "A checkpoint folder, or 'latest' for the newest complete one in --output_dir."},
     )
+    ddp_timeout: int = field(
+        default=1800,
+        metadata={
+            "help": "Seconds a collective waits for the other processes before the run stops naming the "
+            "ones that stopped answering (a dead or hung rank)."
+        },
+    )
+    take_over_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start even if another run's lock is on --output_dir (only when that run is known to be "
+            "gone, e.g. on another machine of a shared filesystem: locks of dead local runs vanish)."
+        },
+    )
     skip_nonfinite: bool = field(
         default=False, metadata={"help": "Skip steps with a non-finite loss/gradient instead of stopping."}
     )

@@ -143,21 +143,64 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
-    torch.save(data_state or {}, tmp / f"data_state_{accelerator.process_index}.pt")
+    failure: OSError | None = None
+    try:
+        torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
+        torch.save(data_state or {}, tmp / f"data_state_{accelerator.process_index}.pt")
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            (tmp / STATE_FILE).write_text(json.dumps(state.to_dict(), indent=2))
+            fsync_tree(tmp)
+    except OSError as error:  # a full disk, a quota, a vanished mount: every process must hear of it
+        failure = error
+    if _any_process_failed(accelerator, failure is not None):
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise _write_error(root, final, failure, model, optimizer)
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / STATE_FILE).write_text(json.dumps(state.to_dict(), indent=2))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        fsync_tree(tmp)
         (tmp / COMPLETE_MARKER).write_text("ok\n")
         publish_folder(tmp, final)  # re-saving the same step (after a resume) replaces it
         _rotate(root, save_total_limit, keep=final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _any_process_failed(accelerator, failed: bool) -> bool:
+    """Whether any process failed (a collective: every process learns it, none waits forever)."""
+    if accelerator.num_processes == 1:
+        return failed
+    flag = torch.tensor([1.0 if failed else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _write_error(root: Path, final: Path, failure: OSError | None, model, optimizer) -> CheckpointError:
+    """What went wrong writing ``final``, how much room a checkpoint needs, and what is still safe."""
+    previous = latest_checkpoint(root)
+    if previous is not None:
+        needed, basis = _folder_bytes(previous), f"the size of {previous.name}"
+    else:  # weights + optimizer state (AdamW: two moments) in their own dtypes
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        needed, basis = 3 * weights, "weights and AdamW state"
+    free = shutil.disk_usage(root).free
+    reason = (
+        f"{type(failure).__name__}: {failure}" if failure is not None else "another process could not write"
+    )
+    kept = (
+        f"{previous} is intact and --resume_from_checkpoint latest resumes from it"
+        if previous is not None
+        else "no earlier checkpoint exists"
+    )
+    return CheckpointError(
+        f"could not write {final} ({reason}). A checkpoint needs about {needed / 2**20:.1f} MiB ({basis}); "
+        f"{free / 2**20:.1f} MiB are free on {root}. Free some space (or lower --save_total_limit) and "
+        f"resume: {kept}."
+    )
 
 
 def _rotate(root: Path, limit: int | None, keep: Path) -> None:

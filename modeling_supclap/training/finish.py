@@ -64,6 +64,8 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
         print(f"\nSaved model, processor, model card and metrics to {output_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if run.lock is not None:
+        run.lock.release()
     return results
 
 

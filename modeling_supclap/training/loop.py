@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpointing
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .finish import finish
+from .resilience import Heartbeat, Preempted, StopSignals, dead_rank_error, is_collective_failure
 from .run import TrainingRun, build_run
 from .state import TrainState
 from .step import StepPosition, TrainStep
@@ -49,7 +50,8 @@ def train(
     probe = _drift_probe(run)
     _open_outputs(run)
 
-    # 3. Optimizer steps until --max_steps or --max_train_minutes; log, probe, validate, checkpoint.
+    # 3. Optimizer steps until --max_steps or --max_train_minutes (or a stop signal: checkpoint, then
+    #    Preempted); log, probe, validate, checkpoint. A peer that stops answering ends it (DeadRankError).
     progress = tqdm(
         total=train_args.max_steps,
         initial=state.step,
@@ -57,21 +59,30 @@ def train(
         desc="training",
     )
     clock, log = _Clock(state), _LossLog()
+    heartbeat = Heartbeat(run.output_dir, accelerator.process_index, accelerator.num_processes)
     done = state.step >= train_args.max_steps
-    while not done:
-        batches = source.batches(state.epoch, skip=state.batch_in_epoch)
-        for micro_batches in _groups(batches, train_args.gradient_accumulation_steps):
-            result = step(micro_batches, StepPosition(state.step + 1, state.epoch, state.batch_in_epoch))
-            state.step += 1
-            state.batch_in_epoch += len(micro_batches)
-            state.nonfinite_skipped += int(result.skipped)
-            clock.tick(state)
-            log.add(result.terms)
-            progress.update(1)
-            if done := _after_step(run, state, log, probe, progress):
-                break
-        else:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    with StopSignals() as signals:
+        try:
+            while not done:
+                batches = source.batches(state.epoch, skip=state.batch_in_epoch)
+                for micro_batches in _groups(batches, train_args.gradient_accumulation_steps):
+                    position = StepPosition(state.step + 1, state.epoch, state.batch_in_epoch)
+                    result = step(micro_batches, position)
+                    state.step += 1
+                    state.batch_in_epoch += len(micro_batches)
+                    state.nonfinite_skipped += int(result.skipped)
+                    clock.tick(state)
+                    heartbeat.beat(state.step)
+                    log.add(result.terms)
+                    progress.update(1)
+                    if done := _after_step(run, state, log, probe, progress, signals):
+                        break
+                else:
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        except Exception as error:
+            if accelerator.num_processes > 1 and is_collective_failure(error):
+                raise dead_rank_error(error, heartbeat, train_args.ddp_timeout) from error
+            raise
     progress.close()
 
     # 4. Test the best model; save it with processor, model card, metrics and plots; push if asked.
@@ -101,8 +112,13 @@ def resume_or_start(run: TrainingRun) -> TrainState:
     return state
 
 
-def _after_step(run: TrainingRun, state: TrainState, log: _LossLog, probe: Any, progress: tqdm) -> bool:
-    """Log, probe, validate and checkpoint after step ``state.step``; True when the run is over."""
+def _after_step(
+    run: TrainingRun, state: TrainState, log: _LossLog, probe: Any, progress: tqdm, signals: StopSignals
+) -> bool:
+    """Log, probe, validate and checkpoint after step ``state.step``; True when the run is over.
+
+    Raises :class:`Preempted` after saving a checkpoint when any process got a stop signal.
+    """
     accelerator, train_args, step = run.accelerator, run.train_args, state.step
     if step % train_args.logging_steps == 0 or step == train_args.max_steps:
         record = log.flush(accelerator)
@@ -120,23 +136,36 @@ def _after_step(run: TrainingRun, state: TrainState, log: _LossLog, probe: Any, 
         accelerator.log({f"drift/{k}": v for k, v in drift.items()}, step=step)
 
     done = step >= train_args.max_steps
-    if not done and train_args.max_train_minutes is not None:
-        # Clocks differ between processes: a collective makes them agree (only needed with a time budget).
-        done = _any_process(accelerator, state.train_seconds > 60 * train_args.max_train_minutes)
+    out_of_time = (
+        train_args.max_train_minutes is not None and state.train_seconds > 60 * train_args.max_train_minutes
+    )
+    # Every process must agree on stopping: one reduce of both reasons (clocks and signals differ by process).
+    out_of_time, signalled = _any_process(accelerator, out_of_time, signals.received is not None)
+    done = done or out_of_time
+    if signalled:
+        path = _save(run, state)
+        raise Preempted(
+            f"{signals.received or 'a stop signal (on another process)'} received: saved {path} after step "
+            f"{step}. Resume with --resume_from_checkpoint latest (same arguments)."
+        )
     if run.data.validation and (done or (train_args.eval_steps and step % train_args.eval_steps == 0)):
         validate(run, state)
     if train_args.save_steps and (done or step % train_args.save_steps == 0):
-        checkpointing.save_checkpoint(
-            accelerator,
-            run.model,
-            run.optimizer,
-            run.scheduler,
-            state,
-            run.output_dir,
-            train_args.save_total_limit,
-            data_state=run.data.train.state_dict(),
-        )
+        _save(run, state)
     return done
+
+
+def _save(run: TrainingRun, state: TrainState) -> Path:
+    return checkpointing.save_checkpoint(
+        run.accelerator,
+        run.model,
+        run.optimizer,
+        run.scheduler,
+        state,
+        run.output_dir,
+        run.train_args.save_total_limit,
+        data_state=run.data.train.state_dict(),
+    )
 
 
 def _drift_probe(run: TrainingRun) -> Any:
@@ -201,10 +230,15 @@ class _LossLog:
         return dict(zip(names, accelerator.reduce(means, reduction="mean").tolist()))
 
 
-def _any_process(accelerator: Any, flag: bool) -> bool:
-    """True on every process if ``flag`` is True on any (so all processes take the same branch)."""
-    value = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
-    return bool(accelerator.reduce(value, reduction="sum").item() > 0)
+def _any_process(accelerator: Any, *flags: bool) -> tuple[bool, ...]:
+    """Each flag, True on every process if it is True on any (so all processes take the same branch).
+
+    One process: no collective and no device sync; several: one reduce for all the flags.
+    """
+    if accelerator.num_processes == 1:
+        return flags
+    values = torch.tensor([1.0 if flag else 0.0 for flag in flags], device=accelerator.device)
+    return tuple(bool(v > 0) for v in accelerator.reduce(values, reduction="sum").tolist())
 
 
 def _flat_config(*argument_sets: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The pieces are separate functions (model, processor, LoRA, optimizer, scheduler) so that tests,
 benchmarks and other scripts can build one of them alone; :func:`build_run` wires them in order:
 
-1. the ``Accelerator`` (devices, processes, mixed precision, trackers) and the seed;
+1. the ``Accelerator`` (devices, processes, mixed precision, trackers), the output folder's lock and
+   the seed;
 2. the corpus (``--train_data`` or the demo) and the model (``--model_name_or_path`` or ``--preset``);
 3. its processor (the checkpoint's, or one trained on the demo corpus), LoRA if asked;
 4. the data (``data.sources.build_training_data``: up-front checks, the training source);
@@ -13,12 +14,13 @@ benchmarks and other scripts can build one of them alone; :func:`build_run` wire
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
 from ..configuration_supclap import SupClapConfig
@@ -27,6 +29,7 @@ from ..data.sources import Corpus, TrainingData, build_training_data, resolve_co
 from ..modeling_supclap import SupClapModel
 from ..peft_utils import unwrap_supclap
 from .arguments import DataArguments, ModelArguments, TrainArguments
+from .resilience import OutputDirLock
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class TrainingRun:
     model_args: ModelArguments
     data_args: DataArguments
     train_args: TrainArguments
+    lock: OutputDirLock | None = field(default=None, repr=False)  # held by the main process
 
     @property
     def output_dir(self) -> Path:
@@ -62,6 +66,8 @@ def build_accelerator(train_args: TrainArguments) -> Accelerator:
         mixed_precision=train_args.mixed_precision,
         log_with=report_to or None,
         project_dir=train_args.output_dir,
+        # Collectives give up on a dead or hung peer after --ddp_timeout (resilience.py names it).
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=train_args.ddp_timeout))],
     )
 
 
@@ -161,6 +167,10 @@ def build_run(
     """Build and prepare everything (see the module docstring for the order)."""
     accelerator = build_accelerator(train_args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # First of all: refuse an output folder another run is using (before any slow data checks).
+    lock = OutputDirLock(train_args.output_dir, take_over=train_args.take_over_output_dir)
+    if accelerator.is_main_process:
+        lock.acquire()
     set_seed(train_args.seed)
 
     corpus = resolve_corpus(data_args, accelerator)
@@ -192,4 +202,5 @@ def build_run(
         model_args=model_args,
         data_args=data_args,
         train_args=train_args,
+        lock=lock,
     )
