@@ -3,7 +3,8 @@
 The loss needs every embedding of the batch at once, the towers' activations do not. With
 ``SupClapConfig.gradient_cache_chunk_size = k``, a training forward of a batch of N > k pairs
 
-1. embeds the batch k pairs at a time without a graph, remembering each chunk's RNG state;
+1. embeds the batch k pairs at a time without a graph, remembering each chunk's RNG state (the last
+   chunk keeps its graph: re-embedding it would be wasted work);
 2. computes the full SupClap loss (any base loss and SVR mode, gathered across processes) on the
    detached embeddings, and its gradients with respect to them and to the loss's own parameters
    (logit scales, radius, SigLIP bias);
@@ -14,12 +15,14 @@ Step 2 scores the anchors chunk by chunk as well (``SupClapLoss(anchor_chunk_siz
 so peak memory is that of one chunk's graph plus the (N, d) embeddings and a (k, N) block of the loss,
 and the gradients equal those of one loss over the whole batch.
 
-Why one autograd ``Function`` (:class:`_CachedLoss`) over every trainable parameter: its backward
-computes the towers' gradients with ``torch.autograd.grad`` (which accumulates nothing) and returns
-them, so each parameter receives its gradient exactly once, through the ordinary autograd engine.
-DDP's hooks therefore fire once per parameter (a re-entrant ``backward`` per chunk would mark them
-ready several times), the GradScaler's scale and gradient-accumulation divisors arrive as the
-``grad_output`` that multiplies everything, and ``transformers.Trainer`` needs no subclass.
+Why one autograd ``Function`` (:class:`_CachedLoss`) over every trainable parameter: with several
+processes its backward computes the towers' gradients with ``torch.autograd.grad`` (which accumulates
+nothing) and returns them, so each parameter receives its gradient exactly once, through the ordinary
+autograd engine, and DDP's hooks fire once per parameter (a re-entrant ``backward`` per chunk would
+mark them ready several times). With one process it back-propagates each chunk straight into
+``.grad`` instead (no second copy of the gradients in memory). Either way the GradScaler's scale and
+gradient-accumulation divisors arrive as the ``grad_output`` that multiplies everything, and
+``transformers.Trainer`` needs no subclass.
 
 BatchNorm (the HTSAT audio tower): step 1 updates the running statistics once per chunk, as a
 micro-batched dense forward would; step 3 puts them back after re-embedding, so they are not updated
@@ -73,32 +76,44 @@ class _CachedLoss(torch.autograd.Function):
         cache = ctx.cache
         model, device = cache["model"], cache["device"]
         tower_params, loss_params = cache["tower_params"], cache["loss_params"]
-        grads = [torch.zeros_like(p) for p in tower_params]
+        # One process: the towers' gradients go straight into .grad (no copy of them is held). Several
+        # (DDP): collected with autograd.grad and returned, so each parameter's hook fires once.
+        direct = not cache["distributed"]
+        grads: list[torch.Tensor | None] = [None] * len(tower_params)
+
+        def back(rows: slice, text: torch.Tensor, audio: torch.Tensor) -> None:
+            outputs = (text, audio)
+            seeds = (
+                cache["text_grad"][rows].to(text.dtype) * grad_output,
+                cache["audio_grad"][rows].to(audio.dtype) * grad_output,
+            )
+            if direct:
+                torch.autograd.backward(outputs, seeds, inputs=tower_params)
+                return
+            for index, grad in enumerate(
+                torch.autograd.grad(outputs, tower_params, seeds, allow_unused=True)
+            ):
+                if grad is not None:
+                    grads[index] = grad if grads[index] is None else grads[index].add_(grad)
+
         rng_now, batch_norm = _rng_state(device), _batch_norm_buffers(model)
         try:
             with torch.enable_grad(), torch.autocast(**cache["autocast"]):
-                for rows, rng in zip(cache["chunks"], cache["rng_states"]):
+                # The last chunk kept its graph from step 1: first, so that graph is freed soonest.
+                back(cache["chunks"][-1], *cache.pop("last_chunk"))
+                for rows, rng in zip(cache["chunks"][:-1], cache["rng_states"]):
                     _set_rng_state(rng, device)  # the dropout masks of step 1
-                    text, audio = model._embed(
-                        **{k: v[rows] for k, v in cache["inputs"].items()}, **cache["other"]
+                    back(
+                        rows,
+                        *model._embed(**{k: v[rows] for k, v in cache["inputs"].items()}, **cache["other"]),
                     )
-                    chunk_grads = torch.autograd.grad(
-                        (text, audio),
-                        tower_params,
-                        grad_outputs=(
-                            cache["text_grad"][rows].to(text.dtype) * grad_output,
-                            cache["audio_grad"][rows].to(audio.dtype) * grad_output,
-                        ),
-                        allow_unused=True,
-                    )
-                    for total, grad in zip(grads, chunk_grads):
-                        if grad is not None:
-                            total.add_(grad)
         finally:
             _set_rng_state(rng_now, device)
             with torch.no_grad():
                 for buffer, saved in batch_norm:
                     buffer.copy_(saved)
+        if not direct:  # every parameter must receive a gradient (DDP waits for each one)
+            grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, tower_params)]
         loss_grads = [g * grad_output for g in cache["loss_grads"]]
         by_param = dict(zip(map(id, tower_params), grads)) | dict(zip(map(id, loss_params), loss_grads))
         return (None, None, *(by_param[id(p)] for p in cache["params"]))
@@ -117,16 +132,20 @@ def cached_loss(
     chunks = [slice(start, start + chunk_size) for start in range(0, rows_total, chunk_size)]
     device = next(model.parameters()).device
 
-    # 1. Every chunk without a graph, remembering the RNG state it started from.
+    # 1. Every chunk without a graph, remembering the RNG state it started from; the last one keeps its
+    #    graph (step 3 would only recompute it).
     rng_states, texts, audios = [], [], []
-    with torch.no_grad():
-        for rows in chunks:
+    for index, rows in enumerate(chunks):
+        last = index == len(chunks) - 1
+        if not last:
             rng_states.append(_rng_state(device))
+        with torch.set_grad_enabled(last):
             text, audio = model._embed(**{k: v[rows] for k, v in inputs.items()}, **other)
-            texts.append(text)
-            audios.append(audio)
-    text_embeds = torch.cat(texts).requires_grad_(True)
-    audio_embeds = torch.cat(audios).requires_grad_(True)
+        texts.append(text)
+        audios.append(audio)
+    last_chunk = (texts[-1], audios[-1])
+    text_embeds = torch.cat([t.detach() for t in texts]).requires_grad_(True)
+    audio_embeds = torch.cat([a.detach() for a in audios]).requires_grad_(True)
 
     # 2. The loss on the whole (gathered) batch; gradients of the embeddings and the loss parameters.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -145,11 +164,15 @@ def cached_loss(
         for grad, target in zip(all_grads, (text_embeds, audio_embeds, *loss_params))
     )
     device_type = device.type if device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
+    import torch.distributed as dist
+
     cache = {
         "model": model,
         "device": device,
+        "distributed": dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
         "chunks": chunks,
         "rng_states": rng_states,
+        "last_chunk": last_chunk,
         "inputs": inputs,
         "other": other,
         "params": params,
