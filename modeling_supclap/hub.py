@@ -178,8 +178,11 @@ def push_output_folder(
     for required in ("config.json", "model.safetensors"):
         if not (folder / required).exists():
             raise FileNotFoundError(f"{folder} has no {required}: is it the output folder of a training run?")
-    if not (folder / "README.md").exists():
+    card = folder / "README.md"
+    if not card.exists():
         _write_card_from_folder(folder, repo_id)
+    else:  # a card written by train_supclap.py points its code at the local folder: point it at the repo
+        card.write_text(card.read_text().replace(f'"{folder.resolve()}"', f'"{repo_id}"'))
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     api.upload_folder(
@@ -197,7 +200,13 @@ def _write_card_from_folder(folder: Path, repo_id: str) -> None:
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     metrics_path = folder / "metrics.json"
     results = json.loads(metrics_path.read_text()).get("test") if metrics_path.exists() else None
-    write_model_card(folder, config, results=results, repo_id=repo_id)
+    try:
+        from transformers import AutoFeatureExtractor
+
+        rate = int(AutoFeatureExtractor.from_pretrained(folder).sampling_rate)
+    except (OSError, ValueError, AttributeError):  # no processor in the folder
+        rate = 48000
+    write_model_card(folder, config, results=results, repo_id=repo_id, sampling_rate=rate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,8 @@ caption far beyond the token limit     VALID        collator: tokenizer truncati
 non-UTF-8 metadata                     LOAD ERROR   loading._check_utf8 (file, line, byte)
 UTF-8 metadata with a BOM (Excel)      VALID        loading._iter_csv/_iter_jsonl (utf-8-sig)
 invalid JSON line, extra CSV cells     LOAD ERROR   loading._iter_jsonl / _iter_csv
-missing caption / audio column         LOAD ERROR   loading._check_columns / _pick_audio_column
+missing caption / audio column         LOAD ERROR   loading.detect_caption_columns / _check_columns /
+                                                    _pick_audio_column
 empty audio cell                       LOAD ERROR   loading._resolve_audio
 empty dataset (0-byte, header only)    LOAD ERROR   loading._rows_to_records / _iter_csv
 all samples bad, < 2 usable clips      RUN ERROR    data.sources.build_training_data (after the scan)
@@ -415,8 +416,8 @@ METADATA_ERRORS = [
     ("empty-csv-caption", "csv", b"file_name,captions\ngood.wav,a tone\ngood.wav,\n",
      r"metadata\.csv line 3: empty caption in column 'captions'"),
     ("empty-csv-json-list", "csv", b'file_name,captions\ngood.wav,"[]"\n', r"line 2: .*holds an empty list"),
-    ("missing-caption-column", "jsonl", _jsonl({"file_name": "good.wav", "text": "a tone"}),
-     r"line 1: missing caption column\(s\) \['captions'\]; columns are \['file_name', 'text'\]"),
+    ("missing-caption-column", "jsonl", _jsonl({"file_name": "good.wav", "description": "a tone"}),
+     r"no caption column found \(looked for .*\); columns are \['file_name', 'description'\]"),
     ("missing-audio-column", "csv", b"path,captions\ngood.wav,a tone\n",
      r"metadata\.csv line 2: no audio column 'audio' \(nor 'file_name'\)"),
     ("empty-audio-cell", "csv", b"file_name,captions\n,a tone\n",

@@ -301,7 +301,10 @@ def test_load_csv_with_several_caption_columns(tmp_path):
     assert records[1].source == f"{path} line 3"
     decode_audio(records[0].audio, SR, records[0].source)
 
-    with pytest.raises(ValueError, match=r"data\.csv.*missing caption column\(s\) \['captions'\]"):
+    # No --caption_columns and no usual name (issue 11: detection replaced the 'captions' default).
+    with pytest.raises(
+        ValueError, match=r"data\.csv: no caption column found .*columns are \['audio', 'caption_a'"
+    ):
         load_records(str(path))
     bad = tmp_path / "bad.csv"
     bad.write_text("path,captions\nwavs/a0.wav,hello\n")

@@ -100,7 +100,7 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr[-3000:]
-    assert "preempted: SIGTERM received: saved" in stderr and "--resume_from_checkpoint latest" in stderr
+    assert "Preempted: SIGTERM received: saved" in stderr and "--resume_from_checkpoint latest" in stderr
     saved = checkpointing.latest_checkpoint(out)
     assert saved is not None and 3 <= checkpointing.checkpoint_step(saved) < 10
     checkpointing.validate_checkpoint(saved)

@@ -18,9 +18,15 @@ from ..data import load_records
 from ..evaluation import evaluate_records
 from ..reporting import format_results
 from ..training.arguments import EvalArguments, parse_arguments
+from .errors import run
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
+    """Errors end in one message and an exit status (``cli/errors.py``)."""
+    return run("eval_supclap.py", _evaluate, argv)
+
+
+def _evaluate(argv: Sequence[str]) -> dict:
     (args,) = parse_arguments((EvalArguments,), argv, description=__doc__)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = (

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from ..training import DataArguments, ModelArguments, TrainArguments, train
 from ..training.arguments import parse_arguments
-from ..training.resilience import PREEMPTED_EXIT_CODE, DeadRankError, OutputDirLockedError, Preempted
+from ..training.resilience import PREEMPTED_EXIT_CODE, Preempted
+from .errors import run
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:
@@ -23,26 +24,21 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataA
 def main(argv: Sequence[str] | None = None, **train_kwargs) -> None:
     """``train_kwargs`` go to :func:`~modeling_supclap.training.train` (e.g. ``step_class``).
 
-    A preempted run (SIGTERM/SIGUSR1, checkpoint saved) exits with status 75; one whose peers stopped
-    answering, with 1; another run holding --output_dir, with 2; each with one message on stderr.
+    Errors end in one message and an exit status (``cli/errors.py``): 2 for wrong arguments or data
+    (or another run holding --output_dir), 1 for a failed run (a dead peer, non-finite training, a
+    full disk), 75 for a preempted one (SIGTERM/SIGUSR1: checkpoint saved, resume it).
     """
+    run("train_supclap.py", lambda args: _train(args, **train_kwargs), argv)
+
+
+def _train(argv: Sequence[str], **train_kwargs) -> None:
     model_args, data_args, train_args = parse_args(argv)
-    code = 0
     try:
         train(model_args, data_args, train_args, **train_kwargs)
-    except Preempted as stop:
-        print(f"train_supclap.py: preempted: {stop}", file=sys.stderr)
-        code = PREEMPTED_EXIT_CODE
-    except DeadRankError as error:
-        print(f"train_supclap.py: {error}", file=sys.stderr)
-        code = 1
-    except OutputDirLockedError as error:
-        print(f"train_supclap.py: {error}", file=sys.stderr)
-        code = 2
-    finally:
-        _shutdown_process_group(exit_code=code)
-    if code:
-        sys.exit(code)
+    except BaseException as error:
+        _shutdown_process_group(exit_code=PREEMPTED_EXIT_CODE if isinstance(error, Preempted) else 1)
+        raise
+    _shutdown_process_group(exit_code=0)
 
 
 def _shutdown_process_group(exit_code: int, timeout_s: float = 60.0) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -28,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AudioTextRecord",
@@ -284,6 +287,30 @@ def _pick_audio_column(columns: Iterable[str], audio_column: str, where: str) ->
     raise ValueError(f"{where}: no audio column '{audio_column}' (nor 'file_name'); columns are {columns}")
 
 
+# Looked for when --caption_columns is not given: the usual names, then Clotho's caption_1..caption_5.
+CAPTION_COLUMN_NAMES = ("captions", "caption")
+_NUMBERED_CAPTION = re.compile(r"^caption_?(\d+)$")
+
+
+def detect_caption_columns(columns: Iterable[str], where: str) -> tuple[str, ...]:
+    """The caption column(s) among ``columns``: ``captions``/``caption``, else every ``caption_<n>``
+    (in number order), else ``text``; a ``ValueError`` naming the columns when there is none."""
+    columns = list(columns)
+    found = [c for c in CAPTION_COLUMN_NAMES if c in columns]
+    found += sorted(
+        (c for c in columns if _NUMBERED_CAPTION.match(c)), key=lambda c: int(_NUMBERED_CAPTION.match(c)[1])
+    )
+    if not found and "text" in columns:
+        found = ["text"]
+    if not found:
+        raise ValueError(
+            f"{where}: no caption column found (looked for captions, caption, caption_1.., text); "
+            f"columns are {columns}. Name it with --caption_columns"
+        )
+    logger.info("%s: caption column(s) %s (--caption_columns to choose others)", where, ", ".join(found))
+    return tuple(found)
+
+
 def _check_columns(columns: Iterable[str], caption_columns: Sequence[str], where: str) -> None:
     columns = list(columns)
     missing = [c for c in caption_columns if c not in columns]
@@ -324,18 +351,28 @@ def _rows_to_records(
     rows: Iterable[tuple[str, dict[str, Any]]],
     file_desc: str,
     audio_column: str,
-    caption_columns: Sequence[str],
+    caption_columns: Sequence[str] | None,
     label_column: str | None,
     bases: Sequence[Path],
     from_text_file: bool,
     label_names: Sequence[str] | None = None,
 ) -> list[AudioTextRecord]:
-    records = [
-        row_to_record(
-            row, where, audio_column, caption_columns, label_column, bases, from_text_file, label_names
+    records = []
+    for where, row in rows:
+        if caption_columns is None and isinstance(row, dict):  # detected once, from the first row
+            caption_columns = detect_caption_columns(row.keys(), file_desc)
+        records.append(
+            row_to_record(
+                row,
+                where,
+                audio_column,
+                caption_columns or (),
+                label_column,
+                bases,
+                from_text_file,
+                label_names,
+            )
         )
-        for where, row in rows
-    ]
     if not records:
         raise ValueError(f"{file_desc}: no rows (empty dataset)")
     return records
@@ -485,6 +522,8 @@ def _records_from_dataset(
     if len(ds) == 0:
         raise ValueError(f"{desc}: no rows (empty dataset)")
     audio_col = _pick_audio_column(ds.column_names, audio_column, desc)
+    if caption_columns is None:
+        caption_columns = detect_caption_columns(ds.column_names, desc)
     _check_columns(ds.column_names, caption_columns, desc)
     if isinstance(ds.features.get(audio_col), Audio):
         # decode=False: rows hold {"bytes", "path"}; no torchcodec/FFmpeg needed.
@@ -578,7 +617,7 @@ def load_records(
     data: str | os.PathLike,
     split: str = "train",
     audio_column: str = "audio",
-    caption_columns: Sequence[str] = ("captions",),
+    caption_columns: Sequence[str] | None = None,
     label_column: str | None = "label",
     data_dir: str | None = None,
 ) -> list[AudioTextRecord]:
@@ -587,7 +626,9 @@ def load_records(
     ``data`` is a local audiofolder, a ``.csv``/``.jsonl`` file, a ``save_to_disk`` folder, or a Hub
     dataset id (see the module docstring). The audio column is ``audio_column``, falling back to
     ``file_name`` (audiofolder) or ``audio``. Each caption column may hold a string or a list of strings
-    (in CSV: a string or a JSON list); several columns are concatenated. ``label_column`` is optional
+    (in CSV: a string or a JSON list); several columns are concatenated. ``caption_columns=None``:
+    detected (:func:`detect_caption_columns`: ``captions``/``caption``, Clotho's ``caption_1..5``,
+    ``text``) and logged. ``label_column`` is optional
     (``None`` labels when absent). ``data_dir`` is the base folder for relative audio paths of
     ``.csv``/``.jsonl`` files and saved datasets, or ``load_dataset``'s ``data_dir`` for Hub ids.
 
@@ -596,9 +637,10 @@ def load_records(
     """
     if isinstance(caption_columns, str):
         caption_columns = (caption_columns,)
-    caption_columns = tuple(caption_columns)
-    if not caption_columns:
-        raise ValueError("caption_columns must name at least one column")
+    if caption_columns is not None:
+        caption_columns = tuple(caption_columns)
+        if not caption_columns:
+            raise ValueError("caption_columns must name at least one column")
     path = Path(data).expanduser()
     if path.is_file():
         bases = [Path(data_dir)] if data_dir else [path.parent]

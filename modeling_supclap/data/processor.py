@@ -13,8 +13,9 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
@@ -23,12 +24,16 @@ from transformers.audio_utils import mel_filter_bank
 
 from ..files import publish_folder, temporary_sibling
 
+if TYPE_CHECKING:
+    from .loading import AudioTextRecord
+
 __all__ = [
     "SPECIAL_TOKENS",
     "build_demo_processor",
     "build_processor",
     "build_processor_for_audio_config",
     "max_audio_frames",
+    "processor_for_corpus",
     "train_caption_tokenizer",
 ]
 
@@ -274,3 +279,74 @@ def build_demo_processor(
     )
     _atomic_save(processor, target)
     return processor
+
+
+def _clip_info(audio: Any) -> tuple[int, float] | None:
+    """(sampling rate, seconds) of a record's audio without decoding it; None if unreadable."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        if isinstance(audio, dict) and audio.get("array") is not None:
+            rate = int(audio["sampling_rate"])
+            return rate, len(audio["array"]) / rate
+        data = audio.get("bytes") if isinstance(audio, dict) else audio if isinstance(audio, bytes) else None
+        path = audio.get("path") if isinstance(audio, dict) else audio if isinstance(audio, str) else None
+        info = sf.info(io.BytesIO(bytes(data))) if data is not None else sf.info(path)
+        return int(info.samplerate), float(info.duration)
+    except Exception:  # a bad sample: the data checks name it later
+        return None
+
+
+def processor_for_corpus(
+    records: Sequence[AudioTextRecord],
+    audio_config: ClapAudioConfig,
+    vocab_size: int,
+    max_text_length: int = 64,
+    sampling_rate: int | None = None,
+    max_length_s: float | None = None,
+    sample_size: int = 200,
+) -> tuple[ClapProcessor, str]:
+    """A processor for training from scratch on ``records`` (the training split), and what was chosen.
+
+    The tokenizer is a byte-level BPE trained on every caption of ``records`` (``vocab_size``: the text
+    tower's). The feature extractor fits ``audio_config``, at ``sampling_rate`` (default: the most
+    common rate of ``sample_size`` evenly spaced clips) with windows of ``max_length_s`` seconds
+    (default: their 95th-percentile duration, rounded up to whole seconds).
+    """
+    if not records:
+        raise ValueError("cannot build a processor: the training split has no records")
+    step = max(1, len(records) // sample_size)
+    infos = [info for r in records[::step][:sample_size] if (info := _clip_info(r.audio)) is not None]
+    if not infos and (sampling_rate is None or max_length_s is None):
+        raise ValueError(
+            "cannot read any training clip to choose the audio settings; pass --sampling_rate and "
+            "--max_audio_seconds, or fix the audio files"
+        )
+    chosen = []
+    if sampling_rate is None:
+        rates = [rate for rate, _ in infos]
+        sampling_rate = max(set(rates), key=rates.count)
+        chosen.append(
+            f"{sampling_rate} Hz (the most common rate of {len(infos)} sampled clips; --sampling_rate)"
+        )
+    else:
+        chosen.append(f"{sampling_rate} Hz (--sampling_rate)")
+    if max_length_s is None:
+        durations = sorted(seconds for _, seconds in infos)
+        p95 = durations[min(len(durations) - 1, int(0.95 * len(durations)))]
+        max_length_s = max(1, math.ceil(p95))
+        chosen.append(f"{max_length_s} s windows (95th percentile clip: {p95:.2f} s; --max_audio_seconds)")
+    else:
+        chosen.append(f"{max_length_s:g} s windows (--max_audio_seconds)")
+    captions = [caption for record in records for caption in record.captions]
+    tokenizer = train_caption_tokenizer(captions, vocab_size=vocab_size, model_max_length=max_text_length)
+    processor = build_processor_for_audio_config(
+        tokenizer, audio_config, sampling_rate=sampling_rate, max_length_s=max_length_s
+    )
+    description = (
+        f"a byte-level BPE tokenizer trained on {len(captions)} training captions ({len(tokenizer)} tokens); "
+        f"audio at {', '.join(chosen)}"
+    )
+    return processor, description

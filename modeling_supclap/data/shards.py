@@ -210,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shard_size", "--shard-size", type=int, default=1000, help="samples per shard")
     parser.add_argument("--split", default="train", help="split of SRC to write")
     parser.add_argument("--audio_column", default="audio")
-    parser.add_argument("--caption_columns", nargs="+", default=["captions"])
+    parser.add_argument(
+        "--caption_columns", nargs="+", default=None, help="default: detected (see load_records)"
+    )
     parser.add_argument("--label_column", default="label")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -185,13 +185,7 @@ class TrainingData:
 
 
 def _records(data_args: DataArguments, data: str, split: str) -> list[AudioTextRecord]:
-    return load_records(
-        data,
-        split=split,
-        audio_column=data_args.audio_column,
-        caption_columns=data_args.caption_columns,
-        label_column=data_args.label_column,
-    )
+    return load_records(data, split=split, **data_args.column_kwargs())
 
 
 def load_splits(data_args: DataArguments, train_data: str) -> dict[str, list[AudioTextRecord] | None]:
@@ -224,13 +218,15 @@ def build_training_data(
     batch_size: int,
     seed: int,
     log_report: bool = True,
+    splits: dict[str, list[AudioTextRecord] | None] | None = None,
 ) -> TrainingData:
     """Load the splits, check them up front, and make the training source.
 
     Every clip of every split is decoded once here, before the first step (``checks.check_splits``):
     with ``--on_bad_sample error`` a bad sample stops the run naming it; with ``skip`` it is dropped,
     counted and reported at the end (counts taken in DataLoader workers would be lost). Duplicate
-    clips and train/test leakage are reported too. ``log_report``: log the report (main process).
+    clips and train/test leakage are reported too. ``log_report``: log the report (main process);
+    ``splits``: already loaded (``load_splits``), not to be read again.
     """
     from ..reporting import format_data_report
 
@@ -239,7 +235,7 @@ def build_training_data(
             data_args, corpus, processor, batch_size=batch_size, seed=seed, log_report=log_report
         )
     splits, report = check_splits(
-        load_splits(data_args, corpus.location),
+        splits if splits is not None else load_splits(data_args, corpus.location),
         processor.feature_extractor.sampling_rate,
         data_args.on_bad_sample,
     )
@@ -283,11 +279,7 @@ def _streaming_data(
     from .shards import looks_like_shards
     from .streaming import ShardedAudioStream, StreamingSource, open_stream, stream_records
 
-    columns = dict(
-        audio_column=data_args.audio_column,
-        caption_columns=data_args.caption_columns,
-        label_column=data_args.label_column,
-    )
+    columns = data_args.column_kwargs()
     stream = open_stream(corpus.location, data_args.train_split, **columns)
     dataset = ShardedAudioStream(
         stream,

@@ -41,7 +41,14 @@ import numpy as np
 import torch
 
 from .collator import SupClapCollator
-from .loading import AudioTextRecord, BadSampleError, check_on_bad_sample, decode_audio, row_to_record
+from .loading import (
+    AudioTextRecord,
+    BadSampleError,
+    check_on_bad_sample,
+    decode_audio,
+    detect_caption_columns,
+    row_to_record,
+)
 from .shards import AUDIO_EXTENSIONS, find_shards, looks_like_shards, read_manifest
 from .sources import TrainingSource
 
@@ -85,7 +92,7 @@ def open_stream(
     spec: str,
     split: str = "train",
     audio_column: str = "audio",
-    caption_columns: tuple[str, ...] | list[str] = ("captions",),
+    caption_columns: tuple[str, ...] | list[str] | None = None,
     label_column: str | None = "label",
 ) -> OpenedStream:
     """``spec`` (tar shards: a folder, a pattern, remote URLs; or a Hub dataset id) as a stream."""
@@ -118,6 +125,8 @@ def open_stream(
     if isinstance(features.get(audio), Audio):
         dataset = dataset.cast_column(audio, Audio(decode=False))
     names = [f"{spec} [{split}] shard {i}" for i in range(dataset.n_shards)]
+    if caption_columns is None:
+        caption_columns = detect_caption_columns(features.keys(), spec)
     return OpenedStream(
         dataset, spec, names, None, audio, tuple(caption_columns), label_column, webdataset=False
     )
@@ -358,13 +367,18 @@ class StreamingSource(TrainingSource):
         return list(self.bad_samples)
 
 
-def stream_records(stream: OpenedStream) -> list[AudioTextRecord]:
-    """Every record of a (small) stream, e.g. a validation set given as shards; audio undecoded."""
-    records = []
+def stream_records(stream: OpenedStream, limit: int | None = None) -> list[AudioTextRecord]:
+    """Every record of a (small) stream, e.g. a validation set given as shards, or its first ``limit``
+    ones; audio undecoded."""
+    records: list[AudioTextRecord] = []
     for shard in range(stream.num_shards):
+        if limit is not None and len(records) >= limit:
+            break
         for position, row in enumerate(
             _rows_of(stream.dataset.shard(num_shards=stream.num_shards, index=shard))
         ):
+            if limit is not None and len(records) >= limit:
+                break
             where = f"{stream.shard_names[shard]}:{row.get('__key__', f'row {position}')}"
             records.append(stream.record(row, where))
     if not records:

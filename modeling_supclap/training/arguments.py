@@ -15,8 +15,8 @@ scratch, the config's default.
 
 from __future__ import annotations
 
+import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -103,9 +103,12 @@ class CorpusArguments:
     """How a corpus is read and scored, the same in training and evaluation."""
 
     audio_column: str = field(default="audio", metadata={"help": "Column holding an audio path or bytes."})
-    caption_columns: list[str] = field(
-        default_factory=lambda: ["captions"],
-        metadata={"help": "Caption column(s); each may hold a string or a list of strings."},
+    caption_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Caption column(s); each may hold a string or a list of strings. Default: detected "
+            "(captions or caption, else Clotho's caption_1..caption_5, else text) and logged."
+        },
     )
     label_column: str = field(default="label", metadata={"help": "Class label column (for zero-shot)."})
     max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})
@@ -127,6 +130,14 @@ class CorpusArguments:
 
     def __post_init__(self) -> None:
         check_on_bad_sample(self.on_bad_sample)
+
+    def column_kwargs(self) -> dict[str, Any]:
+        """The column arguments of ``load_records`` / ``open_stream``."""
+        return {
+            "audio_column": self.audio_column,
+            "caption_columns": self.caption_columns,
+            "label_column": self.label_column,
+        }
 
 
 @dataclass
@@ -160,7 +171,25 @@ class DataArguments(CorpusArguments):
     )
     train_split: str = field(default="train", metadata={"help": "Split name of the training data."})
     max_audio_seconds: float | None = field(
-        default=None, metadata={"help": "Audio window of the feature extractor (default: the processor's)."}
+        default=None,
+        metadata={
+            "help": "Audio window of the feature extractor, whole seconds (default: the checkpoint's "
+            "processor's; from scratch, the 95th-percentile length of the training clips)."
+        },
+    )
+    sampling_rate: int | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: the sampling rate audio is resampled to (default: the most common rate "
+            "of the training clips). A checkpoint keeps its processor's."
+        },
+    )
+    processor_sample_size: int = field(
+        default=5000,
+        metadata={
+            "help": "--streaming from scratch: samples read to train the tokenizer and choose the audio "
+            "settings."
+        },
     )
     demo_num_clips: int = field(default=2400, metadata={"help": "Size of the demo corpus."})
     cache_dir: str = field(default=".cache/supclap", metadata={"help": "Where the demo corpus is cached."})
@@ -306,6 +335,6 @@ def parse_arguments(
     for flag in argv:
         old = flag.split("=", 1)[0]
         if old in renamed:
-            warnings.warn(f"{old} is deprecated: use {renamed[old]}", FutureWarning, stacklevel=2)
+            logging.getLogger(__name__).warning("%s is deprecated: use %s", old, renamed[old])
     parser = HfArgumentParser(list(dataclass_types), **parser_kwargs)
     return tuple(parser.parse_args_into_dataclasses(args=argv))

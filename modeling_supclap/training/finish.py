@@ -91,6 +91,9 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         data_description=run.data.corpus.location,
         results=results.get("test"),
         base_model=run.model_args.model_name_or_path,
+        # The card's code runs as it is: on this folder, or (pushed) on the Hub repository.
+        repo_id=run.train_args.hub_model_id or str(run.output_dir.resolve()),
+        sampling_rate=run.processor.feature_extractor.sampling_rate,
     )
     try:
         from ..diagnostics import save_training_plots

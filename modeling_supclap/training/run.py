@@ -6,7 +6,7 @@ benchmarks and other scripts can build one of them alone; :func:`build_run` wire
 1. the ``Accelerator`` (devices, processes, mixed precision, trackers), the output folder's lock and
    the seed;
 2. the corpus (``--train_data`` or the demo) and the model (``--model_name_or_path`` or ``--preset``);
-3. its processor (the checkpoint's, or one trained on the demo corpus), LoRA if asked;
+3. its processor (the checkpoint's; from scratch, one trained on the corpus), LoRA if asked;
 4. the data (``data.sources.build_training_data``: up-front checks, the training source);
 5. optimizer and scheduler, everything prepared by Accelerate.
 """
@@ -24,8 +24,11 @@ from accelerate.utils import InitProcessGroupKwargs, set_seed
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
 from ..configuration_supclap import SupClapConfig
-from ..data.processor import build_demo_processor
-from ..data.sources import Corpus, TrainingData, build_training_data, resolve_corpus
+from ..data.loading import AudioTextRecord
+from ..data.processor import build_demo_processor, processor_for_corpus
+from ..data.sources import Corpus, TrainingData, build_training_data, load_splits, resolve_corpus
+from ..data.streaming import open_stream, stream_records
+from ..losses import SupClapLoss
 from ..modeling_supclap import SupClapModel
 from ..peft_utils import unwrap_supclap
 from .arguments import DataArguments, ModelArguments, TrainArguments
@@ -72,34 +75,68 @@ def build_accelerator(train_args: TrainArguments) -> Accelerator:
 
 
 def build_model(model_args: ModelArguments) -> SupClapModel:
-    """``--model_name_or_path`` (given loss flags override its settings), or ``--preset`` from scratch."""
+    """``--model_name_or_path`` (given loss flags override its settings), or ``--preset`` from scratch.
+
+    Continuing a SupClap checkpoint keeps its loss (base loss, SVR mode, radius, SigLIP bias...):
+    only the loss flags given change it, and the log lists every change.
+    """
     overrides = model_args.loss_overrides()
-    if model_args.model_name_or_path:
-        return SupClapModel.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
-        )
-    return SupClapModel(SupClapConfig.from_preset(model_args.preset, **overrides))
+    if not model_args.model_name_or_path:
+        return SupClapModel(SupClapConfig.from_preset(model_args.preset, **overrides))
+    from transformers import AutoConfig
+
+    saved = AutoConfig.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
+    )
+    changes = {k: (getattr(saved, k, None), v) for k, v in overrides.items() if getattr(saved, k, None) != v}
+    if isinstance(saved, SupClapConfig):
+        logger.info("%s: loss %s", model_args.model_name_or_path, SupClapLoss.settings_only(saved).describe())
+    for name, (before, after) in changes.items():
+        logger.warning("--%s changes the checkpoint's %s: %r -> %r", name, name, before, after)
+    return SupClapModel.from_pretrained(
+        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
+    )
 
 
 def load_processor(
-    model_args: ModelArguments, data_args: DataArguments, model: SupClapModel, corpus: Corpus
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    model: SupClapModel,
+    corpus: Corpus,
+    train_records: list[AudioTextRecord] | None = None,
 ) -> ClapProcessor:
-    """The checkpoint's processor, or (from scratch, demo corpus) one trained on the corpus."""
+    """The checkpoint's processor; from scratch, one made for the corpus (``train_records``: its
+    training split, for your own data), with what was chosen logged."""
     if model_args.model_name_or_path:
         return AutoProcessor.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
         )
-    if not corpus.is_demo:
-        raise ValueError(
-            "training from scratch on your own data needs a processor: pass --model_name_or_path of a CLAP "
-            "checkpoint (its tokenizer and feature extractor are used), or train on the demo corpus"
+    if corpus.is_demo:
+        return build_demo_processor(
+            corpus.location,
+            model.config.audio_config,
+            cache_dir=Path(data_args.cache_dir) / "processors",
+            max_length_s=data_args.max_audio_seconds,
         )
-    return build_demo_processor(
-        corpus.location,
+    processor, chosen = processor_for_corpus(
+        train_records or [],
         model.config.audio_config,
-        cache_dir=Path(data_args.cache_dir) / "processors",
+        vocab_size=model.config.text_config.vocab_size,
+        max_text_length=data_args.max_text_length,
+        sampling_rate=data_args.sampling_rate,
         max_length_s=data_args.max_audio_seconds,
     )
+    logger.info("processor for %s (saved with the model): %s", corpus.location, chosen)
+    return processor
+
+
+def _training_records(data_args: DataArguments, corpus: Corpus) -> tuple[dict | None, list[AudioTextRecord]]:
+    """(the loaded splits, or None for a stream; the training records a new processor learns from)."""
+    if data_args.streaming:  # a stream is not listed: learn from its first samples
+        stream = open_stream(corpus.location, data_args.train_split, **data_args.column_kwargs())
+        return None, stream_records(stream, limit=data_args.processor_sample_size)
+    splits = load_splits(data_args, corpus.location)
+    return splits, splits["train"]
 
 
 def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Module:
@@ -175,7 +212,10 @@ def build_run(
 
     corpus = resolve_corpus(data_args, accelerator)
     model = build_model(model_args)
-    processor = load_processor(model_args, data_args, model, corpus)
+    splits, train_records = None, None
+    if not (model_args.model_name_or_path or corpus.is_demo):  # from scratch on your own data
+        splits, train_records = _training_records(data_args, corpus)
+    processor = load_processor(model_args, data_args, model, corpus, train_records)
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 
@@ -186,6 +226,7 @@ def build_run(
         batch_size=train_args.per_device_train_batch_size,
         seed=train_args.seed,
         log_report=accelerator.is_main_process,
+        splits=splits,
     )
     optimizer = build_optimizer(model, train_args)
     scheduler = build_scheduler(optimizer, train_args, accelerator.num_processes)
