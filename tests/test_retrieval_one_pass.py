@@ -92,7 +92,7 @@ def test_k_at_and_beyond_n(chunk_size):
 
 @pytest.mark.parametrize("chunk_size", (1, 7, 100, 1024))
 def test_one_caption_per_clip_and_odd_sizes(chunk_size):
-    """Na not a multiple of the 32 column groups, chunks not multiples of the 16-row blocks."""
+    """Na not a multiple of the 16-column groups, chunks not multiples of the 16-row blocks."""
     text, audio, ids = _gaussian(5, 45, [1] * 45, dim=8, noise=0.6)
     assert _new(text, audio, ids, chunk_size=chunk_size) == _old(text, audio, ids, chunk_size=chunk_size)
     text, audio, ids = _tied(6, [1] * 45, dim=3)

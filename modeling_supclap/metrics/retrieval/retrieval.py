@@ -63,7 +63,7 @@ directions.  First the Nt relevant scores (a gather, O(Nt d)); then, for each ch
 captions, one matmul into a reused (chunk_size, Na) buffer and two max-reductions of it, which are the
 only full reads of the chunk:
 
-* T2A: rank = #{clips scoring >= the caption's clip}.  The Na columns are split into 32-column groups;
+* T2A: rank = #{clips scoring >= the caption's clip}.  The Na columns are split into 16-column groups;
   a group whose max (in that row) is below the relevant score holds nothing to count, and more than
   ``K`` groups reaching it mean rank > K (capped).  Only the few groups that reach it in rows that can
   still rank <= K are re-read and counted.
@@ -76,8 +76,8 @@ only full reads of the chunk:
   poor model stops being looked at early.  The tie rule then needs only the clip's own caption scores.
 
 ``K`` is the largest cut-off below the number of candidates (k >= N gives 100 whatever the rank), so
-ranks are exact up to every requested k.  Extra memory: the score buffer, its two reductions (1/16 and
-1/32 of it) and the re-read entries, i.e. O(chunk_size x N) plus O(Na x max captions per clip), never
+ranks are exact up to every requested k.  Extra memory: the score buffer, its two reductions (1/16 of it
+each) and the re-read entries, i.e. O(chunk_size x N) plus O(Na x max captions per clip), never
 N x N.  Time (``benchmarks/bench_eval_scaling.py``, same run, float32, dim 512, 2 CPU threads): RESULTS.
 """
 
@@ -157,7 +157,7 @@ def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
 
 
 ROW_BLOCK = 16  # A2T filter: maxima of blocks of this many caption rows, per clip column
-COL_GROUPS = 32  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
+GROUP_COLS = 16  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
 GATHER_ROWS = 1024  # rows per step of the positive-score gather (fixed: positives never depend on chunks)
 
 
@@ -213,7 +213,7 @@ def _ties_in_runs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _hits(values: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rows, cols)`` of the entries of the 2-D ``values`` that are >= ``thresholds`` (broadcast).
 
-    The filters below are small (1/16 or 1/32 of a score chunk) and their hits sparse; on CPU numpy finds
+    The filters below are small (1/16 of a score chunk each) and their hits sparse; on CPU numpy finds
     them ~5x faster than ``torch.nonzero``.
     """
     cols = values.shape[1]
@@ -289,7 +289,7 @@ def _one_pass_ranks(
     # One score buffer, reused (a fresh chunk-sized tensor costs a page fault per 4 KiB); padding: -inf.
     rows = min(ROW_BLOCK, chunk_size)
     rows_pad = -(-chunk_size // rows) * rows
-    cols_pad = -(-num_audio // COL_GROUPS) * COL_GROUPS
+    cols_pad = -(-num_audio // GROUP_COLS) * GROUP_COLS
     audio_t = torch.empty(text.shape[1], cols_pad, dtype=dtype, device=dev)
     with _cpu_threads(dev, threads):
         audio_t[:, :num_audio] = audio.T
@@ -298,7 +298,7 @@ def _one_pass_ranks(
     by_rows = buf.view(rows_pad // rows, rows, cols_pad)  # (row blocks, rows, clips)
     # column group g = clips {g, g + groups, g + 2 groups, ...}: the max over a strided middle dim is the
     # fastest reduction here (vectorised along the contiguous last dim)
-    by_cols = buf.view(rows_pad, COL_GROUPS, cols_pad // COL_GROUPS)  # (captions, clips, column groups)
+    by_cols = buf.view(rows_pad, GROUP_COLS, cols_pad // GROUP_COLS)  # (captions, clips, column groups)
     pos_pad = torch.full((rows_pad, 1), float("inf"), dtype=dtype, device=dev)
     t2a = torch.empty(num_text, dtype=torch.long, device=dev)
     blocks = rows_pad // rows
