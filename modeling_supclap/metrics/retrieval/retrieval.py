@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -224,6 +225,35 @@ def _hits(values: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor,
     return flat // cols, flat % cols
 
 
+class _FilterThreads:
+    """Intra-op threads for the two filter reductions, chosen by timing them (CPU with several threads).
+
+    The filters are memory-bound and short: on a shared machine their parallel regions wait for the
+    busiest core, and one thread can be faster than several.  Every ``every`` chunks, chunk ``k + 1`` runs
+    them with all threads and chunk ``k + 2`` with one; the faster setting is used until the next probe.
+    A max is exact in any order, so this changes speed only, never a result.
+    """
+
+    def __init__(self, device: torch.device, threads: int, every: int = 16):
+        self.probing = device.type == "cpu" and threads > 1
+        self.threads, self.every, self.chosen = threads, every, threads
+        self.seconds: dict[int, float] = {}
+
+    def run(self, chunk_index: int, fn: Any) -> Any:
+        if not self.probing:
+            return fn()
+        phase = chunk_index % self.every
+        threads = {1: self.threads, 2: 1}.get(phase, self.chosen)
+        start = time.perf_counter()
+        with _cpu_threads(torch.device("cpu"), threads):
+            out = fn()
+        if phase in (1, 2):
+            self.seconds[threads] = time.perf_counter() - start
+            if phase == 2:
+                self.chosen = min(self.seconds, key=self.seconds.__getitem__)
+        return out
+
+
 @contextlib.contextmanager
 def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
     """Run the block with ``threads`` torch intra-op threads when on CPU (the previous number restored)."""
@@ -253,9 +283,10 @@ def one_pass_ranks(
     ``a``'s captions.  T2A ranks are exact up to ``cap_t2a`` (larger ones are ``cap_t2a + 1``), A2T ranks up
     to ``cap_a2t`` (larger ones ``cap_a2t + 1``).  See the module docstring for the algorithm.
 
-    On CPU only the matmul and the two filter reductions use torch's intra-op threads; the small
-    bookkeeping ops in between run on one thread (torch's thread count is lowered, then restored): with
-    several threads, each of them would wait for the busiest core whenever the machine is shared.
+    On CPU only the matmul (and the two filter reductions, see ``_FilterThreads``) use torch's intra-op
+    threads; the small bookkeeping ops in between run on one thread (torch's thread count is lowered, then
+    restored): with several threads, each of them would wait for the busiest core whenever the machine
+    is shared.
     """
     threads = torch.get_num_threads()
     with _cpu_threads(text.device, 1):
@@ -304,7 +335,12 @@ def _one_pass_ranks(
     blocks = rows_pad // rows
     stages = [(0, max(1, blocks // 8)), (max(1, blocks // 8), blocks)] if blocks > 1 else [(0, 1)]
 
-    for start in range(0, num_text, chunk_size):
+    filter_threads = _FilterThreads(dev, threads)
+
+    def filters() -> tuple[torch.Tensor, torch.Tensor]:  # the only full reads of the chunk
+        return by_cols.amax(1), by_rows.amax(1)[:, :num_audio]  # (captions, groups), (row blocks, clips)
+
+    for index, start in enumerate(range(0, num_text, chunk_size)):
         stop = min(start + chunk_size, num_text)
         n = stop - start
         with _cpu_threads(dev, threads):
@@ -315,9 +351,7 @@ def _one_pass_ranks(
         buf[:, num_audio:] = float("-inf")
         buf[:n].scatter_(1, ids[start:stop, None], pos[start:stop, None])  # the one score of each pair
         pos_pad[:n, 0] = pos[start:stop]
-        with _cpu_threads(dev, threads):  # the filters: one read of the chunk each
-            group_max = by_cols.amax(1)  # (captions, column groups)
-            blk_max = by_rows.amax(1)[:, :num_audio]  # (row blocks, clips)
+        group_max, blk_max = filter_threads.run(index, filters)
 
         # T2A: rank = #{clips scoring >= the caption's own clip}.  A column group whose max is below the
         # caption's score holds no such clip; more than cap_t2a groups reaching it mean rank > cap_t2a.
