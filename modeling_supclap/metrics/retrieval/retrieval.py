@@ -159,6 +159,7 @@ def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
 
 ROW_BLOCK = 16  # A2T filter: maxima of blocks of this many caption rows, per clip column
 GROUP_COLS = 16  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
+NUMPY_HITS = True  # find filter hits with numpy on CPU (False: torch.nonzero, the path used on GPUs)
 GATHER_ROWS = 1024  # rows per step of the positive-score gather (fixed: positives never depend on chunks)
 
 
@@ -218,7 +219,7 @@ def _hits(values: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor,
     them ~5x faster than ``torch.nonzero``.
     """
     cols = values.shape[1]
-    if values.device.type == "cpu":
+    if values.device.type == "cpu" and NUMPY_HITS:
         flat = torch.from_numpy(np.flatnonzero(values.numpy() >= thresholds.numpy()))
     else:
         flat = (values >= thresholds).flatten().nonzero().squeeze(1)
@@ -304,6 +305,7 @@ def _one_pass_ranks(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     num_text, num_audio = text.shape[0], audio.shape[0]
     dev, dtype = text.device, text.dtype
+    chunk_size = min(chunk_size, num_text)  # no buffer rows beyond the data (the chunks are the same)
     pos = positive_scores(text, audio, ids)
 
     # A2T thresholds: the scores of every clip's captions, ascending (stable: tied ones by caption index).
