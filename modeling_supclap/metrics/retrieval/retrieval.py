@@ -269,6 +269,22 @@ def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _row_hits(values: torch.Tensor, thresholds: torch.Tensor, cap: int) -> tuple[torch.Tensor, ...]:
+    """``(per_row, rows, cols)``: per row, how many entries of ``values`` are >= its threshold (rows, 1);
+    and where they are, only in the rows with at most ``cap`` of them (the others' ranks are capped)."""
+    if values.device.type == "cpu" and NUMPY_HITS:
+        mask = values.numpy() >= thresholds.numpy()
+        per_row = np.count_nonzero(mask, axis=1)
+        rows_ok = np.flatnonzero(per_row <= cap)
+        local, cols = np.divmod(np.flatnonzero(mask[rows_ok]), mask.shape[1])
+        return torch.from_numpy(per_row), torch.from_numpy(rows_ok[local]), torch.from_numpy(cols)
+    mask = values >= thresholds
+    per_row = mask.sum(1)
+    rows_ok = (per_row <= cap).nonzero().squeeze(1)
+    local, cols = mask[rows_ok].nonzero(as_tuple=True)
+    return per_row, rows_ok[local], cols
+
+
 def one_pass_ranks(
     text: torch.Tensor,
     audio: torch.Tensor,
@@ -335,7 +351,8 @@ def _one_pass_ranks(
     pos_pad = torch.full((rows_pad, 1), float("inf"), dtype=dtype, device=dev)
     t2a = torch.empty(num_text, dtype=torch.long, device=dev)
     blocks = rows_pad // rows
-    stages = [(0, max(1, blocks // 8)), (max(1, blocks // 8), blocks)] if blocks > 1 else [(0, 1)]
+    first = max(1, blocks // 8)
+    first_stages = [(0, first), (first, blocks)] if blocks > 1 else [(0, 1)]
 
     filter_threads = _FilterThreads(dev, threads)
 
@@ -357,19 +374,16 @@ def _one_pass_ranks(
 
         # T2A: rank = #{clips scoring >= the caption's own clip}.  A column group whose max is below the
         # caption's score holds no such clip; more than cap_t2a groups reaching it mean rank > cap_t2a.
-        r_idx, s_idx = _hits(group_max, pos_pad)
-        per_row = torch.bincount(r_idx, minlength=rows_pad)
-        keep = (per_row <= cap_t2a)[r_idx]
-        r_idx, s_idx = r_idx[keep], s_idx[keep]
+        per_row, r_idx, s_idx = _row_hits(group_max, pos_pad, cap_t2a)
         ge = (by_cols[r_idx, :, s_idx] >= pos_pad[r_idx]).sum(1)
         count = torch.zeros(rows_pad, dtype=torch.long, device=dev).index_add_(0, r_idx, ge)
         t2a[start:stop] = torch.where(per_row > cap_t2a, cap_t2a + 1, count)[:n]
 
         # A2T: per clip, count the captions scoring >= each of its thresholds that are still live.  A block
-        # of rows whose max in the clip's column is below theta adds nothing to any live count.  The first
-        # eighth of the row blocks goes first, so that on a poor model (most scores above theta at the start)
-        # theta rises before the other blocks are looked at.
-        for lo, hi in stages:
+        # of rows whose max in the clip's column is below theta adds nothing to any live count.  In the first
+        # chunk, its first eighth of row blocks goes first, so that on a poor model (most scores above the
+        # initial theta) theta rises before the other blocks are looked at.
+        for lo, hi in first_stages if index == 0 else [(0, blocks)]:
             b_idx, a_idx = _hits(blk_max[lo:hi], theta)
             if not b_idx.numel():
                 continue
