@@ -72,13 +72,19 @@ only full reads of the chunk:
   <= K (a count above ``K + c - 1`` cannot, c = captions of the clip); a 16-row block whose max in that
   column is below ``theta`` adds nothing, so only the entries of the blocks reaching ``theta`` are read
   again, bucketed against the clip's sorted caption scores (``searchsorted``) into a per-clip histogram
-  whose suffix sums are the counts.  ``theta`` rises as counts pass the limit (also mid-chunk), so a
-  poor model stops being looked at early.  The tie rule then needs only the clip's own caption scores.
+  whose suffix sums are the counts.  ``theta`` rises as counts pass the limit (in the first chunk
+  already after its first eighth), so a poor model stops being looked at early.  The tie rule then
+  needs only the clip's own caption scores.
 
 ``K`` is the largest cut-off below the number of candidates (k >= N gives 100 whatever the rank), so
 ranks are exact up to every requested k.  Extra memory: the score buffer, its two reductions (1/16 of it
 each) and the re-read entries, i.e. O(chunk_size x N) plus O(Na x max captions per clip), never
-N x N.  Time (``benchmarks/bench_eval_scaling.py``, same run, float32, dim 512, 2 CPU threads): RESULTS.
+N x N.  Time (``benchmarks/bench_eval_scaling.py``, float32, dim 512, chunk 1,024, 2 CPU threads, shared
+machine): 1.16x a bare chunked matmul of the same run at 20k x 20k (4.2 s vs 3.7 s) and 1.24x at 50k
+captions x 10k clips (5.6 s vs 4.5 s); the previous two-pass implementation took 3.2x; extra peak
+memory ~0.2 GB.
+On CPU, ``compute()`` lowers torch's intra-op thread count to 1 for its small per-chunk steps and
+restores it before returning (see ``one_pass_ranks``); other threads using torch at the same time see it.
 """
 
 from __future__ import annotations
