@@ -50,26 +50,49 @@ is its 1-based position in that order::
 For T2A (one relevant item) this is simply ``#{i : s_i >= s_p}``.  Ties never help the model (constant
 embeddings score R@1 = 0, not 100), and tied relevant captions of the same clip do not push each other out
 (two identical best captions still give an A2T hit at R@1).  The count is exact and computed row by row,
-so the result does not depend on ``chunk_size`` *given the score values*.  Caveat: BLAS may round the last
-bit of a dot product differently depending on the shape of the matmul (with MKL, chunks of 1-7 rows
-differ from larger ones by <= ~1.5e-7), which can swap two items whose scores differ by less than that;
-results are identical across chunk sizes whenever the dot products are computed exactly (and, in
-practice, for chunk sizes >= 8 with MKL).
+so the result does not depend on ``chunk_size`` *given the score values*.  The score of every relevant
+(caption, own clip) pair is computed once, as a row-wise dot product independent of ``chunk_size``, and
+written over its matmul entry, so both directions compare against the same value.  Caveat: BLAS may
+round the last bit of the other dot products differently depending on the shape of the matmul (with
+MKL, chunks of 1-7 rows differ from larger ones by <= ~1.5e-7), which can swap two items whose scores
+differ by less than that; results are identical across chunk sizes whenever the dot products are
+computed exactly (and, in practice, for chunk sizes >= 8 with MKL).
 
-Complexity: the similarities are computed in chunks of ``chunk_size`` queries, so peak extra memory is
-O(chunk_size x N) (one float score block and its top-(K+1) values), never N x N.  Only ranks up to
-``K = max(max(ks), map_k)`` matter, so each score row is reduced once with ``torch.topk(K + 1)`` and the
-relevant scores are counted against those K + 1 values (exact: see ``_capped_ranks``); rows are scanned
-in full again only for relevant items tied with each other below the top K + 1 (rare).  Time: one matmul
-per direction plus one top-k pass over each score row.  50k captions x 10k clips x 512 on 2 CPU cores:
-~13-17 s and ~0.4 GB extra peak RSS, vs ~175 s and ~7.5 GB for a full-matrix argsort
-(``benchmarks/bench_eval_scaling.py``).
+Complexity: ONE chunked pass over the caption x clip score matrix ``text @ audio.T`` gives both
+directions.  First the Nt relevant scores (a gather, O(Nt d)); then, for each chunk of ``chunk_size``
+captions, one matmul into a reused (chunk_size, Na) buffer and two max-reductions of it, which are the
+only full reads of the chunk:
+
+* T2A: rank = #{clips scoring >= the caption's clip}.  The Na columns are split into 16-column groups;
+  a group whose max (in that row) is below the relevant score holds nothing to count, and more than
+  ``K`` groups reaching it mean rank > K (capped).  Only the few groups that reach it in rows that can
+  still rank <= K are re-read and counted.
+* A2T: per clip (column), the counts #{captions scoring >= s(a, p)} for each of its captions p, summed
+  over chunks.  Each clip keeps ``theta`` = its lowest caption score whose count can still give a rank
+  <= K (a count above ``K + c - 1`` cannot, c = captions of the clip); a 16-row block whose max in that
+  column is below ``theta`` adds nothing, so only the entries of the blocks reaching ``theta`` are read
+  again, bucketed against the clip's sorted caption scores (``searchsorted``) into a per-clip histogram
+  whose suffix sums are the counts.  ``theta`` rises as counts pass the limit (in the first chunk
+  already after its first eighth), so a poor model stops being looked at early.  The tie rule then
+  needs only the clip's own caption scores.
+
+``K`` is the largest cut-off below the number of candidates (k >= N gives 100 whatever the rank), so
+ranks are exact up to every requested k.  Extra memory: the score buffer, its two reductions (1/16 of it
+each) and the re-read entries, i.e. O(chunk_size x N) plus O(Na x max captions per clip), never
+N x N.  Time (``benchmarks/bench_eval_scaling.py``, float32, dim 512, chunk 1,024, 2 CPU threads, shared
+machine): 1.16x a bare chunked matmul of the same run at 20k x 20k (4.2 s vs 3.7 s) and 1.24x at 50k
+captions x 10k clips (5.6 s vs 4.5 s); the previous two-pass implementation took 3.2x; extra peak
+memory ~0.2 GB.
+On CPU, ``compute()`` lowers torch's intra-op thread count to 1 for its small per-chunk steps and
+restores it before returning (see ``one_pass_ranks``); other threads using torch at the same time see it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import datasets
@@ -140,6 +163,12 @@ def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
     return t
 
 
+ROW_BLOCK = 16  # A2T filter: maxima of blocks of this many caption rows, per clip column
+GROUP_COLS = 16  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
+NUMPY_HITS = True  # find filter hits with numpy on CPU (False: torch.nonzero, the path used on GPUs)
+GATHER_ROWS = 1024  # rows per step of the positive-score gather (fixed: positives never depend on chunks)
+
+
 def _group_captions(ids: torch.Tensor, num_audio: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Caption indices of every clip, padded: ``(groups, valid)``, both (Na, max captions per clip).
 
@@ -158,86 +187,234 @@ def _group_captions(ids: torch.Tensor, num_audio: int) -> tuple[torch.Tensor, to
     return groups, valid
 
 
-def _capped_ranks(
-    scores: torch.Tensor, positive: torch.Tensor, valid: torch.Tensor, cap: int
-) -> torch.Tensor:
-    """Ranks (B, c) of the relevant items of each row of ``scores`` (B, N), under the tie rule, capped.
+def positive_scores(text: torch.Tensor, audio: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``pos[j] = text[j] . audio[ids[j]]`` (Nt,): the score of every caption with its own clip, O(Nt d).
 
-    ``positive`` (B, c) holds the scores of the relevant items of each row, in increasing item index, and
-    ``valid`` (B, c) masks padding.  Ranks <= ``cap`` are exact; larger ranks are returned as ``cap + 1``
-    (every metric only asks "rank <= k" for k <= cap).  Instead of comparing every relevant score with the
-    whole row, we compare with the row's top ``cap + 1`` scores (one ``torch.topk`` pass): if ``s_p`` is
-    above the smallest of them, every score >= ``s_p`` is among them, so the count is exact; otherwise at
-    least ``cap + 1`` scores are >= ``s_p`` and the count is capped at ``cap + 1``.
+    These values ARE the scores of the relevant pairs in both directions: each similarity chunk gets them
+    written over its matmul entries, so every comparison with a relevant pair uses this one value.
     """
-    num_items = scores.shape[1]
-    capped_path = cap + 1 < num_items
-    top = torch.topk(scores, cap + 1, dim=1, sorted=False).values if capped_path else scores
-    # ge[r, m] = min(#{i : s_ri >= s_rm}, cap + 1)   (exact when the whole row is used)
-    ge = (top.unsqueeze(1) >= positive.unsqueeze(2)).sum(2, dtype=torch.int32).long()
-    rank = ge
-    if positive.shape[1] > 1:
-        # Ties between relevant items of one row (rare): rank = ge - #tied others + #tied with lower index.
-        sorted_pos = positive.masked_fill(~valid, float("nan")).sort(1).values
-        tied_rows = (sorted_pos[:, 1:] == sorted_pos[:, :-1]).any(1).nonzero().squeeze(1)
-        if tied_rows.numel():
-            width = positive.shape[1]
-            p, pv, g = positive[tied_rows], valid[tied_rows], ge[tied_rows]
-            eq = (p.unsqueeze(2) == p.unsqueeze(1)) & pv.unsqueeze(1) & pv.unsqueeze(2)
-            eq &= ~torch.eye(width, dtype=torch.bool, device=eq.device)
-            others = eq.sum(2)
-            lower = (eq & torch.ones_like(eq[0]).tril(-1)).sum(2)  # [m, m2] with m2 < m
-            if capped_path:
-                # A capped count minus tied relevant items may fall back to <= cap: count those exactly.
-                fix = (g == cap + 1) & (others > 0) & pv
-                if bool(fix.any()):
-                    r_idx, m_idx = fix.nonzero(as_tuple=True)
-                    values = p[r_idx, m_idx].unsqueeze(1)
-                    g[r_idx, m_idx] = (scores[tied_rows[r_idx]] >= values).sum(1, dtype=torch.int32).long()
-            rank = rank.clone()
-            rank[tied_rows] = g - others + lower
-    return rank.clamp_(max=cap + 1)
+    num_text = text.shape[0]
+    pos = torch.empty(num_text, dtype=text.dtype, device=text.device)
+    rows = min(GATHER_ROWS, num_text)
+    own = torch.empty(rows, text.shape[1], dtype=text.dtype, device=text.device)  # reused: no page faults
+    for start in range(0, num_text, rows):
+        stop = min(start + rows, num_text)
+        block = own[: stop - start]
+        torch.index_select(audio, 0, ids[start:stop], out=block)
+        pos[start:stop] = block.mul_(text[start:stop]).sum(1)
+    return pos
 
 
-def t2a_ranks(
-    text: torch.Tensor, audio: torch.Tensor, ids: torch.Tensor, chunk_size: int, cap: int
-) -> torch.Tensor:
-    """Rank of each caption's clip among all clips, shape (Nt,); exact up to ``cap``, else ``cap + 1``."""
-    ranks = torch.empty(text.shape[0], dtype=torch.long, device=text.device)
-    audio_t = audio.T.contiguous()  # contiguous (d, Na): ~1.5x faster matmul than the transposed view
-    for start in range(0, text.shape[0], chunk_size):
-        stop = min(start + chunk_size, text.shape[0])
-        scores = text[start:stop] @ audio_t  # (B, Na)
-        positive = scores.gather(1, ids[start:stop, None])
-        valid = torch.ones_like(positive, dtype=torch.bool)
-        ranks[start:stop] = _capped_ranks(scores, positive, valid, cap)[:, 0]
-        del scores
-    return ranks
+def _ties_in_runs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For rows of ascending ``values`` (Na, w): ``(offset in its run of equal values, run length - 1)``."""
+    width = values.shape[1]
+    idx = torch.arange(width, device=values.device).expand_as(values)
+    starts = torch.ones_like(values, dtype=torch.bool)
+    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+    ends = torch.ones_like(starts)
+    ends[:, :-1] = starts[:, 1:]
+    run_start = torch.where(starts, idx, 0).cummax(1).values
+    run_end = torch.where(ends, idx, width).flip(1).cummin(1).values.flip(1)
+    return idx - run_start, run_end - run_start
 
 
-def a2t_ranks(
-    text: torch.Tensor, audio: torch.Tensor, ids: torch.Tensor, chunk_size: int, cap: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A2T ranks ``(pair_ranks, best_ranks)``, exact up to ``cap``, else ``cap + 1``.
+def _hits(values: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)`` of the entries of the 2-D ``values`` that are >= ``thresholds`` (broadcast).
 
-    ``pair_ranks[j]`` (Nt,) is the rank of caption ``j`` in the ranking of all captions for its own clip;
-    ``best_ranks[a]`` (Na,) is the best (smallest) rank among clip ``a``'s captions.
+    The filters below are small (1/16 of a score chunk each) and their hits sparse; on CPU numpy finds
+    them ~5x faster than ``torch.nonzero``.
     """
-    num_audio = audio.shape[0]
+    cols = values.shape[1]
+    if values.device.type == "cpu" and NUMPY_HITS:
+        flat = torch.from_numpy(np.flatnonzero(values.numpy() >= thresholds.numpy()))
+    else:
+        flat = (values >= thresholds).flatten().nonzero().squeeze(1)
+    return flat // cols, flat % cols
+
+
+class _FilterThreads:
+    """Intra-op threads for the two filter reductions, chosen by timing them (CPU with several threads).
+
+    The filters are memory-bound and short: on a shared machine their parallel regions wait for the
+    busiest core, and one thread can be faster than several.  Every ``every`` chunks, chunk ``k + 1`` runs
+    them with all threads and chunk ``k + 2`` with one; the faster setting is used until the next probe.
+    A max is exact in any order, so this changes speed only, never a result.
+    """
+
+    def __init__(self, device: torch.device, threads: int, every: int = 16):
+        self.probing = device.type == "cpu" and threads > 1
+        self.threads, self.every, self.chosen = threads, every, threads
+        self.seconds: dict[int, float] = {}
+
+    def run(self, chunk_index: int, fn: Any) -> Any:
+        if not self.probing:
+            return fn()
+        phase = chunk_index % self.every
+        threads = {1: self.threads, 2: 1}.get(phase, self.chosen)
+        start = time.perf_counter()
+        with _cpu_threads(torch.device("cpu"), threads):
+            out = fn()
+        if phase in (1, 2):
+            self.seconds[threads] = time.perf_counter() - start
+            if phase == 2:
+                self.chosen = min(self.seconds, key=self.seconds.__getitem__)
+        return out
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch intra-op threads when on CPU (the previous number restored)."""
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _row_hits(values: torch.Tensor, thresholds: torch.Tensor, cap: int) -> tuple[torch.Tensor, ...]:
+    """``(per_row, rows, cols)``: per row, how many entries of ``values`` are >= its threshold (rows, 1);
+    and where they are, only in the rows with at most ``cap`` of them (the others' ranks are capped)."""
+    if values.device.type == "cpu" and NUMPY_HITS:
+        mask = values.numpy() >= thresholds.numpy()
+        per_row = np.count_nonzero(mask, axis=1)
+        rows_ok = np.flatnonzero(per_row <= cap)
+        local, cols = np.divmod(np.flatnonzero(mask[rows_ok]), mask.shape[1])
+        return torch.from_numpy(per_row), torch.from_numpy(rows_ok[local]), torch.from_numpy(cols)
+    mask = values >= thresholds
+    per_row = mask.sum(1)
+    rows_ok = (per_row <= cap).nonzero().squeeze(1)
+    local, cols = mask[rows_ok].nonzero(as_tuple=True)
+    return per_row, rows_ok[local], cols
+
+
+def one_pass_ranks(
+    text: torch.Tensor,
+    audio: torch.Tensor,
+    ids: torch.Tensor,
+    chunk_size: int,
+    cap_t2a: int,
+    cap_a2t: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Both directions from one chunked pass over ``text @ audio.T``: ``(t2a, a2t_pairs, a2t_best)``.
+
+    ``t2a[j]`` (Nt,) is the rank of caption ``j``'s clip among all clips; ``a2t_pairs[j]`` (Nt,) the rank of
+    caption ``j`` among all captions for its own clip; ``a2t_best[a]`` (Na,) the best rank among clip
+    ``a``'s captions.  T2A ranks are exact up to ``cap_t2a`` (larger ones are ``cap_t2a + 1``), A2T ranks up
+    to ``cap_a2t`` (larger ones ``cap_a2t + 1``).  See the module docstring for the algorithm.
+
+    On CPU only the matmul (and the two filter reductions, see ``_FilterThreads``) use torch's intra-op
+    threads; the small bookkeeping ops in between run on one thread (torch's thread count is lowered, then
+    restored): with several threads, each of them would wait for the busiest core whenever the machine
+    is shared.
+    """
+    threads = torch.get_num_threads()
+    with _cpu_threads(text.device, 1):
+        return _one_pass_ranks(text, audio, ids, chunk_size, cap_t2a, cap_a2t, threads)
+
+
+def _one_pass_ranks(
+    text: torch.Tensor,
+    audio: torch.Tensor,
+    ids: torch.Tensor,
+    chunk_size: int,
+    cap_t2a: int,
+    cap_a2t: int,
+    threads: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    num_text, num_audio = text.shape[0], audio.shape[0]
+    dev, dtype = text.device, text.dtype
+    chunk_size = min(chunk_size, num_text)  # no buffer rows beyond the data (the chunks are the same)
+    pos = positive_scores(text, audio, ids)
+
+    # A2T thresholds: the scores of every clip's captions, ascending (stable: tied ones by caption index).
     groups, valid = _group_captions(ids, num_audio)
-    pair_ranks = torch.empty(text.shape[0], dtype=torch.long, device=text.device)
-    best_ranks = torch.empty(num_audio, dtype=torch.long, device=text.device)
-    text_t = text.T.contiguous()
-    for start in range(0, num_audio, chunk_size):
-        stop = min(start + chunk_size, num_audio)
-        scores = audio[start:stop] @ text_t  # (B, Nt)
-        g, v = groups[start:stop], valid[start:stop]
-        positive = scores.gather(1, g)  # (B, width); padded slots hold junk, masked by v
-        rank = _capped_ranks(scores, positive, v, cap)
-        del scores
-        pair_ranks[g[v]] = rank[v]
-        best_ranks[start:stop] = rank.masked_fill(~v, cap + 1).min(1).values
-    return pair_ranks, best_ranks
+    width = groups.shape[1]
+    thr, order = pos[groups].masked_fill(~valid, float("inf")).sort(dim=1, stable=True)
+    captions, valid = groups.gather(1, order), valid.gather(1, order)
+    # A count above ``limit`` cannot give a rank <= cap_a2t: the tie corrections are at most width - 1.
+    limit = cap_a2t + width - 1
+    # hist[a, b]: captions seen so far with exactly b of clip a's thresholds <= their score (b = 0 unused).
+    hist = torch.zeros(num_audio, width + 1, dtype=torch.long, device=dev)
+    theta = thr[:, 0].clone()  # per clip: its lowest threshold whose count can still matter
+
+    # One score buffer, reused (a fresh chunk-sized tensor costs a page fault per 4 KiB); padding: -inf.
+    rows = min(ROW_BLOCK, chunk_size)
+    rows_pad = -(-chunk_size // rows) * rows
+    cols_pad = -(-num_audio // GROUP_COLS) * GROUP_COLS
+    audio_t = torch.empty(text.shape[1], cols_pad, dtype=dtype, device=dev)
+    with _cpu_threads(dev, threads):
+        audio_t[:, :num_audio] = audio.T
+    audio_t[:, num_audio:] = 0
+    buf = torch.empty(rows_pad, cols_pad, dtype=dtype, device=dev)
+    by_rows = buf.view(rows_pad // rows, rows, cols_pad)  # (row blocks, rows, clips)
+    # column group g = clips {g, g + groups, g + 2 groups, ...}: the max over a strided middle dim is the
+    # fastest reduction here (vectorised along the contiguous last dim)
+    by_cols = buf.view(rows_pad, GROUP_COLS, cols_pad // GROUP_COLS)  # (captions, clips, column groups)
+    pos_pad = torch.full((rows_pad, 1), float("inf"), dtype=dtype, device=dev)
+    t2a = torch.empty(num_text, dtype=torch.long, device=dev)
+    blocks = rows_pad // rows
+    first = max(1, blocks // 8)
+    first_stages = [(0, first), (first, blocks)] if blocks > 1 else [(0, 1)]
+
+    filter_threads = _FilterThreads(dev, threads)
+
+    def filters() -> tuple[torch.Tensor, torch.Tensor]:  # the only full reads of the chunk
+        return by_cols.amax(1), by_rows.amax(1)[:, :num_audio]  # (captions, groups), (row blocks, clips)
+
+    for index, start in enumerate(range(0, num_text, chunk_size)):
+        stop = min(start + chunk_size, num_text)
+        n = stop - start
+        with _cpu_threads(dev, threads):
+            torch.matmul(text[start:stop], audio_t, out=buf[:n])
+        if n < rows_pad:
+            buf[n:] = float("-inf")
+            pos_pad[n:] = float("inf")
+        buf[:, num_audio:] = float("-inf")
+        buf[:n].scatter_(1, ids[start:stop, None], pos[start:stop, None])  # the one score of each pair
+        pos_pad[:n, 0] = pos[start:stop]
+        group_max, blk_max = filter_threads.run(index, filters)
+
+        # T2A: rank = #{clips scoring >= the caption's own clip}.  A column group whose max is below the
+        # caption's score holds no such clip; more than cap_t2a groups reaching it mean rank > cap_t2a.
+        per_row, r_idx, s_idx = _row_hits(group_max, pos_pad, cap_t2a)
+        ge = (by_cols[r_idx, :, s_idx] >= pos_pad[r_idx]).sum(1)
+        count = torch.zeros(rows_pad, dtype=torch.long, device=dev).index_add_(0, r_idx, ge)
+        t2a[start:stop] = torch.where(per_row > cap_t2a, cap_t2a + 1, count)[:n]
+
+        # A2T: per clip, count the captions scoring >= each of its thresholds that are still live.  A block
+        # of rows whose max in the clip's column is below theta adds nothing to any live count.  In the first
+        # chunk, its first eighth of row blocks goes first, so that on a poor model (most scores above the
+        # initial theta) theta rises before the other blocks are looked at.
+        for lo, hi in first_stages if index == 0 else [(0, blocks)]:
+            b_idx, a_idx = _hits(blk_max[lo:hi], theta)
+            if not b_idx.numel():
+                continue
+            scores = by_rows[b_idx + lo, :, a_idx]  # (hits, rows)
+            h_idx, r_idx = _hits(scores, theta[a_idx, None])  # the scores that reach theta
+            clip, scores = a_idx[h_idx], scores[h_idx, r_idx]
+            if width > 1:  # how many of the clip's thresholds each score reaches (>= 1 here)
+                bucket = torch.searchsorted(thr[clip], scores[:, None], right=True).squeeze(1)
+            else:
+                bucket = torch.ones_like(clip)
+            flat = clip * (width + 1) + bucket
+            hist.view(-1).index_add_(0, flat, torch.ones_like(flat))
+            clips = torch.unique(a_idx) if hi - lo > 1 else a_idx
+            counts = hist[clips, 1:].flip(1).cumsum(1).flip(1)  # counts[., q] = #{i : s_ia >= thr[a, q]}
+            dead = (counts > limit) | ~valid[clips]
+            theta[clips] = thr[clips].masked_fill(dead, float("inf")).amin(1)
+
+    counts = hist[:, 1:].flip(1).cumsum(1).flip(1)
+    # rank(p) = #{i: s_i >= s_p} - #{other relevant tied with p} + #{relevant tied with p, lower index}
+    offset, others = _ties_in_runs(thr)
+    rank = torch.where(counts <= limit, counts - others + offset, cap_a2t + 1).clamp_(max=cap_a2t + 1)
+    rank = rank.masked_fill(~valid, cap_a2t + 1)
+    a2t_pairs = torch.empty(num_text, dtype=torch.long, device=dev)
+    a2t_pairs[captions[valid]] = rank[valid]
+    return t2a.clamp_(max=cap_t2a + 1), a2t_pairs, rank.amin(1)
 
 
 def _recall(ranks: torch.Tensor, k: int) -> float:
@@ -292,9 +469,11 @@ def retrieval_scores(
         if missing:
             raise ValueError(f"{missing} of {num_audio} clips have no caption (A2T undefined for them)")
 
-        cap = max(max(ks), int(map_k))
-        t2a = t2a_ranks(text, audio, ids, chunk_size, cap)
-        a2t_pairs, a2t_best = a2t_ranks(text, audio, ids, chunk_size, cap)
+        # Ranks only need to be exact up to the largest cut-off below the number of candidates: for k >= N
+        # every rank (a capped one too, <= N) is <= k.
+        cap_t2a = max([int(map_k)] + [k for k in ks if k < num_audio])
+        cap_a2t = max([int(map_k)] + [k for k in ks if k < text.shape[0]])
+        t2a, a2t_pairs, a2t_best = one_pass_ranks(text, audio, ids, chunk_size, cap_t2a, cap_a2t)
 
         out: dict[str, Any] = {}
         for k in ks:
