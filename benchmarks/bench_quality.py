@@ -15,7 +15,9 @@ this script reads ``RUN_DIR/metrics.json``: ``test.retrieval`` (R@1/5/10 and mAP
 ``test.zero_shot.accuracy``, and reports mean +- std (sample std, ddof=1) over seeds per variant as a
 markdown table, a JSON file and a PNG bar chart of the mean R@1 (both directions) with std error bars.
 
-Variants (10): ``infonce``, ``siglip`` and, on each base loss, ``{static,dynamic}-{uni,bi}`` SVR.
+Variants: by default the ten that answer a question (``QUESTION_VARIANTS``: each base loss alone, and
+with bilateral static, dynamic, ratio and spreading SVR); ``--variants`` takes any name of
+``benchmarks/loss_variants.py`` (every registered mode, on one side or both).
 
 Resumable: runs whose ``metrics.json`` exists are not run again (the run folder encodes the budget, and each
 run folder keeps the exact command in ``bench_cmd.json``; a mismatch is an error). Runs go seed-major (every
@@ -57,6 +59,13 @@ from loss_variants import VARIANTS  # noqa: E402  (benchmarks/ is on sys.path wh
 from modeling_supclap.metrics import RETRIEVAL_METRICS  # noqa: E402  (loss_variants put the repo on sys.path)
 
 RETRIEVAL_KEYS = tuple(RETRIEVAL_METRICS)
+# The variants that answer a question: each base loss, its bilateral Static and Dynamic SVR (the
+# paper's), the ratio mode (R = rho D) and the spreading control (what a saturated radius reduces to).
+QUESTION_VARIANTS = [
+    name
+    for base in ("infonce", "siglip")
+    for name in (base, f"{base}+static-bi", f"{base}+dynamic-bi", f"{base}+ratio-bi", f"{base}+spreading-bi")
+]
 METRIC_KEYS = (*RETRIEVAL_KEYS, "zero_shot_acc", "mean_R@1")
 
 
@@ -233,7 +242,9 @@ def plot(per_variant: dict[str, Any], path: Path, title: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=QUESTION_VARIANTS, choices=list(VARIANTS),
+                   help="default: each base loss alone and with bilateral static, dynamic, ratio and "
+                   "spreading SVR (every registered variant is a choice)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
     p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])

@@ -475,6 +475,53 @@ class RadiusPredictor(RadiusMode):
         }
 
 
+class RatioRadius(RadiusMode):
+    """R = rho * D (D detached): strictly inside (0, D) by construction, for every pair.
+
+    The support vector's Jacobian is then ``u u^T + (1 - rho)(I - u u^T)``: the push perpendicular to
+    the pull is scaled by exactly ``1 - rho`` and the parallel one kept (the cleanest reading of the
+    paper's "control the perpendicular component"). No parameters; ``radius_ratio`` is rho.
+    """
+
+    name = "ratio"
+    summary = "RatioSVR"
+
+    def __init__(self, ratio: float) -> None:
+        super().__init__()
+        self.ratio = ratio
+
+    @classmethod
+    def from_config(cls, config: Any) -> RatioRadius:
+        return cls(config.radius_ratio)
+
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        # Detached: a gradient through D would scale the parallel push by (1 - rho) as well.
+        return self.ratio * distance.detach()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"radius_ratio": self.ratio}
+
+
+class SpreadingControl(RadiusMode):
+    """R = D (with its gradient): the support vector *is* the positive, with no gradient to the anchor.
+
+    The SVR term then reduces to the base loss of same-modality pairs: audio positives against the
+    audio candidates (text against text on the bilateral side), a uniformity ("spreading") term. It is
+    what a radius that saturates at D turns SVR into, as its own option, so that a table can tell
+    what SVR adds beyond spreading (docs/METHOD.md).
+    """
+
+    name = "spreading"
+    summary = "spreading control (support vector = positive)"
+
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        return distance
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry: config name -> class
 # ---------------------------------------------------------------------------------------------
@@ -487,6 +534,8 @@ SVR_MODES: dict[str, type[RadiusMode] | None] = {
     "none": None,
     StaticRadius.name: StaticRadius,
     RadiusPredictor.name: RadiusPredictor,
+    RatioRadius.name: RatioRadius,
+    SpreadingControl.name: SpreadingControl,
 }
 
 
@@ -722,7 +771,9 @@ __all__ = [
     "LossComponent",
     "RadiusMode",
     "RadiusPredictor",
+    "RatioRadius",
     "SigLIPLoss",
+    "SpreadingControl",
     "StaticRadius",
     "SupClapLoss",
     "gather_features",

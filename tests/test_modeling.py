@@ -33,7 +33,12 @@ def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     "field, value, message",
     [
         ("base_loss", "triplet", r"base_loss must be one of \['infonce', 'siglip'\]"),
-        ("svr_mode", "adaptive", r"svr_mode must be one of \['none', 'static', 'dynamic'\]"),
+        # The registry's modes (issue 10 added ratio and spreading).
+        (
+            "svr_mode",
+            "adaptive",
+            r"svr_mode must be one of \['none', 'static', 'dynamic', 'ratio', 'spreading'\]",
+        ),
         ("predictor_activation", "tanh", r"predictor_activation must be one of"),
     ],
 )

@@ -69,6 +69,7 @@ class ModelArguments:
         "constraint_weight", "beta: weight of the radius constraint."
     )
     radius_init: float | None = _loss_flag("radius_init", "Initial semantic radius R.")
+    radius_ratio: float | None = _loss_flag("radius_ratio", "--svr_mode ratio: R = rho * D, rho in (0, 1).")
     predictor_top_k: int | None = _loss_flag(
         "predictor_top_k", "DynamicSVR predictor input: positive + top-(k-1) negative similarities."
     )

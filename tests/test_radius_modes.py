@@ -1,0 +1,82 @@
+"""The ratio radius (R = rho D) and the spreading control (R = D): what each does to the gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers.reference import make_loss, random_pairs
+
+from modeling_supclap import SupClapConfig
+
+BASE_LOSSES = ["infonce", "siglip"]
+SIDES = ["text->audio", "audio->text"]
+
+
+def _roles(side: str, text: torch.Tensor, audio: torch.Tensor):
+    """(anchors, positives, candidates) of one direction; candidates are separate leaves."""
+    return (text, audio, audio.clone()) if side == "text->audio" else (audio, text, text.clone())
+
+
+@pytest.mark.parametrize("base_loss", BASE_LOSSES)
+@pytest.mark.parametrize("side", SIDES)
+@pytest.mark.parametrize("rho", [0.2, 0.7])
+def test_ratio_mode_scales_the_perpendicular_push_by_exactly_one_minus_rho(base_loss, side, rho):
+    loss_fn = make_loss(dict(base_loss=base_loss, svr_mode="ratio", svr_bilateral=True), radius_ratio=rho)
+    text, audio = random_pairs(5, 6, seed=11)
+    anchors, positives, candidates = _roles(side, text, audio)
+    anchors = anchors.clone().requires_grad_(True)
+    scale = torch.tensor(9.0, dtype=torch.float64)
+    index = torch.arange(5)
+
+    # The gradient the base loss would push into the support vector itself...
+    terms = loss_fn.anchor_terms(anchors, positives, candidates, scale, index, part="svr")
+    (through_anchor,) = torch.autograd.grad(terms["svr"].sum(), anchors)
+    sup = (anchors.detach() + rho * (positives - anchors.detach())).requires_grad_(True)
+    (at_support_vector,) = torch.autograd.grad(loss_fn.base_loss(sup, candidates, index, scale).sum(), sup)
+    torch.testing.assert_close(terms["radius"], rho * terms["distance"])  # strictly inside (0, D)
+    for i in range(5):
+        pull = (positives[i] - anchors[i].detach()) / terms["distance"][i]
+        g, g_sup = through_anchor[i], at_support_vector[i]
+        torch.testing.assert_close(g @ pull, g_sup @ pull, atol=1e-12, rtol=0)  # parallel: kept
+        torch.testing.assert_close(
+            g - (g @ pull) * pull, (1 - rho) * (g_sup - (g_sup @ pull) * pull), atol=1e-12, rtol=0
+        )  # perpendicular: times (1 - rho)
+
+
+@pytest.mark.parametrize("base_loss", BASE_LOSSES)
+@pytest.mark.parametrize("bilateral", [True, False])
+def test_the_spreading_control_equals_the_saturated_svr_term(base_loss, bilateral):
+    variant = dict(base_loss=base_loss, svr_bilateral=bilateral)
+    spreading = make_loss(dict(svr_mode="spreading", **variant))
+    saturated = make_loss(dict(svr_mode="static", **variant), radius_init=50.0)  # clamped to D everywhere
+    text, audio = random_pairs(6, 5, seed=3)
+    scale_t, scale_a = torch.tensor(12.0, dtype=torch.float64), torch.tensor(8.0, dtype=torch.float64)
+    if base_loss == "siglip":
+        with torch.no_grad():
+            saturated.base_loss.logit_bias.copy_(spreading.base_loss.logit_bias)
+    a, b = spreading(text, audio, scale_t, scale_a), saturated(text, audio, scale_t, scale_a)
+    torch.testing.assert_close(a["svr"], b["svr"], atol=1e-12, rtol=0)
+    torch.testing.assert_close(a["contrastive"], b["contrastive"], atol=1e-12, rtol=0)
+    assert float(a["constraint"]) == 0.0
+    # ... which is the base loss of same-modality pairs (audio against audio; text against text).
+    index = torch.arange(6)
+    same_modality = [spreading.base_loss(audio, audio, index, scale_t).mean()]
+    if bilateral:
+        same_modality.append(spreading.base_loss(text, text, index, scale_a).mean())
+    torch.testing.assert_close(a["svr"], sum(same_modality) / len(same_modality), atol=1e-12, rtol=0)
+
+
+def test_the_spreading_control_gives_the_anchor_no_gradient():
+    loss_fn = make_loss(dict(base_loss="infonce", svr_mode="spreading", svr_bilateral=False))
+    text, audio = random_pairs(4, 5, seed=8)
+    anchors = text.clone().requires_grad_(True)
+    terms = loss_fn.anchor_terms(anchors, audio, audio.clone(), torch.tensor(10.0, dtype=torch.float64),
+                                 torch.arange(4), part="svr")  # fmt: skip
+    (grad,) = torch.autograd.grad(terms["svr"].sum(), anchors, allow_unused=True)
+    assert grad is None or float(grad.abs().max()) < 1e-12  # zero up to rounding (x + D (p - x) / D)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.2, 1.5])
+def test_radius_ratio_must_lie_strictly_between_zero_and_one(value):
+    with pytest.raises(ValueError, match="SupClapConfig.radius_ratio must be"):
+        SupClapConfig.tiny(svr_mode="ratio", radius_ratio=value)
