@@ -49,6 +49,20 @@ class ModelArguments:
             "laion/clap-htsat-unfused). Unset: build the --preset architecture from scratch."
         },
     )
+    text_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: start the text tower (and tokenizer) from a RoBERTa-family checkpoint "
+            "(roberta-base, xlm-roberta-base, ...); the report says what mapped."
+        },
+    )
+    audio_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: start the audio tower and its projection (and feature extractor) from a "
+            "CLAP checkpoint's (laion/clap-htsat-unfused, ...)."
+        },
+    )
     preset: str = field(
         default="small",
         metadata={

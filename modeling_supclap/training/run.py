@@ -31,6 +31,7 @@ from ..data.streaming import open_stream, stream_records
 from ..losses import SupClapLoss
 from ..modeling_supclap import SupClapModel
 from ..peft_utils import unwrap_supclap
+from ..towers import PretrainedTowers, model_with_pretrained_towers
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .resilience import OutputDirLock
 
@@ -104,13 +105,29 @@ def load_processor(
     model: SupClapModel,
     corpus: Corpus,
     train_records: list[AudioTextRecord] | None = None,
+    towers: PretrainedTowers | None = None,
 ) -> ClapProcessor:
     """The checkpoint's processor; from scratch, one made for the corpus (``train_records``: its
-    training split, for your own data), with what was chosen logged."""
+    training split, for your own data), with what was chosen logged; pretrained towers bring their
+    tokenizer or feature extractor, and only the missing part is made."""
     if model_args.model_name_or_path:
         return AutoProcessor.from_pretrained(
             model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
         )
+    if towers is not None and towers.tokenizer is not None and towers.feature_extractor is not None:
+        return ClapProcessor(feature_extractor=towers.feature_extractor, tokenizer=towers.tokenizer)
+    made = _made_processor(data_args, model, corpus, train_records)
+    if towers is not None:
+        return ClapProcessor(
+            feature_extractor=towers.feature_extractor or made.feature_extractor,
+            tokenizer=towers.tokenizer or made.tokenizer,
+        )
+    return made
+
+
+def _made_processor(
+    data_args: DataArguments, model: SupClapModel, corpus: Corpus, train_records: list[AudioTextRecord] | None
+) -> ClapProcessor:
     if corpus.is_demo:
         return build_demo_processor(
             corpus.location,
@@ -211,11 +228,27 @@ def build_run(
     set_seed(train_args.seed)
 
     corpus = resolve_corpus(data_args, accelerator)
-    model = build_model(model_args)
+    towers = None
+    if model_args.text_model_name_or_path or model_args.audio_model_name_or_path:
+        if model_args.model_name_or_path:
+            raise ValueError(
+                "--text_model_name_or_path / --audio_model_name_or_path start a new model from pretrained "
+                "towers; they cannot be combined with --model_name_or_path (which continues a whole model)"
+            )
+        towers = model_with_pretrained_towers(
+            model_args.preset,
+            model_args.text_model_name_or_path,
+            model_args.audio_model_name_or_path,
+            model_args.trust_remote_code,
+            **model_args.loss_overrides(),
+        )
+        model = towers.model
+    else:
+        model = build_model(model_args)
     splits, train_records = None, None
     if not (model_args.model_name_or_path or corpus.is_demo):  # from scratch on your own data
         splits, train_records = _training_records(data_args, corpus)
-    processor = load_processor(model_args, data_args, model, corpus, train_records)
+    processor = load_processor(model_args, data_args, model, corpus, train_records, towers)
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 
