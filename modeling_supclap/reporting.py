@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["format_data_report", "format_results", "format_retrieval_table"]
+__all__ = ["format_benchmark", "format_data_report", "format_results", "format_retrieval_table"]
 
 # How many bad samples / duplicate groups the printed report lists (metrics.json has all).
 _SHOWN = 10
@@ -98,4 +98,21 @@ def format_data_report(report: dict[str, Any] | None) -> str:
             f"audio): train/{split} leakage, {split} results are optimistic:"
         )
         lines += _groups_text(groups)
+    return "\n".join(lines)
+
+
+def format_benchmark(results: dict[str, Any]) -> str:
+    """The zero-shot table of a fold-wise benchmark (retrieval results print as any evaluation)."""
+    zero_shot = results["zero_shot"]
+    folds = zero_shot["per_fold_accuracy"]
+    lines = [
+        f"{results['benchmark']}: {results['num_clips']} clips, {results['num_classes']} classes, "
+        f"prompt {zero_shot['template']!r}",
+        "| fold | " + " | ".join(folds) + " | mean |",
+        "|---" * (len(folds) + 2) + "|",
+        "| accuracy (%) | "
+        + " | ".join(f"{v:.2f}" for v in folds.values())
+        + f" | {zero_shot['mean_accuracy']:.2f} |",
+        f"chance {zero_shot['chance_accuracy']:.2f} %",
+    ]
     return "\n".join(lines)

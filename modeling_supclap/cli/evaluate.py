@@ -15,8 +15,9 @@ from transformers import AutoModel, AutoProcessor
 import modeling_supclap  # noqa: F401  (registers SupClap with the Auto classes)
 
 from ..data import load_records
-from ..evaluation import evaluate_records
-from ..reporting import format_results
+from ..evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records
+from ..evaluation_presets import PRESETS, run_benchmark
+from ..reporting import format_benchmark, format_results
 from ..training.arguments import EvalArguments, parse_arguments
 from .errors import run
 
@@ -37,6 +38,9 @@ def _evaluate(argv: Sequence[str]) -> dict:
     processor = AutoProcessor.from_pretrained(
         args.model_name_or_path, trust_remote_code=args.trust_remote_code
     )
+    if args.benchmark:
+        return _benchmark(args, model, processor)
+    args.eval_split = args.eval_split or "test"
     records = load_records(
         args.eval_data,
         split=args.eval_split,
@@ -59,6 +63,33 @@ def _evaluate(argv: Sequence[str]) -> dict:
     )
     results.update(model=args.model_name_or_path, data=args.eval_data, split=args.eval_split)
     print(f"{args.model_name_or_path} on {args.eval_data} ({args.eval_split}):\n" + format_results(results))
+    if args.output_json:
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_json).write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def _benchmark(args: EvalArguments, model, processor) -> dict:
+    preset = PRESETS[args.benchmark]
+    split = args.eval_split or preset.split
+    records = preset.load(args.eval_data, split)
+    template = args.zero_shot_template if args.zero_shot_template != DEFAULT_PROMPT_TEMPLATE else None
+    results = run_benchmark(
+        preset,
+        model,
+        processor,
+        records,
+        template=template,
+        batch_size=args.per_device_eval_batch_size,
+        num_workers=args.dataloader_num_workers,
+        seed=args.seed,
+        chunk_size=args.chunk_size,
+        on_bad_sample=args.on_bad_sample,
+        max_text_length=args.max_text_length,
+    )
+    results.update(model=args.model_name_or_path, data=args.eval_data, split=split)
+    shown = format_benchmark(results) if preset.task == "zero_shot" else format_results(results)
+    print(f"{args.model_name_or_path} on {args.benchmark} ({args.eval_data}, {split}):\n" + shown)
     if args.output_json:
         Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output_json).write_text(json.dumps(results, indent=2, default=str))

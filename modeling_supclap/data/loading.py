@@ -47,7 +47,7 @@ __all__ = [
 _SPLIT_ALIASES = {
     "train": ("train", "training"),
     "validation": ("validation", "valid", "val", "dev"),
-    "test": ("test", "testing", "eval"),
+    "test": ("test", "testing", "eval", "evaluation"),
 }
 _METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -114,6 +114,7 @@ class AudioTextRecord:
     captions: list[str]
     label: str | None = None
     source: str = field(default="<unknown>")
+    extra: dict[str, Any] = field(default_factory=dict)  # other columns asked for (``keep_columns``)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -327,8 +328,12 @@ def row_to_record(
     bases: Sequence[Path] = (),
     from_text_file: bool = False,
     label_names: Sequence[str] | None = None,
+    keep_columns: Sequence[str] = (),
 ) -> AudioTextRecord:
-    """One table row as a record (``where`` names the row in errors); audio is not decoded."""
+    """One table row as a record (``where`` names the row in errors); audio is not decoded.
+
+    ``keep_columns``: other columns to keep in ``record.extra`` (a missing one is an error naming it).
+    """
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected an object/row, got {type(row).__name__}")
     audio_col = _pick_audio_column(row.keys(), audio_column, where)
@@ -342,8 +347,15 @@ def row_to_record(
     if label is not None and label_names is not None and isinstance(label, (int, np.integer)):
         label = label_names[int(label)]  # ClassLabel ints -> names
     audio = _resolve_audio(row[audio_col], bases, where, audio_col)
+    missing = [c for c in keep_columns if c not in row]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; columns are {list(row)}")
     return AudioTextRecord(
-        audio=audio, captions=captions, label=None if label is None else str(label), source=where
+        audio=audio,
+        captions=captions,
+        label=None if label is None else str(label),
+        source=where,
+        extra={c: row[c] for c in keep_columns},
     )
 
 
@@ -356,6 +368,7 @@ def _rows_to_records(
     bases: Sequence[Path],
     from_text_file: bool,
     label_names: Sequence[str] | None = None,
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     records = []
     for where, row in rows:
@@ -371,6 +384,7 @@ def _rows_to_records(
                 bases,
                 from_text_file,
                 label_names,
+                keep_columns,
             )
         )
     if not records:
@@ -459,10 +473,20 @@ def _metadata_file(folder: Path) -> Path | None:
 
 
 def _load_audiofolder(
-    root: Path, split: str, audio_column: str, caption_columns: Sequence[str], label_column: str | None
+    root: Path,
+    split: str,
+    audio_column: str,
+    caption_columns: Sequence[str] | None,
+    label_column: str | None,
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     split_dir, split_dirs = _find_split_dir(root, split)
-    kwargs = dict(audio_column=audio_column, caption_columns=caption_columns, label_column=label_column)
+    kwargs = dict(
+        audio_column=audio_column,
+        caption_columns=caption_columns,
+        label_column=label_column,
+        keep_columns=keep_columns,
+    )
     if split_dir is not None and (meta := _metadata_file(split_dir)) is not None:
         return _rows_to_records(
             _iter_table(meta), str(meta), bases=[split_dir], from_text_file=True, **kwargs
@@ -513,9 +537,10 @@ def _records_from_dataset(
     ds: Any,
     desc: str,
     audio_column: str,
-    caption_columns: Sequence[str],
+    caption_columns: Sequence[str] | None,
     label_column: str | None,
     bases: Sequence[Path],
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     from datasets import Audio, ClassLabel
 
@@ -533,6 +558,7 @@ def _records_from_dataset(
     if label_col is not None and isinstance(ds.features[label_col], ClassLabel):
         label_names = ds.features[label_col].names
     cols = [audio_col, *caption_columns] + ([label_col] if label_col else [])
+    cols += [c for c in keep_columns if c in ds.column_names]  # a missing one: row_to_record names it
     ds = ds.select_columns(list(dict.fromkeys(cols)))
 
     def rows() -> Iterator[tuple[str, dict]]:
@@ -552,6 +578,7 @@ def _records_from_dataset(
         bases=bases,
         from_text_file=False,
         label_names=label_names,
+        keep_columns=keep_columns,
     )
 
 
@@ -559,9 +586,10 @@ def _load_saved_dataset(
     folder: Path,
     split: str,
     audio_column: str,
-    caption_columns: Sequence[str],
+    caption_columns: Sequence[str] | None,
     label_column: str | None,
     data_dir: str | None,
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     from datasets import DatasetDict, load_from_disk
 
@@ -587,7 +615,7 @@ def _load_saved_dataset(
         ds, desc = obj, str(folder)
     bases = [Path(data_dir)] if data_dir else []
     return _records_from_dataset(
-        ds, desc, audio_column, caption_columns, label_column, [*bases, folder, Path.cwd()]
+        ds, desc, audio_column, caption_columns, label_column, [*bases, folder, Path.cwd()], keep_columns
     )
 
 
@@ -595,9 +623,10 @@ def _load_hub_dataset(
     name: str,
     split: str,
     audio_column: str,
-    caption_columns: Sequence[str],
+    caption_columns: Sequence[str] | None,
     label_column: str | None,
     data_dir: str | None,
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     # Needs network access to the Hugging Face Hub (or a populated datasets cache / HF_HUB_OFFLINE).
     from datasets import load_dataset
@@ -609,7 +638,7 @@ def _load_hub_dataset(
             raise MissingSplitError(f"{name}: no split '{split}' ({err})") from err
         raise
     return _records_from_dataset(
-        ds, f"{name} [{split}]", audio_column, caption_columns, label_column, [Path.cwd()]
+        ds, f"{name} [{split}]", audio_column, caption_columns, label_column, [Path.cwd()], keep_columns
     )
 
 
@@ -620,6 +649,7 @@ def load_records(
     caption_columns: Sequence[str] | None = None,
     label_column: str | None = "label",
     data_dir: str | None = None,
+    keep_columns: Sequence[str] = (),
 ) -> list[AudioTextRecord]:
     """Read one split of an audio-caption corpus into records (audio is not decoded here).
 
@@ -631,6 +661,7 @@ def load_records(
     ``text``) and logged. ``label_column`` is optional
     (``None`` labels when absent). ``data_dir`` is the base folder for relative audio paths of
     ``.csv``/``.jsonl`` files and saved datasets, or ``load_dataset``'s ``data_dir`` for Hub ids.
+    ``keep_columns``: other columns to keep, per record, in ``record.extra`` (e.g. a benchmark's fold).
 
     Raises ``ValueError`` naming the file and row for missing columns, empty captions or an empty
     dataset, and ``FileNotFoundError`` for a local path that does not exist.
@@ -652,12 +683,14 @@ def load_records(
             label_column=label_column,
             bases=bases,
             from_text_file=True,
+            keep_columns=keep_columns,
         )
+    columns = (audio_column, caption_columns, label_column)
     if path.is_dir():
         if _is_saved_dataset(path):
-            return _load_saved_dataset(path, split, audio_column, caption_columns, label_column, data_dir)
-        return _load_audiofolder(path, split, audio_column, caption_columns, label_column)
+            return _load_saved_dataset(path, split, *columns, data_dir, keep_columns)
+        return _load_audiofolder(path, split, *columns, keep_columns)
     looks_local = path.suffix.lower() in (".csv", ".jsonl", ".json") or str(data).startswith(("/", ".", "~"))
     if looks_local or not _HUB_ID.match(str(data)):
         raise FileNotFoundError(f"{data}: no such file or folder")
-    return _load_hub_dataset(str(data), split, audio_column, caption_columns, label_column, data_dir)
+    return _load_hub_dataset(str(data), split, *columns, data_dir, keep_columns)

@@ -311,7 +311,18 @@ class EvalArguments(CorpusArguments):
             "aliases": ["--data"],
         }
     )
-    eval_split: str = field(default="test", metadata={"help": "Split to evaluate.", "aliases": ["--split"]})
+    eval_split: str | None = field(
+        default=None,
+        metadata={"help": "Split to evaluate (default: test, or the --benchmark's).", "aliases": ["--split"]},
+    )
+    benchmark: str | None = field(
+        default=None,
+        metadata={
+            "help": "A standard benchmark's layout and protocol (evaluation_presets.py): esc50, urbansound8k "
+            "(zero-shot accuracy per fold and mean), clotho, audiocaps (retrieval).",
+            "choices": ("esc50", "urbansound8k", "clotho", "audiocaps"),
+        },
+    )
     class_labels: list[str] | None = field(
         default=None, metadata={"help": "Candidate labels for zero-shot (default: the labels in the data)."}
     )

@@ -1,0 +1,129 @@
+"""Standard audio-text benchmarks as presets of ``eval_supclap.py --benchmark NAME``.
+
+Each preset knows its layout (which columns hold the audio, captions, labels and folds; several rows
+per clip for AudioCaps) and its protocol, so that a user passes only the data:
+
+* ``esc50``: ESC-50 (2,000 clips, 50 classes, 5 folds): zero-shot accuracy per fold and their mean,
+  prompt "This is a sound of {label}." (``dog``, ``chirping_birds`` -> "chirping birds").
+* ``urbansound8k``: UrbanSound8K (8,732 clips, 10 classes, 10 folds), the same protocol.
+* ``clotho``: Clotho evaluation split: retrieval with the five captions ``caption_1..caption_5``.
+* ``audiocaps``: AudioCaps test split: retrieval, one row per (clip, caption), grouped per clip.
+
+``--eval_data`` is a local folder in the layout the preset names (an audiofolder whose metadata has
+those columns, or a ``save_to_disk`` folder) or, for users with the Hub, a dataset id such as the
+``hub_id`` of each preset (not checked here: nothing reaches the Hub in this project's tests).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .data.loading import AudioTextRecord, load_records
+from .evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records
+
+
+def _label_words(label: str) -> str:
+    return label.replace("_", " ").strip()
+
+
+@dataclass(frozen=True)
+class BenchmarkPreset:
+    name: str
+    task: str  # "zero_shot" (per fold) or "retrieval"
+    hub_id: str
+    split: str
+    label_column: str | None = None
+    fold_column: str | None = None
+    caption_columns: tuple[str, ...] | None = None
+    group_by_audio: bool = False  # several rows per clip (AudioCaps): one record with every caption
+    template: str = DEFAULT_PROMPT_TEMPLATE
+    label_text: Callable[[str], str] = _label_words
+
+    def load(self, data: str, split: str | None = None) -> list[AudioTextRecord]:
+        if self.task == "zero_shot":  # no captions: the class name stands in (retrieval is not reported)
+            records = load_records(
+                data,
+                split=split or self.split,
+                caption_columns=(self.label_column,),
+                label_column=self.label_column,
+                keep_columns=(self.fold_column,) if self.fold_column else (),
+            )
+            for record in records:
+                record.label = self.label_text(str(record.label))
+                record.captions = [record.label]
+            return records
+        records = load_records(data, split=split or self.split, caption_columns=self.caption_columns)
+        return _group_by_audio(records) if self.group_by_audio else records
+
+
+def _audio_key(record: AudioTextRecord) -> Any:
+    audio = record.audio
+    return audio.get("path") or id(audio) if isinstance(audio, dict) else audio
+
+
+def _group_by_audio(records: Sequence[AudioTextRecord]) -> list[AudioTextRecord]:
+    """One record per clip with the captions of all its rows, in the order the clips first appear."""
+    grouped: dict[Any, AudioTextRecord] = {}
+    for record in records:
+        key = _audio_key(record)
+        if key in grouped:
+            grouped[key].captions.extend(record.captions)
+        else:
+            grouped[key] = AudioTextRecord(record.audio, list(record.captions), record.label, record.source)
+    return list(grouped.values())
+
+
+PRESETS: dict[str, BenchmarkPreset] = {
+    "esc50": BenchmarkPreset("esc50", "zero_shot", "ashraq/esc50", "train", "category", "fold"),
+    "urbansound8k": BenchmarkPreset(
+        "urbansound8k", "zero_shot", "danavery/urbansound8K", "train", "class", "fold"
+    ),
+    "clotho": BenchmarkPreset(
+        "clotho",
+        "retrieval",
+        "CLAPv2/Clotho",
+        "test",
+        caption_columns=tuple(f"caption_{k}" for k in range(1, 6)),
+    ),
+    "audiocaps": BenchmarkPreset(
+        "audiocaps", "retrieval", "d0rj/audiocaps", "test", caption_columns=("caption",), group_by_audio=True
+    ),
+}
+
+
+def run_benchmark(
+    preset: BenchmarkPreset,
+    model: Any,
+    processor: Any,
+    records: Sequence[AudioTextRecord],
+    template: str | None = None,
+    **evaluate_kwargs: Any,
+) -> dict[str, Any]:
+    """The preset's protocol on ``records``: per-fold zero-shot accuracy and their mean, or retrieval."""
+    template = template or preset.template
+    if preset.task == "retrieval":
+        results = evaluate_records(model, processor, records, zero_shot=False, **evaluate_kwargs)
+        return {"benchmark": preset.name, **results}
+    classes = sorted({record.label for record in records})
+    folds = sorted({record.extra.get(preset.fold_column) for record in records}, key=str)
+    per_fold = {}
+    for fold in folds:
+        subset = [r for r in records if r.extra.get(preset.fold_column) == fold]
+        result = evaluate_records(
+            model, processor, subset, class_labels=classes, template=template, **evaluate_kwargs
+        )
+        per_fold[str(fold)] = result["zero_shot"]["accuracy"]
+    return {
+        "benchmark": preset.name,
+        "num_clips": len(records),
+        "num_classes": len(classes),
+        "zero_shot": {
+            "per_fold_accuracy": per_fold,
+            "mean_accuracy": statistics.fmean(per_fold.values()),
+            "template": template,
+            "chance_accuracy": 100.0 / len(classes),
+        },
+    }
