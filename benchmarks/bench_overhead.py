@@ -21,6 +21,8 @@ subprocess; runs alternate (the order rotates every round) and the table reports
 * ``ours, no probe``: the same plus ``--drift_probe_steps 0`` (only with ``--max_steps`` >= 100).
 * ``ours, per-tensor AdamW`` (diagnostic, only with ``--methods``): ``ours`` with ``--optim adamw_torch``
   (torch's per-tensor AdamW loop; the default, like the Trainer's ``adamw_torch_fused``, is fused).
+* ``ours, torch.compile`` (only with ``--methods``): ``ours`` with ``--torch_compile``; the compilation
+  happens in the first steps, inside the timed span, as a user pays it.
 
 samples/s = steps x batch / training time (wall clock). The same span is also measured in CPU seconds of
 the run's main process (``time.process_time``: all its threads, not the DataLoader worker process, on both
@@ -59,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("trainer", "ours", "ours, no probe", "ours, per-tensor AdamW")
+METHODS = ("trainer", "ours", "ours, no probe", "ours, per-tensor AdamW", "ours, torch.compile")
 
 
 def trainer_worker(args: argparse.Namespace) -> None:
@@ -172,6 +174,8 @@ def run_method(method: str, args: argparse.Namespace, workdir: Path, tag: str) -
             cmd += ["--drift_probe_steps", "0"]
         if method == "ours, per-tensor AdamW":
             cmd += ["--optim", "adamw_torch"]
+        if method == "ours, torch.compile":
+            cmd += ["--torch_compile"]
     env = _env(args)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=args.timeout)

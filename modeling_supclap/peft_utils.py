@@ -78,7 +78,7 @@ def unwrap_supclap(model: torch.nn.Module) -> SupClapModel:
     """The ``SupClapModel`` inside DDP / ``torch.compile`` / PEFT wrappers (itself if unwrapped)."""
     from accelerate.utils import extract_model_from_parallel
 
-    inner = extract_model_from_parallel(model)
+    inner = extract_model_from_parallel(model, keep_torch_compile=False)
     return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 

@@ -181,3 +181,24 @@ def test_resuming_mid_epoch_keeps_the_next_epochs_order(small_corpus_cache, tmp_
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["resumed"][0] == out["full"][0][3:]
     assert out["resumed"][1] == out["full"][1] != out["full"][0]
+
+
+COMPILE_DRIVER = """
+import sys
+from modeling_supclap.training.arguments import TrainArguments
+from modeling_supclap.training.run import build_accelerator
+
+arguments = TrainArguments(torch_compile=sys.argv[1] == "yes", use_cpu=True, report_to=["none"])
+accelerator = build_accelerator(arguments)
+plugin = accelerator.state.dynamo_plugin
+print(plugin.backend.value.lower(), plugin.dynamic)
+"""
+
+
+def test_torch_compile_flag_makes_accelerate_compile_the_model_with_dynamic_shapes():
+    """The flag's wiring (compiling itself takes minutes on CPU: measured in benchmarks/bench_overhead.py)."""
+    on = run_script(["-c", COMPILE_DRIVER, "yes"])
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert on.stdout.split() == ["inductor", "True"]
+    off = run_script(["-c", COMPILE_DRIVER, "no"])
+    assert off.returncode == 0 and off.stdout.split()[0] == "no"

@@ -252,6 +252,16 @@ class TrainArguments:
         default="no",
         metadata={"help": "bf16 works on CPU.", "choices": ("no", "fp16", "bf16")},
     )
+    torch_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the model (inductor, dynamic shapes). Pays on long runs: compiling takes "
+            "minutes on CPU before the first step (docs/BENCHMARKS.md)."
+        },
+    )
+    torch_compile_mode: str | None = field(
+        default=None, metadata={"help": "torch.compile mode: default, reduce-overhead, max-autotune..."}
+    )
     use_cpu: bool = field(
         default=False,
         metadata={"help": "Force the CPU even where a GPU is present.", "aliases": ["--cpu"]},

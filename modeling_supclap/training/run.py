@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, set_seed
+from accelerate.utils import InitProcessGroupKwargs, TorchDynamoPlugin, set_seed
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
 from ..configuration_supclap import SupClapConfig
@@ -72,6 +72,10 @@ def build_accelerator(train_args: TrainArguments) -> Accelerator:
         project_dir=train_args.output_dir,
         # Collectives give up on a dead or hung peer after --ddp_timeout (resilience.py names it).
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=train_args.ddp_timeout))],
+        # --torch_compile: Accelerate compiles the prepared model (dynamic shapes: captions vary in length).
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor", mode=train_args.torch_compile_mode, dynamic=True)
+        if train_args.torch_compile
+        else None,
     )
 
 
