@@ -42,8 +42,8 @@ def _train(argv: Sequence[str], **train_kwargs) -> None:
 
 
 def _shutdown_process_group(exit_code: int, timeout_s: float = 60.0) -> None:
-    """Destroy the process group (a live gloo/nccl group aborts the interpreter at exit), but never let
-    it hang the exit: once, under heavy load, a gloo process stayed in it after its peer had exited."""
+    """Destroy the process group (a live gloo/nccl group aborts the interpreter at exit), after the run's
+    objects are freed, and never let it hang the exit (gloo's destructor can deadlock on the GIL)."""
     import threading
 
     import torch.distributed as dist

@@ -63,7 +63,12 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
             print("\nData checks:\n" + summary)
         print(f"\nSaved model, processor, model card and metrics to {output_dir}")
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    # Trackers only: not accelerator.end_training(), which also destroys the process group while the
+    # DDP model still holds it. Freeing the model then ran gloo's destructor with the GIL held while its
+    # worker thread waited for the GIL: a deadlock at exit, seen under load. The CLI destroys the
+    # group after the run's objects are gone (cli/train.py).
+    for tracker in accelerator.trackers:
+        tracker.finish()
     if run.lock is not None:
         run.lock.release()
     return results
