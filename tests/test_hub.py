@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import run_script, tiny_train_args
-from helpers.hub_server import HubServer
+from helpers.hub_server import HubServer, point_clients_at
 
 # Planted token of the user "ns": it may travel in Authorization headers and nowhere else.
 TOKEN = "hf_SupClapPlantedToken0123456789abcdefXYZ"
@@ -135,11 +135,7 @@ print(json.dumps({
 def hub(tmp_path, monkeypatch):
     """The stand-in Hub, with this process' environment pointing subprocess clients at it."""
     with HubServer(tokens={TOKEN: "ns", OTHER_TOKEN: "other"}) as server:
-        for key, value in server.client_env(tmp_path / "hf_home", token=TOKEN).items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, value)
+        point_clients_at(server, tmp_path / "hf_home", TOKEN, monkeypatch)
         yield server
 
 

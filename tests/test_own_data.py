@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 from helpers.cli import REPO, run_script, tiny_train_args
-from helpers.hub_server import HubServer
+from helpers.hub_server import HubServer, point_clients_at
 
 pytestmark = pytest.mark.slow
 
@@ -51,11 +51,7 @@ def _readme_walkthrough() -> list[str]:
 def hub(tmp_path, monkeypatch):
     """The stand-in Hub (tests/helpers/hub_server.py), subprocess clients pointed at it."""
     with HubServer(tokens={TOKEN: "me"}) as server:
-        for key, value in server.client_env(tmp_path / "hf_home", token=TOKEN).items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, value)
+        point_clients_at(server, tmp_path / "hf_home", TOKEN, monkeypatch)
         yield server
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_script
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script
 from safetensors.torch import load_file
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -327,36 +327,10 @@ def test_two_cpu_processes_train_from_shards_each_sample_once_per_epoch(model_di
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     out = tmp_path / "ddp"
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
     args = _stream_args(
         model_dir, shards, corpus, out, "--per_device_train_batch_size", "4", "--max_steps", "16"
     )
-    result = subprocess.run(
-        [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--num_cpu_threads_per_process",
-            "1",
-            "--main_process_port",
-            "0",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(driver),
-            *args,
-        ],  # fmt: skip
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "SAMPLE_LOG": str(tmp_path / "ddp.log")},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = accelerate_launch_two_cpu(str(driver), args, SAMPLE_LOG=str(tmp_path / "ddp.log"))
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_state"]["num_processes"] == 2 and metrics["train_state"]["step"] == 16

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script, tiny_train_args
 from safetensors.torch import load_file
 
 from modeling_supclap.training import checkpointing
@@ -162,34 +162,8 @@ def test_partial_checkpoint_gives_a_clear_error(small_corpus_cache, tmp_path):
 @pytest.mark.slow
 def test_two_cpu_processes_train_and_save_one_model(small_corpus_cache, tmp_path):
     out = tmp_path / "ddp"
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
-        [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--num_cpu_threads_per_process",
-            "1",
-            "--main_process_port",
-            "0",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "train_supclap.py",
-            *tiny_train_args(small_corpus_cache, out, "--per_device_train_batch_size", "4"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    args = tiny_train_args(small_corpus_cache, out, "--per_device_train_batch_size", "4")
+    result = accelerate_launch_two_cpu("train_supclap.py", args)
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_state"]["num_processes"] == 2

@@ -70,3 +70,25 @@ def run_script(args: list[str], timeout: int = 600, **kwargs) -> subprocess.Comp
         timeout=timeout,
         **kwargs,
     )
+
+
+def accelerate_launch_two_cpu(
+    script: str, args: list[str], timeout: int = 600, **env
+) -> subprocess.CompletedProcess:
+    """``accelerate launch`` of ``script`` as two gloo processes on the CPU (the README's line)."""
+    import shutil
+
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or "accelerate"
+    launcher = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--num_cpu_threads_per_process", "1", "--main_process_port", "0", "--mixed_precision", "no",
+        "--dynamo_backend", "no",
+    ]  # fmt: skip
+    return subprocess.run(
+        [*launcher, script, *args],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

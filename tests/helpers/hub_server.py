@@ -410,3 +410,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+
+def point_clients_at(server: HubServer, hf_home: Path, token: str, monkeypatch) -> None:
+    """Point this process's environment (inherited by subprocess clients) at ``server``."""
+    for key, value in server.client_env(hf_home, token=token).items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
