@@ -5,6 +5,9 @@ result dict (metric floats, ``mAP_definition``, counts) or on rank tensors, neve
 scores (no ties), tie-heavy small-integer embeddings (every dot product exact in float32, so both
 implementations see the same score values), constant embeddings, ragged captions per clip, cut-offs
 at and beyond N, and chunk sizes 1, 7 and 1024 (plus sizes that are not multiples of the filter blocks).
+Gaussian embeddings are put on a coarse grid so that their dot products are exact too.  Where BLAS
+rounding does matter (collapsed float32 embeddings whose exact ties round apart), the tests at the end
+check the pessimistic rule itself.
 """
 
 from __future__ import annotations
@@ -42,8 +45,14 @@ def _gaussian(seed: int, num_audio: int, counts, dim: int = 16, noise: float = 1
     ids = torch.repeat_interleave(torch.arange(num_audio), torch.as_tensor(counts))
     ids = ids[torch.randperm(len(ids), generator=g)]
     audio = torch.nn.functional.normalize(torch.randn(num_audio, dim, generator=g), dim=1)
-    text = audio[ids] + noise * torch.randn(len(ids), dim, generator=g)
-    return torch.nn.functional.normalize(text, dim=1), audio, ids
+    text = torch.nn.functional.normalize(audio[ids] + noise * torch.randn(len(ids), dim, generator=g), dim=1)
+    # On a grid of 2**-6: every dot product is exact in float32 and two different scores differ by at least
+    # 2**-12, far beyond the module's rounding slack, so the exact tie rule of the reference applies.
+    return _on_grid(text), _on_grid(audio), ids
+
+
+def _on_grid(x: torch.Tensor) -> torch.Tensor:
+    return torch.round(x * 64) / 64
 
 
 @pytest.mark.parametrize("chunk_size", CHUNKS)
@@ -144,3 +153,49 @@ def test_thread_count_restored_and_public_wrapper():
     assert torch.get_num_threads() == torch_threads
     assert {k: v for k, v in out.items() if k != "chance"} == _old(text, audio, ids)
     assert set(out["chance"]) == {k for k, v in out.items() if isinstance(v, float)}
+
+
+def _unit(rows: int, dim: int, seed: int) -> torch.Tensor:
+    return torch.nn.functional.normalize(
+        torch.randn(rows, dim, generator=torch.Generator().manual_seed(seed)), dim=1
+    )
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+def test_collapsed_text_embeddings_never_score(chunk_size):
+    """Every caption embeds alike (e.g. captions cut to <s></s>): in exact arithmetic every clip's captions
+    tie with all the others, so no clip may find its own; BLAS rounds the row-wise positive scores and the
+    matmul entries apart by an ulp, which must not turn those ties into wins."""
+    audio = _unit(40, 512, 0)
+    text = _unit(1, 512, 1).repeat(200, 1)
+    ids = torch.arange(40).repeat_interleave(5)
+    got = _new(text, audio, ids, chunk_size=chunk_size)
+    assert got["a2t_R@1"] == got["a2t_R@10"] == got["a2t_mAP@10"] == 0.0
+    # T2A: the one clip scoring highest with the shared caption is found by its own 5 captions.
+    assert got["t2a_R@1"] == pytest.approx(100 * 5 / 200)
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+def test_collapsed_audio_embeddings_never_score(chunk_size):
+    text = _unit(120, 512, 2)
+    audio = _unit(1, 512, 3).repeat(30, 1)
+    ids = torch.arange(30).repeat_interleave(4)
+    got = _new(text, audio, ids, chunk_size=chunk_size)
+    assert got["t2a_R@1"] == got["t2a_R@10"] == got["t2a_mAP@10"] == 0.0
+
+
+def test_rounding_slack_is_far_below_meaningful_score_gaps():
+    """The slack (16 ulps of max|t| max|a|) exceeds what BLAS was measured to do (1 ulp), and a genuine
+    score gap above it is still ranked by score."""
+    slack = metric_function("retrieval", "rounding_slack")
+    audio, text = _unit(300, 512, 4), _unit(500, 512, 5)
+    ids = torch.randint(0, 300, (500,), generator=torch.Generator().manual_seed(6))
+    rowwise = metric_function("retrieval", "positive_scores")(text, audio, ids)
+    matmul = (text @ audio.T)[torch.arange(500), ids]
+    assert float((rowwise - matmul).abs().max()) < slack(text, audio) / 4
+    assert slack(text, audio) < 2e-6
+    # Two clips 1e-5 apart for a caption: the better one is ranked first, the other is not.
+    audio = torch.tensor([[1.0, 0.0], [1.0 - 1e-5, 0.0]])
+    text = torch.tensor([[1.0, 0.0], [1.0 - 1e-5, 0.0]])
+    got = _new(text, audio, torch.tensor([0, 1]), ks=(1,), map_k=1)
+    assert got["t2a_R@1"] == 50.0  # caption 0 finds clip 0; caption 1 scores clip 0 higher than its clip 1

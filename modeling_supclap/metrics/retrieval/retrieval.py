@@ -52,11 +52,17 @@ embeddings score R@1 = 0, not 100), and tied relevant captions of the same clip 
 (two identical best captions still give an A2T hit at R@1).  The count is exact and computed row by row,
 so the result does not depend on ``chunk_size`` *given the score values*.  The score of every relevant
 (caption, own clip) pair is computed once, as a row-wise dot product independent of ``chunk_size``, and
-written over its matmul entry, so both directions compare against the same value.  Caveat: BLAS may
-round the last bit of the other dot products differently depending on the shape of the matmul (with
-MKL, chunks of 1-7 rows differ from larger ones by <= ~1.5e-7), which can swap two items whose scores
-differ by less than that; results are identical across chunk sizes whenever the dot products are
-computed exactly (and, in practice, for chunk sizes >= 8 with MKL).
+written over its matmul entry, so both directions compare against the same value.
+
+Rounding slack: BLAS rounds a matmul entry and the row-wise dot product of the same two vectors
+differently (measured: up to 1 ulp of ``|t| |a|``, depending on the matmul's shape), so a non-relevant
+candidate that ties a relevant one in exact arithmetic (collapsed embeddings, identical captions) could
+land just below it and count as beaten.  Every relevant score is therefore lowered by
+``ROUNDING_SLACK_ULPS * eps(dtype) * max|t| * max|a|`` (about 1.9e-6 for unit float32 vectors) before
+comparing: a non-relevant candidate within that slack counts as tied, hence ranked first (pessimistic).
+Relevant items compare with each other exactly (all are lowered alike).  Exactly computed scores (small
+integers) differ by far more than the slack, so for them the rule is the exact one above.  TF32 matmuls
+(``torch.backends.cuda.matmul.allow_tf32``) round far more coarsely than the slack: leave them off.
 
 Complexity: ONE chunked pass over the caption x clip score matrix ``text @ audio.T`` gives both
 directions.  First the Nt relevant scores (a gather, O(Nt d)); then, for each chunk of ``chunk_size``
@@ -167,6 +173,8 @@ ROW_BLOCK = 16  # A2T filter: maxima of blocks of this many caption rows, per cl
 GROUP_COLS = 16  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
 NUMPY_HITS = True  # find filter hits with numpy on CPU (False: torch.nonzero, the path used on GPUs)
 GATHER_ROWS = 1024  # rows per step of the positive-score gather (fixed: positives never depend on chunks)
+# relevant scores are lowered by this many eps of max|t| max|a| (see "Rounding slack" above)
+ROUNDING_SLACK_ULPS = 16
 
 
 def _group_captions(ids: torch.Tensor, num_audio: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,6 +211,13 @@ def positive_scores(text: torch.Tensor, audio: torch.Tensor, ids: torch.Tensor) 
         torch.index_select(audio, 0, ids[start:stop], out=block)
         pos[start:stop] = block.mul_(text[start:stop]).sum(1)
     return pos
+
+
+def rounding_slack(text: torch.Tensor, audio: torch.Tensor) -> float:
+    """How far a matmul entry may round from the row-wise dot product of the same vectors (an upper bound
+    with a wide margin on what BLAS does; see "Rounding slack" in the module docstring)."""
+    largest = float(text.norm(dim=1).max()) * float(audio.norm(dim=1).max())
+    return ROUNDING_SLACK_ULPS * torch.finfo(text.dtype).eps * largest
 
 
 def _ties_in_runs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,7 +343,7 @@ def _one_pass_ranks(
     num_text, num_audio = text.shape[0], audio.shape[0]
     dev, dtype = text.device, text.dtype
     chunk_size = min(chunk_size, num_text)  # no buffer rows beyond the data (the chunks are the same)
-    pos = positive_scores(text, audio, ids)
+    pos = positive_scores(text, audio, ids) - rounding_slack(text, audio)
 
     # A2T thresholds: the scores of every clip's captions, ascending (stable: tied ones by caption index).
     groups, valid = _group_captions(ids, num_audio)
