@@ -9,11 +9,15 @@ turns it sideways. We report, over a fixed probe batch:
 * ``perp_parallel_ratio``: mean ``||(I - u u^T) g_i|| / |u^T g_i|`` (lower = less drift);
 * the same two under the base loss alone (``base_cosine``, ``base_perp_parallel_ratio``), so a
   run shows what SVR changes on the same embeddings;
-* radius statistics: mean, spread and how often R lies outside [0, D] (constraint active).
+* radius statistics: mean, spread and how often R lies outside [0, D] (constraint active);
+* per tower, what the embeddings look like (:func:`representation_measures`): alignment and uniformity
+  (Wang & Isola 2020), effective rank and mean pairwise cosine, to tell a collapsing tower from one that
+  spreads.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,34 @@ def drift_measures(
     return measures
 
 
+def representation_measures(text: torch.Tensor, audio: torch.Tensor) -> dict[str, float]:
+    """Geometry of a batch of L2-normalised paired embeddings (n, d), per tower.
+
+    * ``alignment``: mean ||t_i - a_i||^2 over pairs (lower = positives closer);
+    * ``{tower}_uniformity``: log mean exp(-2 ||x_i - x_j||^2) over pairs i != j (lower = more spread;
+      -4 is the limit of a uniform sphere, 0 a collapsed tower);
+    * ``{tower}_effective_rank``: exp of the entropy of the normalised singular values of the centred
+      embeddings (Roy & Vetterli 2007): 1 when they vary along one direction, up to min(n, d);
+    * ``{tower}_mean_cosine``: mean cosine of distinct pairs (1 = collapsed).
+    """
+    text, audio = text.detach().float(), audio.detach().float()
+    measures = {"alignment": float((text - audio).pow(2).sum(-1).mean())}
+    n = text.shape[0]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=text.device)
+    for tower, x in (("text", text), ("audio", audio)):
+        cosine = x @ x.t()
+        squared_distance = (2 - 2 * cosine).clamp_min(0)[off_diagonal]
+        measures[f"{tower}_uniformity"] = float(
+            torch.logsumexp(-2 * squared_distance, 0) - math.log(n * n - n)
+        )
+        singular = torch.linalg.svdvals(x - x.mean(0, keepdim=True))
+        p = singular / singular.sum().clamp_min(1e-12)
+        entropy = -(p * p.clamp_min(1e-12).log()).sum()
+        measures[f"{tower}_effective_rank"] = float(entropy.exp())
+        measures[f"{tower}_mean_cosine"] = float(cosine[off_diagonal].mean())
+    return measures
+
+
 def radius_values(loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor | None:
     """Raw radii R of the text anchors of a batch (for the histogram); None without SVR."""
     if loss_fn.radius is None:
@@ -100,7 +132,8 @@ class DriftProbe:
     def measure(self, model) -> dict[str, float]:
         text, audio = self.embeddings(model)
         scale_t, scale_a = model.logit_scales()
-        return drift_measures(active_loss_fn(model), text, audio, scale_t, scale_a)
+        measures = drift_measures(active_loss_fn(model), text, audio, scale_t, scale_a)
+        return {**measures, **representation_measures(text, audio)}
 
     def radii(self, model) -> torch.Tensor | None:
         text, audio = self.embeddings(model)
@@ -159,6 +192,25 @@ def save_training_plots(results: dict[str, Any], output_dir: str | Path) -> list
         axes[1].legend()
         fig.tight_layout()
         written.append(output_dir / "drift.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+
+    if any("text_uniformity" in row for row in drift):
+        fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+        panels = (
+            ("uniformity", "log mean exp(-2 d^2) (lower = spread)"),
+            ("effective_rank", "effective rank"),
+            ("mean_cosine", "mean pairwise cosine"),
+        )
+        for ax, (measure, ylabel) in zip(axes, panels):
+            for tower in ("text", "audio"):
+                ax.plot(*_series(drift, f"{tower}_{measure}"), label=tower)
+            ax.set(xlabel="step", ylabel=ylabel, title=measure.replace("_", " "))
+            ax.legend()
+        axes[3].plot(*_series(drift, "alignment"))
+        axes[3].set(xlabel="step", ylabel="mean ||t - a||^2", title="alignment (lower = closer)")
+        fig.tight_layout()
+        written.append(output_dir / "representation.png")
         fig.savefig(written[-1], dpi=100)
         plt.close(fig)
 

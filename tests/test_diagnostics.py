@@ -11,6 +11,7 @@ from modeling_supclap.diagnostics import (
     drift_measures,
     drift_of_gradient,
     pull_directions,
+    representation_measures,
     save_training_plots,
 )
 from modeling_supclap.losses import InfoNCELoss, SupClapLoss
@@ -59,6 +60,41 @@ def test_svr_lowers_the_sideways_push_on_the_same_embeddings():
     assert measures["cosine"] > measures["base_cosine"]
 
 
+def test_representation_measures_of_a_collapsed_and_an_orthonormal_tower():
+    """Collapsed text (every caption the same vector) vs audio on an orthonormal basis, by hand.
+
+    Collapsed: distinct pairs at distance 0, so uniformity log mean exp(0) = 0, mean cosine 1, and the centred
+    embeddings are zero: no direction at all. Orthonormal e_1..e_n: squared distance 2 between any two, so
+    uniformity -4 and mean cosine 0; centring leaves n - 1 equal singular values: effective rank n - 1.
+    Alignment: ||e_1 - e_i||^2 is 0 for i = 1 and 2 otherwise, so the mean is 2 (n - 1) / n.
+    """
+    n = 6
+    audio = torch.eye(n, dtype=torch.float64)
+    text = audio[:1].repeat(n, 1)
+    measures = representation_measures(text, audio)
+    assert measures["text_uniformity"] == pytest.approx(0.0)
+    assert measures["text_mean_cosine"] == pytest.approx(1.0)
+    assert measures["audio_uniformity"] == pytest.approx(-4.0)
+    assert measures["audio_mean_cosine"] == pytest.approx(0.0, abs=1e-12)
+    assert measures["audio_effective_rank"] == pytest.approx(n - 1)
+    assert measures["alignment"] == pytest.approx(2 * (n - 1) / n)
+
+
+def test_effective_rank_counts_the_directions_embeddings_vary_along():
+    generator = torch.Generator().manual_seed(0)
+    coefficients = torch.randn(64, 2, generator=generator, dtype=torch.float64)
+    basis = torch.linalg.qr(torch.randn(16, 16, generator=generator, dtype=torch.float64))[0][:, :2]
+    flat = torch.nn.functional.normalize(coefficients @ basis.t(), dim=-1)
+    spread = torch.nn.functional.normalize(
+        torch.randn(64, 16, generator=generator, dtype=torch.float64), dim=-1
+    )
+    flat_rank = representation_measures(flat, flat)["text_effective_rank"]
+    spread_rank = representation_measures(spread, spread)["text_effective_rank"]
+    assert 1.5 < flat_rank <= 2.0 + 1e-9  # unit vectors in a 2-d plane
+    assert spread_rank > 12
+    assert representation_measures(spread, spread)["alignment"] == pytest.approx(0.0)
+
+
 def test_training_plots_are_written(tmp_path):
     results = {
         "history": [
@@ -73,6 +109,12 @@ def test_training_plots_are_written(tmp_path):
                     "base_cosine": 0.4,
                     "perp_parallel_ratio": 1.0,
                     "base_perp_parallel_ratio": 1.2,
+                    **{
+                        f"{tower}_{m}": 0.5
+                        for tower in ("text", "audio")
+                        for m in ("uniformity", "effective_rank", "mean_cosine")
+                    },
+                    "alignment": 0.3,
                 }
                 for s in (1, 2, 3)
             ],
@@ -80,5 +122,10 @@ def test_training_plots_are_written(tmp_path):
         },
     }
     written = save_training_plots(results, tmp_path)
-    assert [p.name for p in written] == ["training_curves.png", "drift.png", "radius_histogram.png"]
+    assert [p.name for p in written] == [
+        "training_curves.png",
+        "drift.png",
+        "representation.png",
+        "radius_histogram.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in written)
