@@ -113,3 +113,30 @@ def test_bench_quality_smoke(small_corpus_cache, tmp_path):
     )
     assert report.count("skipped (metrics.json exists)") == 2, report
     assert json.loads((tmp_path / "q2.json").read_text())["variants"] == summary["variants"]
+
+
+@pytest.mark.slow
+def test_diagnose_recipe_smoke(small_corpus_cache, tmp_path):
+    """Two recipes (one with a patched text tower) train with the probe on; table, JSON, plot; resumable."""
+    args = [
+        "--out_dir",
+        str(tmp_path / "runs"),
+        "--json",
+        str(tmp_path / "d.json"),
+        "--plot",
+        str(tmp_path / "d.png"),
+    ]
+    rows = _rows(_run("diagnose_recipe.py", *args, "--", "--cache_dir", str(small_corpus_cache)))
+    assert set(rows) >= {"infonce", "tfac3"}, rows.keys()
+    summary = json.loads((tmp_path / "d.json").read_text())["recipes"]
+    for name in ("infonce", "tfac3"):
+        probes = summary[name]["probes"]
+        assert [p["step"] for p in probes] == [2, 4]
+        assert probes[-1]["text_effective_rank"] >= 1 and -4.01 <= probes[-1]["text_uniformity"] <= 0
+    assert summary["tfac3"]["sub_config_overrides"] == {"text_config": {"initializer_factor": 3.0}}
+    # The patch reached the model: the saved text tower config carries it.
+    saved = json.loads((tmp_path / "runs" / "tfac3" / "config.json").read_text())
+    assert saved["text_config"]["initializer_factor"] == 3.0
+    assert (tmp_path / "d.png").stat().st_size > 1000
+    again = _run("diagnose_recipe.py", *args, "--", "--cache_dir", str(small_corpus_cache))
+    assert "# infonce: done before" in again

@@ -93,6 +93,12 @@ class ModelArguments:
     predictor_detach_input: bool | None = _loss_flag(
         "predictor_detach_input", "Feed the radius predictor detached similarities."
     )
+    logit_scale_init_value: float | None = _loss_flag(
+        "logit_scale_init_value", "Initial InfoNCE logit scale 1/tau of a new model (CLAP's 1/0.07)."
+    )
+    siglip_logit_scale_init: float | None = _loss_flag(
+        "siglip_logit_scale_init", "Initial SigLIP logit scale of a new model."
+    )
     logit_scale_max: float | None = _loss_flag("logit_scale_max", "Clamp of the logit scale 1/tau.")
     freeze_logit_scale: bool | None = _loss_flag("freeze_logit_scale", "Keep the logit scale fixed.")
     gradient_cache_chunk_size: int | None = _loss_flag(
