@@ -34,12 +34,23 @@ Budget: at 400 or 600 steps (cosine schedule ending there) the small preset is s
 test split (InfoNCE T2A R@1 ~2-3 %, chance 0.4 %), so the variants cannot be told apart; 1200 steps (the
 CLI's default, ~4-8 min per run on 2 shared cores) is the smallest budget used for the documented table.
 
+Tuned baselines (``--learning_rates 3e-4 1e-3 3e-3 --seeds 5``): every variant is first trained once per
+rate with ``--sweep_seed`` (0), each variant keeps the rate with the best *validation* mean R@1 (the test
+split never chooses), and then runs with seeds 0..N-1 at that rate (the sweep's run is reused for its
+seed). The report adds, per SVR variant, the seed-by-seed difference in mean R@1 against its base loss
+at the base loss's own best rate: mean ± std, seeds won, and an exact two-sided sign-flip test::
+
+    nohup python benchmarks/bench_quality.py --learning_rates 3e-4 1e-3 3e-3 --seeds 5 --jobs 2 \
+        --threads 1 --json docs/results/quality_tuned.json --plot docs/results/quality_tuned.png \
+        > quality_tuned.log 2>&1 &
+
 ``--jobs 2`` trains two runs side by side (the metrics do not depend on it; ``train s/run`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -69,7 +80,15 @@ QUESTION_VARIANTS = [
 METRIC_KEYS = (*RETRIEVAL_KEYS, "zero_shot_acc", "mean_R@1")
 
 
-def run_command(variant: str, seed: int, run_dir: Path, args: argparse.Namespace) -> list[str]:
+def run_dir_for(args: argparse.Namespace, variant: str, seed: int, lr: float | None = None) -> Path:
+    """``OUT/<budget>/<variant>/seed<k>``, or ``.../<variant>/lr<lr>/seed<k>`` in a learning-rate sweep."""
+    folder = args.out_dir / budget_tag(args) / variant
+    return (folder if lr is None else folder / f"lr{lr:g}") / f"seed{seed}"
+
+
+def run_command(
+    variant: str, seed: int, run_dir: Path, args: argparse.Namespace, lr: float | None = None
+) -> list[str]:
     base_loss, svr_mode, bilateral = VARIANTS[variant]
     cmd = [sys.executable, str(REPO_ROOT / "train_supclap.py")]
     cmd += ["--preset", args.preset, "--max_steps", str(args.max_steps), "--seed", str(seed)]
@@ -84,6 +103,8 @@ def run_command(variant: str, seed: int, run_dir: Path, args: argparse.Namespace
         cmd += ["--warmup_steps", str(args.warmup_steps)]
     if args.dataloader_num_workers is not None:
         cmd += ["--dataloader_num_workers", str(args.dataloader_num_workers)]
+    if lr is not None:
+        cmd += ["--learning_rate", f"{lr:g}"]
     return cmd + list(args.extra)
 
 
@@ -108,17 +129,17 @@ def _experiment(argv: list[str]) -> list[str]:
     return [a for i, a in enumerate(args) if a not in _LOCATION_FLAGS and args[i - 1] not in _LOCATION_FLAGS]
 
 
-def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    run_dir = args.out_dir / budget_tag(args) / variant / f"seed{seed}"
-    cmd = run_command(variant, seed, run_dir, args)
+def run_one(variant: str, seed: int, args: argparse.Namespace, lr: float | None = None) -> dict[str, Any]:
+    run_dir = run_dir_for(args, variant, seed, lr)
+    cmd = run_command(variant, seed, run_dir, args, lr)
     recorded = run_dir / "bench_cmd.json"
     if recorded.exists() and _experiment(json.loads(recorded.read_text())["argv"]) != _experiment(cmd):
         raise RuntimeError(f"{run_dir} was made by another command ({recorded}); use another --out_dir")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists():
-        return {"variant": variant, "seed": seed, "run_dir": str(run_dir), "resumed": True}
+        return {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "resumed": True}
     if args.report_only:
-        return {"variant": variant, "seed": seed, "run_dir": str(run_dir), "missing": True}
+        return {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "missing": True}
     run_dir.mkdir(parents=True, exist_ok=True)
     recorded.write_text(json.dumps({"argv": cmd}, indent=1))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -129,7 +150,7 @@ def run_one(variant: str, seed: int, args: argparse.Namespace) -> dict[str, Any]
         proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
                               timeout=args.timeout)  # fmt: skip
     wall = time.perf_counter() - t0
-    out = {"variant": variant, "seed": seed, "run_dir": str(run_dir), "wall_s": wall}
+    out = {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "wall_s": wall}
     if proc.returncode != 0 or not metrics_file.exists():
         tail = (run_dir / "train.log").read_text()[-600:].replace("\n", " / ")
         out["error"] = f"exit {proc.returncode}: {tail}"
@@ -150,6 +171,9 @@ def read_metrics(run_dir: Path) -> dict[str, float] | None:
         out["zero_shot_acc"] = float(test["zero_shot"]["accuracy"])
     if "t2a_R@1" in out and "a2t_R@1" in out:
         out["mean_R@1"] = (out["t2a_R@1"] + out["a2t_R@1"]) / 2
+    validation = results["train_state"].get("validation") or []
+    if validation:  # the learning-rate sweep picks by validation, never by the test split
+        out["validation_mean_R@1"] = float(validation[-1]["mean_R@1"])
     out["train_seconds"] = float(results["train_state"]["train_seconds"])
     out["steps"] = int(results["train_state"]["step"])
     wall = run_dir / "bench_wall_s.txt"
@@ -158,15 +182,24 @@ def read_metrics(run_dir: Path) -> dict[str, float] | None:
     return out
 
 
-def aggregate(args: argparse.Namespace, variants: list[str], seeds: list[int]) -> dict[str, Any]:
+def aggregate(
+    args: argparse.Namespace,
+    variants: list[str],
+    seeds: list[int],
+    learning_rates: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """Per variant (at ``learning_rates[variant]`` in a sweep): every finished seed, mean and std."""
     per_variant: dict[str, Any] = {}
     for variant in variants:
+        lr = (learning_rates or {}).get(variant)
         runs = {}
         for seed in seeds:
-            m = read_metrics(args.out_dir / budget_tag(args) / variant / f"seed{seed}")
+            m = read_metrics(run_dir_for(args, variant, seed, lr))
             if m is not None:
                 runs[seed] = m
         summary: dict[str, Any] = {"seeds": sorted(runs), "runs": runs}
+        if lr is not None:
+            summary["learning_rate"] = lr
         for key in (*METRIC_KEYS, "train_seconds"):
             values = [r[key] for r in runs.values() if key in r]
             if values:
@@ -177,6 +210,81 @@ def aggregate(args: argparse.Namespace, variants: list[str], seeds: list[int]) -
                 }
         per_variant[variant] = summary
     return per_variant
+
+
+def pick_learning_rates(
+    args: argparse.Namespace, variants: list[str], rates: list[float], seed: int
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per variant, the rate whose sweep run (``seed``) ends with the best *validation* mean R@1.
+
+    Returns (best rate per variant whose sweep is complete, every finished sweep score). Ties go to the
+    smaller rate.
+    """
+    best, sweep = {}, {}
+    for variant in variants:
+        scores = {}
+        for lr in rates:
+            metrics = read_metrics(run_dir_for(args, variant, seed, lr))
+            if metrics is not None and "validation_mean_R@1" in metrics:
+                scores[lr] = metrics["validation_mean_R@1"]
+        sweep[variant] = {f"{lr:g}": score for lr, score in scores.items()}
+        if len(scores) == len(rates):
+            best[variant] = max(scores, key=lambda lr: (scores[lr], -lr))
+    return best, sweep
+
+
+def sign_flip_p_value(differences: list[float]) -> float:
+    """Two-sided exact p-value of a mean paired difference: the share of the 2^n sign assignments whose
+    |sum| is at least the observed one (no normality assumption; with 5 seeds the smallest p is 1/16)."""
+    observed = abs(sum(differences))
+    hits = sum(
+        abs(sum(sign * d for sign, d in zip(signs, differences))) >= observed - 1e-12
+        for signs in itertools.product((1, -1), repeat=len(differences))
+    )
+    return hits / 2 ** len(differences)
+
+
+def paired_against_base(per_variant: dict[str, Any], key: str = "mean_R@1") -> dict[str, Any]:
+    """Each SVR variant minus its base loss (``infonce`` / ``siglip``), seed by seed (same seed = same
+    data order and initialisation), on the seeds both finished."""
+    out: dict[str, Any] = {}
+    for variant, summary in per_variant.items():
+        base = VARIANTS[variant][0]
+        if variant == base or base not in per_variant:
+            continue
+        base_runs = per_variant[base]["runs"]
+        seeds = sorted(set(summary["runs"]) & set(base_runs))
+        if not seeds:
+            continue
+        differences = [summary["runs"][s][key] - base_runs[s][key] for s in seeds]
+        out[variant] = {
+            "base": base,
+            "key": key,
+            "seeds": seeds,
+            "differences": differences,
+            "mean": statistics.fmean(differences),
+            "std": statistics.stdev(differences) if len(differences) > 1 else float("nan"),
+            "seeds_won": sum(d > 0 for d in differences),
+            "p_sign_flip": sign_flip_p_value(differences),
+            "learning_rates": [summary.get("learning_rate"), per_variant[base].get("learning_rate")],
+        }
+    return out
+
+
+def render_paired(paired: dict[str, Any]) -> str:
+    head = (
+        "| variant - base loss | lr (variant / base) | seeds | difference in mean R@1 (points) | seeds won "
+        "| p (sign-flip, two-sided) |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for variant, row in paired.items():
+        rates = " / ".join("-" if lr is None else f"{lr:g}" for lr in row["learning_rates"])
+        spread = "" if math.isnan(row["std"]) else f" ± {row['std']:.1f}"
+        lines.append(
+            f"| {variant} - {row['base']} | {rates} | {len(row['seeds'])} | {row['mean']:+.1f}{spread} | "
+            f"{row['seeds_won']}/{len(row['seeds'])} | {row['p_sign_flip']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def _cell(stat: dict[str, float] | None) -> str:
@@ -240,12 +348,34 @@ def plot(per_variant: dict[str, Any], path: Path, title: str) -> bool:
     return True
 
 
+def run_jobs(jobs: list[tuple[str, int, float | None]], args: argparse.Namespace, phase: str) -> list[dict]:
+    """Train (variant, seed, learning rate) runs, ``args.jobs`` at a time; returns the failures."""
+    failures = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_one, variant, seed, args, lr) for variant, seed, lr in jobs]
+        for done, future in enumerate(as_completed(futures), start=1):
+            r = future.result()
+            if "error" in r:
+                failures.append(r)
+            status = (
+                "skipped (metrics.json exists)" if r.get("resumed")
+                else "missing" if r.get("missing")
+                else f"FAILED {r['error']}" if "error" in r
+                else f"done in {r['wall_s']:.1f}s"
+            )  # fmt: skip
+            rate = "" if r["lr"] is None else f" lr {r['lr']:g}"
+            print(
+                f"# {phase} [{done}/{len(jobs)}] {r['variant']} seed {r['seed']}{rate}: {status}", flush=True
+            )
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=QUESTION_VARIANTS, choices=list(VARIANTS),
                    help="default: each base loss alone and with bilateral static, dynamic, ratio and "
                    "spreading SVR (every registered variant is a choice)")  # fmt: skip
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default 3; --smoke: 1)")
     p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
     p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=None,
@@ -268,13 +398,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--jobs", type=int, default=1,
                    help="training runs at a time (quality does not depend on it; wall times do)")  # fmt: skip
+    p.add_argument("--learning_rates", type=float, nargs="+", default=None,
+                   help="tuned baselines: every variant is first trained at each rate with --sweep_seed, "
+                   "then at its best rate (by validation mean R@1) with every seed; the report adds "
+                   "paired differences against each variant's base loss")  # fmt: skip
+    p.add_argument("--sweep_seed", type=int, default=0, help="the seed of the learning-rate sweep")
     p.add_argument("--report_only", action="store_true", help="run nothing; summarise the finished runs")
     p.add_argument("--smoke", action="store_true",
                    help="2 variants, 1 seed, tiny preset, 5 steps, 80-clip corpus (seconds)")  # fmt: skip
     p.add_argument("extra", nargs="*", help="after '--': more train_supclap.py arguments for every run")
     args = p.parse_args(argv)
     if args.smoke:
-        args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], 1
+        args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], args.seeds or 1
         args.preset, args.max_steps = "tiny", 5
         args.per_device_train_batch_size, args.warmup_steps = args.per_device_train_batch_size or 8, 1
         args.demo_num_clips = args.demo_num_clips or 80
@@ -283,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     tag = budget_tag(args)
     json_path = args.json or REPO_ROOT / "docs" / f"bench_quality_{tag}.json"
     plot_path = args.plot or REPO_ROOT / "docs" / f"bench_quality_{tag}.png"
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.seeds or 3))
 
     load = os.getloadavg()
     print(f"# bench_quality: {' '.join(sys.argv)}")
@@ -292,25 +427,32 @@ def main(argv: list[str] | None = None) -> int:
         f"seeds {seeds}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
-    failures = []
-    jobs = [(variant, seed) for seed in seeds for variant in args.variants]  # seed-major
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, variant, seed, args) for variant, seed in jobs]
-        for done, future in enumerate(as_completed(futures), start=1):
-            r = future.result()
-            if "error" in r:
-                failures.append(r)
-            status = (
-                "skipped (metrics.json exists)" if r.get("resumed")
-                else "missing" if r.get("missing")
-                else f"FAILED {r['error']}" if "error" in r
-                else f"done in {r['wall_s']:.1f}s"
-            )  # fmt: skip
-            print(f"# [{done}/{len(jobs)}] {r['variant']} seed {r['seed']}: {status}", flush=True)
+    best_rates: dict[str, float] | None = None
+    sweep: dict[str, Any] = {}
+    if args.learning_rates:
+        rates = args.learning_rates
+        failures = run_jobs([(v, args.sweep_seed, lr) for lr in rates for v in args.variants], args, "sweep")
+        best_rates, sweep = pick_learning_rates(args, args.variants, rates, args.sweep_seed)
+        print(
+            "# best learning rate by validation mean R@1: "
+            + ", ".join(f"{v} {lr:g}" for v, lr in best_rates.items())
+        )
+        jobs = [(v, seed, best_rates[v]) for seed in seeds for v in args.variants if v in best_rates]
+    else:
+        failures, jobs = (
+            [],
+            [(variant, seed, None) for seed in seeds for variant in args.variants],
+        )  # seed-major
+    failures += run_jobs(jobs, args, "seeds")
 
-    per_variant = aggregate(args, args.variants, seeds)
+    per_variant = aggregate(args, args.variants, seeds, best_rates)
     table = render(per_variant)
     print(table)
+    paired = paired_against_base(per_variant)
+    if paired:
+        paired_table = render_paired(paired)
+        print()
+        print(paired_table)
     summary = {
         "argv": sys.argv,
         "budget": tag,
@@ -318,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "variants": per_variant,
+        "learning_rate_sweep": sweep,
+        "paired_against_base": paired,
         "failures": failures,
         "table": table,
     }

@@ -140,3 +140,45 @@ def test_diagnose_recipe_smoke(small_corpus_cache, tmp_path):
     assert (tmp_path / "d.png").stat().st_size > 1000
     again = _run("diagnose_recipe.py", *args, "--", "--cache_dir", str(small_corpus_cache))
     assert "# infonce: done before" in again
+
+
+def test_sign_flip_p_value_is_exact():
+    sys.path.insert(0, str(BENCH))
+    from bench_quality import sign_flip_p_value
+
+    assert sign_flip_p_value([1.0, 2.0, 3.0, 4.0, 5.0]) == 2 / 32  # only all-plus and all-minus reach 15
+    assert sign_flip_p_value([1.0, -1.0]) == 1.0
+    assert sign_flip_p_value([3.0, 1.0, 1.0]) == 2 / 8  # only +++ and --- reach |sum| = 5
+
+
+@pytest.mark.slow
+def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_corpus_cache, tmp_path):
+    """Sweep 2 rates with seed 0, pick by validation, seed 1 at the best rate, paired against the base."""
+    args = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "runs"), "--seeds", "2"]
+    args += [
+        "--learning_rates",
+        "1e-3",
+        "3e-3",
+        "--json",
+        str(tmp_path / "t.json"),
+        "--plot",
+        str(tmp_path / "t.png"),
+    ]
+    out = _run("bench_quality.py", *args)
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["failures"] == []
+    for variant in ("infonce", "infonce+dynamic-bi"):
+        scores = summary["learning_rate_sweep"][variant]
+        assert set(scores) == {"0.001", "0.003"}, scores
+        chosen = summary["variants"][variant]["learning_rate"]
+        assert scores[f"{chosen:g}"] == max(scores.values())  # the best by validation
+        assert summary["variants"][variant]["seeds"] == [0, 1]
+        assert (
+            tmp_path / "runs" / "tiny_steps5_clips80_bs8_warmup1" / variant / f"lr{chosen:g}" / "seed1"
+        ).is_dir()
+    paired = summary["paired_against_base"]["infonce+dynamic-bi"]
+    assert paired["base"] == "infonce" and paired["seeds"] == [0, 1]
+    runs, base = summary["variants"]["infonce+dynamic-bi"]["runs"], summary["variants"]["infonce"]["runs"]
+    assert paired["differences"] == [runs[s]["mean_R@1"] - base[s]["mean_R@1"] for s in ("0", "1")]
+    assert 0 < paired["p_sign_flip"] <= 1 and 0 <= paired["seeds_won"] <= 2
+    assert _rows(out)["infonce+dynamic-bi - infonce"][2] == "2"  # seeds paired
