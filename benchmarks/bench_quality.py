@@ -271,12 +271,16 @@ def paired_against_base(per_variant: dict[str, Any], key: str = "mean_R@1") -> d
     return out
 
 
+def _table_head(*columns: str) -> list[str]:
+    """A markdown table's header row and separator."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def render_paired(paired: dict[str, Any]) -> str:
-    head = (
-        "| variant - base loss | lr (variant / base) | seeds | difference in mean R@1 (points) | seeds won "
-        "| p (sign-flip, two-sided) |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = _table_head(
+        "variant - base loss", "lr (variant / base)", "seeds", "difference in mean R@1 (points)", "seeds won",
+        "p (sign-flip, two-sided)",
+    )  # fmt: skip
     for variant, row in paired.items():
         rates = " / ".join("-" if lr is None else f"{lr:g}" for lr in row["learning_rates"])
         spread = "" if math.isnan(row["std"]) else f" ± {row['std']:.1f}"
@@ -296,11 +300,10 @@ def _cell(stat: dict[str, float] | None) -> str:
 
 
 def render(per_variant: dict[str, Any]) -> str:
-    head = (
-        "| variant | seeds | T2A R@1 | T2A R@5 | T2A R@10 | A2T R@1 | A2T R@5 | A2T R@10 | T2A mAP@10 "
-        "| A2T mAP@10 | zero-shot acc | mean R@1 | train s/run |"
-    )
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = _table_head(
+        "variant", "seeds", "T2A R@1", "T2A R@5", "T2A R@10", "A2T R@1", "A2T R@5", "A2T R@10", "T2A mAP@10",
+        "A2T mAP@10", "zero-shot acc", "mean R@1", "train s/run",
+    )  # fmt: skip
     for variant, s in per_variant.items():
         cells = [_cell(s.get(key)) for key in METRIC_KEYS]
         t = s.get("train_seconds")
