@@ -9,7 +9,8 @@ turns it sideways. We report, over a fixed probe batch:
 * ``perp_parallel_ratio``: mean ``||(I - u u^T) g_i|| / |u^T g_i|`` (lower = less drift);
 * the same two under the base loss alone (``base_cosine``, ``base_perp_parallel_ratio``), so a
   run shows what SVR changes on the same embeddings;
-* radius statistics: mean, spread and how often R lies outside [0, D] (constraint active);
+* radius statistics: mean, spread, how often R lies outside [0, D] (constraint active), and the
+  histogram of R / D (``radius_over_distance``, :data:`RADIUS_OVER_DISTANCE_EDGES`);
 * per tower, what the embeddings look like (:func:`representation_measures`): alignment and uniformity
   (Wang & Isola 2020), effective rank and mean pairwise cosine, to tell a collapsing tower from one that
   spreads.
@@ -113,6 +114,25 @@ def radius_values(loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor)
         return radius.float().cpu()
 
 
+# Bins of R / D in the probe's radius histogram: below 0, [0, 0.1), ..., [0.9, 1), and R >= D (saturated:
+# there the support vector is the positive itself).
+RADIUS_OVER_DISTANCE_EDGES = tuple(i / 10 for i in range(11))
+
+
+def radius_over_distance_histogram(
+    loss_fn: SupClapLoss, text: torch.Tensor, audio: torch.Tensor
+) -> list[float] | None:
+    """Share of the batch's pairs in each bin of raw R / D (:data:`RADIUS_OVER_DISTANCE_EDGES`, 12 bins)."""
+    radii = radius_values(loss_fn, text, audio)
+    if radii is None:
+        return None
+    distance = pair_distance(text.detach().float(), audio.detach().float()).cpu()
+    ratio = radii.float() / distance.clamp_min(1e-12)
+    bins = torch.bucketize(ratio, torch.tensor(RADIUS_OVER_DISTANCE_EDGES), right=True)
+    counts = torch.bincount(bins, minlength=len(RADIUS_OVER_DISTANCE_EDGES) + 1)
+    return (counts.float() / ratio.numel()).tolist()
+
+
 class DriftProbe:
     """A fixed batch on which drift is measured during training (``TrainingSource.probe_batch``)."""
 
@@ -132,8 +152,15 @@ class DriftProbe:
     def measure(self, model) -> dict[str, float]:
         text, audio = self.embeddings(model)
         scale_t, scale_a = model.logit_scales()
-        measures = drift_measures(active_loss_fn(model), text, audio, scale_t, scale_a)
-        return {**measures, **representation_measures(text, audio)}
+        loss_fn = active_loss_fn(model)
+        measures = {
+            **drift_measures(loss_fn, text, audio, scale_t, scale_a),
+            **representation_measures(text, audio),
+        }
+        histogram = radius_over_distance_histogram(loss_fn, text, audio)
+        if histogram is not None:
+            measures["radius_over_distance"] = histogram
+        return measures
 
     def radii(self, model) -> torch.Tensor | None:
         text, audio = self.embeddings(model)
@@ -211,6 +238,25 @@ def save_training_plots(results: dict[str, Any], output_dir: str | Path) -> list
         axes[3].set(xlabel="step", ylabel="mean ||t - a||^2", title="alignment (lower = closer)")
         fig.tight_layout()
         written.append(output_dir / "representation.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+
+    histograms = [
+        (row["step"], row["radius_over_distance"]) for row in drift if "radius_over_distance" in row
+    ]
+    if histograms:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        shares = torch.tensor([h for _, h in histograms]).t()  # (bins, probes)
+        image = ax.imshow(shares, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(histograms)), [str(step) for step, _ in histograms], rotation=45, fontsize=7)
+        labels = ["< 0"] + [
+            f"{lo:.1f}-{hi:.1f}" for lo, hi in zip(RADIUS_OVER_DISTANCE_EDGES, RADIUS_OVER_DISTANCE_EDGES[1:])
+        ]
+        ax.set_yticks(range(len(labels) + 1), [*labels, ">= 1 (R = D)"], fontsize=7)
+        ax.set(xlabel="step", ylabel="R / D", title="share of probe pairs per R / D bin")
+        fig.colorbar(image, ax=ax)
+        fig.tight_layout()
+        written.append(output_dir / "radius_over_distance.png")
         fig.savefig(written[-1], dpi=100)
         plt.close(fig)
 

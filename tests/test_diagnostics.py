@@ -11,6 +11,7 @@ from modeling_supclap.diagnostics import (
     drift_measures,
     drift_of_gradient,
     pull_directions,
+    radius_over_distance_histogram,
     representation_measures,
     save_training_plots,
 )
@@ -95,6 +96,29 @@ def test_effective_rank_counts_the_directions_embeddings_vary_along():
     assert representation_measures(spread, spread)["alignment"] == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize(
+    ("settings", "full_bin"),
+    [
+        (dict(svr_mode="ratio", radius_ratio=0.55), 6),  # R = 0.55 D: the [0.5, 0.6) bin
+        (dict(svr_mode="spreading"), 11),  # R = D: saturated
+        (dict(svr_mode="static", radius_init=10.0), 11),  # R beyond D (raw radii, before the clamp)
+        (dict(svr_mode="static", radius_init=0.0), 0),  # trained below 0 (set below)
+    ],
+)
+def test_radius_over_distance_histogram_bins_each_pair(settings, full_bin):
+    generator = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator), dim=-1)
+    audio = torch.nn.functional.normalize(torch.randn(16, 8, generator=generator), dim=-1)
+    loss_fn = SupClapLoss(**settings)
+    if full_bin == 0:
+        with torch.no_grad():
+            loss_fn.radius.radius.fill_(-0.5)
+    histogram = radius_over_distance_histogram(loss_fn, text, audio)
+    assert len(histogram) == 12 and sum(histogram) == pytest.approx(1.0)
+    assert histogram[full_bin] == 1.0, histogram
+    assert radius_over_distance_histogram(SupClapLoss(svr_mode="none"), text, audio) is None
+
+
 def test_training_plots_are_written(tmp_path):
     results = {
         "history": [
@@ -115,6 +139,7 @@ def test_training_plots_are_written(tmp_path):
                         for m in ("uniformity", "effective_rank", "mean_cosine")
                     },
                     "alignment": 0.3,
+                    "radius_over_distance": [0.0] * 11 + [1.0],
                 }
                 for s in (1, 2, 3)
             ],
@@ -126,6 +151,7 @@ def test_training_plots_are_written(tmp_path):
         "training_curves.png",
         "drift.png",
         "representation.png",
+        "radius_over_distance.png",
         "radius_histogram.png",
     ]
     assert all(p.stat().st_size > 1000 for p in written)

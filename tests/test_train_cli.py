@@ -32,7 +32,14 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 @pytest.mark.slow
 def test_train_save_eval_through_the_cli(small_corpus_cache, tmp_path):
     out = tmp_path / "run"
-    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out)])
+    args = [
+        *tiny_train_args(small_corpus_cache, out),
+        "--drift_probe_steps",
+        "3",
+        "--report_to",
+        "tensorboard",
+    ]
+    result = run_script(["train_supclap.py", *args])
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Test results" in result.stdout and "T2A (chance)" in result.stdout
     for name in (
@@ -44,9 +51,16 @@ def test_train_save_eval_through_the_cli(small_corpus_cache, tmp_path):
         "metrics.json",
         "modeling_supclap.py",
         "training_curves.png",
+        "drift.png",
+        "representation.png",
+        "radius_over_distance.png",
+        "radius_histogram.png",
     ):
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
+    probes = metrics["train_state"]["drift"]
+    assert [p["step"] for p in probes] == [3, 6]
+    assert all(len(p["radius_over_distance"]) == 12 and 0 < p["text_effective_rank"] for p in probes)
     assert metrics["train_state"]["step"] == 6
     assert [entry["step"] for entry in metrics["train_state"]["validation"]] == [3, 6]
     assert metrics["test"]["num_clips"] == 8
