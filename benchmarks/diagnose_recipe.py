@@ -58,8 +58,9 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     # What the saturated radius reduces to (R = D), and a radius that never saturates (R = rho D).
     "spreadbi": (["--base_loss", "infonce", "--svr_mode", "spreading", "--svr_bilateral", "True"], {}),
     "ratiobi": (["--base_loss", "infonce", "--svr_mode", "ratio", "--svr_bilateral", "True"], {}),
+    "staticbi": (["--base_loss", "infonce", "--svr_mode", "static", "--svr_bilateral", "True"], {}),
 }
-SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi")
+SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi")
 PROBE_KEYS = (
     "alignment",
     "text_uniformity",
