@@ -49,7 +49,7 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     # the small preset's text tower maps every caption to nearly one vector (mean cosine 0.999 at init).
     "tfac3": (INFONCE, {"text_config": {"initializer_factor": 3.0}}),
     "tlayers1": (INFONCE, {"text_config": {"num_hidden_layers": 1}}),
-    # Dropout (0.1 on both towers) next to a content signal that is ~1 % of the first token's activations.
+    # Dropout (0.1 in both towers) is large noise beside the small input-dependent part of the text output.
     "nodrop": (
         INFONCE,
         {t: {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} for t in TOWERS},
@@ -141,6 +141,12 @@ def summarise(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
         "first_probe": {"step": drift[0]["step"], **{k: drift[0][k] for k in PROBE_KEYS}} if drift else None,
         "last_probe": {"step": drift[-1]["step"], **{k: drift[-1][k] for k in PROBE_KEYS}} if drift else None,
         "probes": [{"step": row["step"], **{k: row[k] for k in PROBE_KEYS}} for row in drift],
+        # Share of probe pairs per R / D bin (modeling_supclap.diagnostics.RADIUS_OVER_DISTANCE_EDGES).
+        "radius_over_distance": [
+            {"step": row["step"], "shares": row["radius_over_distance"]}
+            for row in drift
+            if "radius_over_distance" in row
+        ],
     }
 
 
