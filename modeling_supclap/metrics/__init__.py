@@ -6,8 +6,8 @@ only locates, loads and calls them, plus two presentation helpers that need no m
 
 * :func:`load_metric` -- ``evaluate.load`` of the module folder inside this package (local path: no network,
   no ``HF_EVALUATE_OFFLINE`` needed; in-memory by default so concurrent runs never share a cache file).
-* :func:`compute_retrieval_metrics`, :func:`compute_zero_shot_metrics` -- one-call wrappers going through the
-  ``evaluate`` modules.
+* :func:`compute_retrieval_metrics`, :func:`compute_zero_shot_metrics`,
+  :func:`compute_crosslingual_consistency` -- one-call wrappers going through the ``evaluate`` modules.
 * :func:`retrieval_chance_levels` -- exact expected metric values under a uniformly random ranking
   (computed by the ``retrieval`` module's ``chance_levels``).
 * :data:`RETRIEVAL_METRICS` -- the retrieval keys every report shows (cards, benchmarks), with names.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AVAILABLE_METRICS",
     "RETRIEVAL_METRICS",
+    "compute_crosslingual_consistency",
     "compute_retrieval_metrics",
     "compute_zero_shot_metrics",
     "load_metric",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 METRICS_DIR = Path(__file__).resolve().parent
-AVAILABLE_METRICS: tuple[str, ...] = ("retrieval", "zero_shot")
+AVAILABLE_METRICS: tuple[str, ...] = ("retrieval", "zero_shot", "crosslingual_consistency")
 # The retrieval results reported everywhere (model cards, benchmarks): key -> human name.
 RETRIEVAL_METRICS: dict[str, str] = {
     "t2a_R@1": "Text-to-audio R@1",
@@ -133,6 +134,22 @@ def compute_zero_shot_metrics(
     kwargs = {} if label_names is None else {"label_names": list(label_names)}
     metric = load_metric("zero_shot")
     return metric.compute(predictions=_ints(predictions), references=_ints(references), **kwargs)
+
+
+def compute_crosslingual_consistency(text_embeds: dict[str, Any], audio_embeds: Any) -> dict[str, Any]:
+    """Cross-lingual consistency through the ``crosslingual_consistency`` evaluate module.
+
+    Args:
+        text_embeds: language -> (N, d) embeddings of the same N captions (rows aligned), L2-normalised.
+        audio_embeds: (M, d) clip embeddings, L2-normalised.
+
+    Returns ``top1_agreement`` (percent) and ``rank_correlation`` (mean Spearman) over every language pair,
+    and ``per_pair`` (definitions: ``metrics/crosslingual_consistency/crosslingual_consistency.py``).
+    """
+    num_captions = len(next(iter(text_embeds.values()))) if text_embeds else 0
+    return load_metric("crosslingual_consistency").compute(
+        caption_ids=list(range(num_captions)), text_embeds=text_embeds, audio_embeds=audio_embeds
+    )
 
 
 def retrieval_chance_levels(
