@@ -8,8 +8,10 @@ Where a batch is *scored* for evaluation. The metric math lives in the ``evaluat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,12 @@ from transformers import ClapProcessor
 from .data.collator import AudioTextDataset
 from .data.features import clap_features
 from .data.loading import AudioTextRecord
-from .metrics import compute_retrieval_metrics, compute_zero_shot_metrics
+from .metrics import (
+    RETRIEVAL_METRICS,
+    compute_crosslingual_consistency,
+    compute_retrieval_metrics,
+    compute_zero_shot_metrics,
+)
 
 DEFAULT_PROMPT_TEMPLATE = "This is a sound of {label}."
 
@@ -33,6 +40,24 @@ class EncodedCorpus:
     caption_audio_ids: torch.Tensor  # (num_captions,) clip index of each caption
     labels: list[str | None]  # class label of each clip
     num_skipped: int = 0  # clips dropped as bad samples (on_bad_sample="skip")
+    caption_languages: list[str] | None = None  # language of each caption (None: not known)
+
+    @property
+    def languages(self) -> list[str]:
+        """The caption languages present, in order of first appearance."""
+        return list(dict.fromkeys(self.caption_languages or []))
+
+    def in_language(self, language: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(text_embeds, audio_embeds, caption_audio_ids)`` of the captions in ``language`` and of the
+        clips that have one (ids renumbered over those clips)."""
+        rows = torch.tensor([i for i, lang in enumerate(self.caption_languages or []) if lang == language])
+        if rows.numel() == 0:
+            raise ValueError(f"no caption in language {language!r}; languages: {self.languages}")
+        clip_ids = self.caption_audio_ids[rows]
+        clips = torch.unique(clip_ids)
+        renumber = torch.full((self.audio_embeds.shape[0],), -1, dtype=torch.long)
+        renumber[clips] = torch.arange(clips.numel())
+        return self.text_embeds[rows], self.audio_embeds[clips], renumber[clip_ids]
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -109,6 +134,7 @@ def encode_records(
         dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_items
     )
     audio_chunks, captions, caption_ids, labels, skipped = [], [], [], [], 0
+    languages: list[str] | None = []
     for batch_index, items in enumerate(loader):
         good = [item for item in items if item is not None]
         skipped += len(items) - len(good)
@@ -122,6 +148,10 @@ def encode_records(
             labels.append(item["label"])
             captions.extend(item["captions"])
             caption_ids.extend([clip] * len(item["captions"]))
+            if languages is not None and item.get("languages") is not None:
+                languages.extend(item["languages"])
+            else:
+                languages = None
     if not labels:
         raise ValueError("no clip could be encoded: the evaluation set is empty (or every sample was bad)")
     text_embeds = encode_texts(model, processor, captions, max_text_length=max_text_length)
@@ -132,6 +162,7 @@ def encode_records(
         caption_audio_ids=torch.tensor(caption_ids, dtype=torch.long),
         labels=labels,
         num_skipped=skipped,
+        caption_languages=languages,
     )
 
 
@@ -146,6 +177,106 @@ def retrieval_results(corpus: EncodedCorpus, chunk_size: int = 1024) -> dict[str
     )
 
 
+def per_language_retrieval(corpus: EncodedCorpus, chunk_size: int = 1024) -> dict[str, Any] | None:
+    """Retrieval per caption language (None with fewer than two languages) and the mean over languages.
+
+    Language ``l`` is scored on its own captions against the clips that have a caption in ``l`` (both
+    directions), so every language is ranked among the same kind of candidates. ``"mean"``: each metric
+    averaged over the languages, unweighted.
+    """
+    if len(corpus.languages) < 2:
+        return None
+    per_language: dict[str, Any] = {}
+    for language in corpus.languages:
+        text, audio, ids = corpus.in_language(language)
+        per_language[language] = compute_retrieval_metrics(
+            text, audio, ids, chunk_size=chunk_size, with_chance=True
+        )
+        per_language[language]["num_captions"] = int(ids.numel())
+        per_language[language]["num_clips"] = int(audio.shape[0])
+    per_language["mean"] = {
+        key: float(np.mean([per_language[lang][key] for lang in corpus.languages]))
+        for key in RETRIEVAL_METRICS
+        if all(key in per_language[lang] for lang in corpus.languages)
+    }
+    return per_language
+
+
+def crosslingual_consistency_results(corpus: EncodedCorpus) -> dict[str, Any] | None:
+    """Cross-lingual consistency (``metrics/crosslingual_consistency``) of the captions aligned across
+    every language: caption k of a clip in each language (the k-th the corpus lists), for the clips with
+    a k-th caption in all of them. None with fewer than two languages or no aligned caption."""
+    languages = corpus.languages
+    if len(languages) < 2:
+        return None
+    rows: dict[int, dict[str, list[int]]] = {}
+    for row, (clip, language) in enumerate(
+        zip(corpus.caption_audio_ids.tolist(), corpus.caption_languages or [])
+    ):
+        rows.setdefault(clip, {}).setdefault(language, []).append(row)
+    aligned: dict[str, list[int]] = {language: [] for language in languages}
+    for by_language in rows.values():
+        if len(by_language) < len(languages):
+            continue
+        for k in range(min(len(r) for r in by_language.values())):
+            for language in languages:
+                aligned[language].append(by_language[language][k])
+    if not aligned[languages[0]]:
+        return None
+    results = compute_crosslingual_consistency(
+        {language: corpus.text_embeds[aligned[language]] for language in languages}, corpus.audio_embeds
+    )
+    results["num_aligned_captions"] = len(aligned[languages[0]])
+    return results
+
+
+def load_zero_shot_templates(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A ``--zero_shot_templates`` JSON file as ``{language: {"template": str, "labels": {label: name}}}``.
+
+    Each language maps to a prompt with ``{label}``, or to ``{"template": ..., "labels": {...}}`` where
+    ``labels`` gives the class names in that language (labels not listed keep their own name).
+    """
+    from .data.loading import normalize_language
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"--zero_shot_templates {path}: cannot read it ({err})") from err
+    except ValueError as err:
+        raise ValueError(f"--zero_shot_templates {path}: not valid JSON ({err})") from err
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"--zero_shot_templates {path}: expected a non-empty {{language: template}} object")
+    templates: dict[str, dict[str, Any]] = {}
+    for key, value in raw.items():
+        language = normalize_language(key, f"--zero_shot_templates {path}")
+        entry = {"template": value, "labels": {}} if isinstance(value, str) else value
+        template = entry.get("template") if isinstance(entry, dict) else None
+        labels = entry.get("labels", {}) if isinstance(entry, dict) else None
+        if not isinstance(template, str) or "{label}" not in template:
+            raise ValueError(
+                f"--zero_shot_templates {path}: language {key!r} needs a template with '{{label}}'"
+            )
+        if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
+            raise ValueError(
+                f"--zero_shot_templates {path}: language {key!r}: 'labels' must map labels to names"
+            )
+        templates[language] = {"template": template, "labels": dict(labels)}
+    return templates
+
+
+TEMPLATES_FILE_NAME = "zero_shot_templates.json"
+
+
+def find_zero_shot_templates(explicit: str | None, data: str | None) -> dict[str, dict[str, Any]] | None:
+    """``--zero_shot_templates`` if given, else the corpus folder's ``zero_shot_templates.json`` (the
+    multilingual demo corpus writes one), else None."""
+    if explicit:
+        return load_zero_shot_templates(explicit)
+    if data and (Path(data) / TEMPLATES_FILE_NAME).is_file():
+        return load_zero_shot_templates(Path(data) / TEMPLATES_FILE_NAME)
+    return None
+
+
 @torch.no_grad()
 def zero_shot_results(
     model: torch.nn.Module,
@@ -153,8 +284,12 @@ def zero_shot_results(
     corpus: EncodedCorpus,
     class_labels: Sequence[str] | None = None,
     template: str = DEFAULT_PROMPT_TEMPLATE,
+    label_names: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """Zero-shot classification of every clip among ``class_labels`` (default: the labels seen)."""
+    """Zero-shot classification of every clip among ``class_labels`` (default: the labels seen).
+
+    ``label_names``: what each label is called in the prompt (a translation), default the label itself.
+    """
     known = [label for label in corpus.labels if label is not None]
     if not known:
         return None
@@ -165,7 +300,8 @@ def zero_shot_results(
     missing = sorted(set(known) - set(index))
     if missing:
         raise ValueError(f"clip labels {missing[:5]} are not among the class labels {class_labels[:10]}")
-    prompts = encode_texts(model, processor, [template.format(label=label) for label in class_labels])
+    names = [(label_names or {}).get(label, label) for label in class_labels]
+    prompts = encode_texts(model, processor, [template.format(label=name) for name in names])
     keep = [i for i, label in enumerate(corpus.labels) if label is not None]
     predictions = (corpus.audio_embeds[keep] @ prompts.t()).argmax(dim=1)
     references = torch.tensor([index[corpus.labels[i]] for i in keep])
@@ -188,8 +324,16 @@ def evaluate_records(
     zero_shot: bool = True,
     on_bad_sample: str = "error",
     max_text_length: int = 64,
+    zero_shot_templates: Mapping[str, Mapping[str, Any]] | None = None,
+    per_language: bool = True,
 ) -> dict[str, Any]:
-    """Retrieval (both directions, R@1/5/10, mAP@10) and zero-shot accuracy on ``records``."""
+    """Retrieval (both directions, R@1/5/10, mAP@10) and zero-shot accuracy on ``records``.
+
+    With captions in two or more languages, also ``retrieval_per_language`` (each language and their
+    mean, :func:`per_language_retrieval`) and ``crosslingual_consistency``; ``zero_shot_templates``
+    (:func:`load_zero_shot_templates`) adds ``zero_shot["per_language"]``, one prompt per language.
+    ``per_language=False`` skips the per-language scores (validation only needs the pooled R@1).
+    """
     corpus = encode_records(
         model,
         processor,
@@ -206,8 +350,20 @@ def evaluate_records(
         "num_skipped": corpus.num_skipped,
         "retrieval": retrieval_results(corpus, chunk_size=chunk_size),
     }
+    by_language = per_language_retrieval(corpus, chunk_size=chunk_size) if per_language else None
+    if by_language is not None:
+        results["caption_languages"] = corpus.languages
+        results["retrieval_per_language"] = by_language
+        results["crosslingual_consistency"] = crosslingual_consistency_results(corpus)
     if zero_shot:
         results["zero_shot"] = zero_shot_results(model, processor, corpus, class_labels, template)
+        if results["zero_shot"] is not None and zero_shot_templates:
+            results["zero_shot"]["per_language"] = {
+                language: zero_shot_results(
+                    model, processor, corpus, class_labels, entry["template"], entry.get("labels")
+                )
+                for language, entry in zero_shot_templates.items()
+            }
     return results
 
 

@@ -69,7 +69,38 @@ def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[E
                     metric_name=name,
                 )
             )
+    for language, per_language in (results.get("retrieval_per_language") or {}).items():
+        for key, name in RETRIEVAL_METRICS.items():
+            if key in per_language:
+                entries.append(
+                    EvalResult(
+                        task_type="audio-text-retrieval",
+                        task_name="Audio-text retrieval",
+                        dataset_type=dataset_name,
+                        dataset_name=f"{dataset_name} ({language} captions)",
+                        dataset_config=language,
+                        dataset_split="test",
+                        metric_type=key.lower().replace("@", "_at_") + f"_{language}",
+                        metric_value=round(float(per_language[key]), 4),
+                        metric_name=f"{name} ({language})",
+                    )
+                )
     zero_shot = results.get("zero_shot")
+    for language, per_language in ((zero_shot or {}).get("per_language") or {}).items():
+        if per_language:
+            entries.append(
+                EvalResult(
+                    task_type="zero-shot-audio-classification",
+                    task_name="Zero-shot audio classification",
+                    dataset_type=dataset_name,
+                    dataset_name=f"{dataset_name} ({language} prompt)",
+                    dataset_config=language,
+                    dataset_split="test",
+                    metric_type=f"accuracy_{language}",
+                    metric_value=round(float(per_language["accuracy"]), 4),
+                    metric_name=f"Top-1 accuracy ({language} prompt)",
+                )
+            )
     if zero_shot:
         entries.append(
             EvalResult(

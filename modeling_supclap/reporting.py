@@ -11,7 +11,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["format_benchmark", "format_data_report", "format_results", "format_retrieval_table"]
+__all__ = [
+    "format_benchmark",
+    "format_data_report",
+    "format_language_table",
+    "format_results",
+    "format_retrieval_table",
+]
 
 # How many bad samples / duplicate groups the printed report lists (metrics.json has all).
 _SHOWN = 10
@@ -47,6 +53,31 @@ def format_retrieval_table(metrics: Mapping[str, Any], chance: Mapping[str, Any]
     return "\n".join([line(table[0]), sep, *(line(r) for r in table[1:])])
 
 
+def format_language_table(per_language: Mapping[str, Any], zero_shot: Mapping[str, Any] | None = None) -> str:
+    """Markdown table of retrieval per caption language (rows: each language, then the mean; columns:
+    R@1/5/10 and mAP@10 of both directions, plus zero-shot accuracy where ``zero_shot`` has it)."""
+    keys = ["t2a_R@1", "t2a_R@5", "t2a_R@10", "t2a_mAP@10", "a2t_R@1", "a2t_R@5", "a2t_R@10", "a2t_mAP@10"]
+    header = ["Language", *(k.replace("t2a_", "T2A ").replace("a2t_", "A2T ") for k in keys)]
+    with_zero_shot = bool(zero_shot)
+    if with_zero_shot:
+        header.append("zero-shot")
+    table = [header]
+    for language, metrics in per_language.items():
+        row = [language, *(_fmt(metrics.get(k)) for k in keys)]
+        if with_zero_shot:
+            entry = (zero_shot or {}).get(language)
+            row.append(_fmt(entry.get("accuracy")) if entry else "-")
+        table.append(row)
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = [
+        "| "
+        + " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        + " |"
+        for r in table
+    ]
+    return "\n".join([lines[0], "|" + "|".join("-" * (w + 2) for w in widths) + "|", *lines[1:]])
+
+
 def format_results(results: dict[str, Any]) -> str:
     """Printable summary: the retrieval table with chance levels, then zero-shot accuracy."""
     retrieval = results["retrieval"]
@@ -62,6 +93,15 @@ def format_results(results: dict[str, Any]) -> str:
         lines.append(
             f"zero-shot ({zero_shot['template']!r}): accuracy {zero_shot['accuracy']:.2f} %, balanced "
             f"{zero_shot['balanced_accuracy']:.2f} %  (chance {zero_shot['chance_accuracy']:.2f} %)"
+        )
+    if per_language := results.get("retrieval_per_language"):
+        lines.append("Per caption language (each against the clips captioned in it; mean: unweighted):")
+        lines.append(format_language_table(per_language, (zero_shot or {}).get("per_language")))
+    if consistency := results.get("crosslingual_consistency"):
+        lines.append(
+            f"cross-lingual consistency over {consistency['num_aligned_captions']} aligned captions: top-1 "
+            f"agreement {consistency['top1_agreement']:.2f} %, rank correlation "
+            f"{consistency['rank_correlation']:.3f}"
         )
     return "\n".join(lines)
 

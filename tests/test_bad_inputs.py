@@ -25,8 +25,8 @@ FLAC, OGG/Vorbis, MP3                  VALID        loading.decode_audio (libsnd
 clip < 10 ms (80 samples, 1 sample)    VALID        features (repeat-padded to the window)
 10-minute clip                         VALID        decoded once (~2x its float32 size), randomly
                                                     cropped by the collator (seeded)
-empty / whitespace caption, [] , null  LOAD ERROR   loading._parse_caption_cell (file line, column)
-caption that is not a string           LOAD ERROR   loading._parse_caption_cell
+empty / whitespace caption, [] , null  LOAD ERROR   loading.parse_caption_cell (file line, column)
+caption that is not a string           LOAD ERROR   loading.parse_caption_cell
 caption far beyond the token limit     VALID        collator: tokenizer truncation at max_text_length
 non-UTF-8 metadata                     LOAD ERROR   loading._check_utf8 (file, line, byte)
 UTF-8 metadata with a BOM (Excel)      VALID        loading._iter_csv/_iter_jsonl (utf-8-sig)

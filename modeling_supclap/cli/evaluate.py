@@ -15,7 +15,7 @@ from transformers import AutoModel, AutoProcessor
 import modeling_supclap  # noqa: F401  (registers SupClap with the Auto classes)
 
 from ..data import load_records
-from ..evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records
+from ..evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records, find_zero_shot_templates
 from ..evaluation_presets import PRESETS, run_benchmark
 from ..reporting import format_benchmark, format_results
 from ..training.arguments import EvalArguments, parse_arguments
@@ -47,6 +47,8 @@ def _evaluate(argv: Sequence[str]) -> dict:
         audio_column=args.audio_column,
         caption_columns=args.caption_columns,
         label_column=args.label_column,
+        caption_languages=args.caption_languages,
+        default_caption_language=args.default_caption_language,
     )
     results = evaluate_records(
         model,
@@ -57,6 +59,7 @@ def _evaluate(argv: Sequence[str]) -> dict:
         seed=args.seed,
         class_labels=args.class_labels,
         template=args.zero_shot_template,
+        zero_shot_templates=find_zero_shot_templates(args.zero_shot_templates, args.eval_data),
         chunk_size=args.chunk_size,
         on_bad_sample=args.on_bad_sample,
         max_text_length=args.max_text_length,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -10,18 +10,26 @@ import torch
 from transformers import ClapProcessor
 
 from .features import clap_features
-from .loading import AudioTextRecord, BadSampleError, check_on_bad_sample, decode_audio
+from .loading import (
+    AudioTextRecord,
+    BadSampleError,
+    check_on_bad_sample,
+    decode_audio,
+    normalize_language,
+    parse_caption_cell,
+)
 
-__all__ = ["AudioTextDataset", "SupClapCollator", "scan_records"]
+__all__ = ["AudioTextDataset", "SupClapCollator", "choose_caption", "parse_language_weights", "scan_records"]
 
 
 class AudioTextDataset(torch.utils.data.Dataset):
     """Map-style dataset that decodes audio in ``__getitem__`` (so in DataLoader worker processes).
 
-    Items are ``{"audio": float32 mono np.ndarray at target_sr, "captions": list[str], "label": str |
-    None, "index": i, "epoch": e}``. With ``on_bad_sample="skip"`` an undecodable sample yields ``None``
-    (which :class:`SupClapCollator` drops) and is counted in ``num_bad`` / ``bad_sources``; with
-    ``"error"`` it raises :class:`BadSampleError`.
+    Items are ``{"audio": float32 mono np.ndarray at target_sr, "captions": list[str], "languages":
+    list[str] | None (the language of each caption), "label": str | None, "index": i, "epoch": e}``.
+    With ``on_bad_sample="skip"`` an undecodable sample yields ``None`` (which :class:`SupClapCollator`
+    drops) and is counted in ``num_bad`` / ``bad_sources``; with ``"error"`` it raises
+    :class:`BadSampleError`.
 
     Note: with ``num_workers > 0`` each worker process works on its own copy of the dataset, so the
     counts seen in the main process stay at 0. Run :func:`scan_records` before training to find (and
@@ -61,6 +69,7 @@ class AudioTextDataset(torch.utils.data.Dataset):
         return {
             "audio": audio,
             "captions": list(record.captions),
+            "languages": None if record.languages is None else list(record.languages),
             "label": record.label,
             "index": int(i),
             "epoch": self.epoch,
@@ -89,16 +98,82 @@ def scan_records(
     return good, bad
 
 
-def _item_captions(item: dict[str, Any], where: str) -> list[str]:
+def _item_captions(item: dict[str, Any], where: str) -> tuple[list[str], list[str] | None]:
+    """An item's captions and their languages (None: not known). Raw rows may hold a caption, a list, or
+    ``{language: caption}`` mappings, as ``load_records`` reads them."""
     for key in ("captions", "caption", "text"):
         if key in item and item[key] is not None:
             value = item[key]
+            if isinstance(value, Mapping) or (
+                isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value)
+            ):
+                pairs, _ = parse_caption_cell(value, key, where, from_text_file=False)
+                return [text for _, text in pairs], [lang for lang, _ in pairs]
             captions = [value] if isinstance(value, str) else list(value)
+            languages = item.get("languages")
+            if languages is not None and len(languages) == len(captions):
+                kept = [(c, lang) for c, lang in zip(captions, languages) if isinstance(c, str) and c.strip()]
+                if kept:
+                    return [c for c, _ in kept], [lang for _, lang in kept]
             captions = [c for c in captions if isinstance(c, str) and c.strip()]
             if captions:
-                return captions
+                return captions, None
             raise ValueError(f"{where}: no non-empty caption in '{key}'")
     raise ValueError(f"{where}: item has no 'captions' (keys: {sorted(item)})")
+
+
+def parse_language_weights(spec: Sequence[str] | Mapping[str, float] | None) -> dict[str, float] | None:
+    """``["en=2", "fr=1"]`` (``--caption_language_weights``) as ``{"en": 2.0, "fr": 1.0}``."""
+    if spec is None:
+        return None
+    items = spec.items() if isinstance(spec, Mapping) else []
+    if not isinstance(spec, Mapping):
+        pairs = []
+        for entry in spec:
+            language, sep, weight = str(entry).partition("=")
+            if not sep:
+                raise ValueError(
+                    f"--caption_language_weights: {entry!r} is not LANGUAGE=WEIGHT (e.g. fr=0.5)"
+                )
+            pairs.append((language, weight))
+        items = pairs
+    weights: dict[str, float] = {}
+    for language, weight in items:
+        try:
+            value = float(weight)
+        except ValueError as err:
+            raise ValueError(
+                f"--caption_language_weights: weight {weight!r} of {language!r} is not a number"
+            ) from err
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"--caption_language_weights: weight of {language!r} must be >= 0, got {value}")
+        weights[normalize_language(language, "--caption_language_weights")] = value
+    if weights and not any(weights.values()):
+        raise ValueError("--caption_language_weights: every weight is 0")
+    return weights
+
+
+def choose_caption(
+    captions: Sequence[str],
+    languages: Sequence[str] | None,
+    generator: torch.Generator,
+    language_weights: Mapping[str, float] | None = None,
+) -> str:
+    """One caption: a language among those present (probability ∝ its weight, 1 for unlisted languages),
+    then one of its captions, uniformly. One language: a caption uniformly (the draw of a monolingual
+    corpus does not change with languages)."""
+    distinct = list(dict.fromkeys(languages)) if languages is not None else []
+    if len(distinct) > 1:
+        weights = torch.tensor(
+            [float((language_weights or {}).get(lang, 1.0)) for lang in distinct], dtype=torch.float64
+        )
+        if weights.sum() <= 0:  # every language present has weight 0: fall back to all of them
+            weights = torch.ones(len(distinct), dtype=torch.float64)
+        language = distinct[int(torch.multinomial(weights, 1, generator=generator))]
+        captions = [c for c, lang in zip(captions, languages) if lang == language]
+    if len(captions) == 1:
+        return captions[0]
+    return captions[int(torch.randint(len(captions), (1,), generator=generator))]
 
 
 class SupClapCollator:
@@ -114,7 +189,9 @@ class SupClapCollator:
     ``{"array", "sampling_rate"}`` dict, decoded here; captions come from ``captions`` (str or list),
     ``caption`` or ``text``.
 
-    One caption per clip: the first, or (``caption_choice="random"``) one drawn with a torch Generator.
+    One caption per clip: the first, or (``caption_choice="random"``) one drawn with a torch Generator:
+    with captions in several languages, first a language among the clip's (``language_weights``:
+    ``{language: weight}``, 1 for languages not listed, 0 never draws one), then one of its captions.
     The generator, and the numpy seed of the feature extractor's random crop of long audio, derive from
     ``(seed, epoch, dataset indices of the batch)``: the same batch gives the same tensors whatever the
     number of DataLoader workers, and different epochs/batches draw different captions. Items without
@@ -129,6 +206,7 @@ class SupClapCollator:
         caption_choice: Literal["random", "first"] = "random",
         seed: int = 0,
         return_loss: bool = True,
+        language_weights: Mapping[str, float] | Sequence[str] | None = None,
     ) -> None:
         if caption_choice not in ("random", "first"):
             raise ValueError(f"caption_choice must be 'random' or 'first', got {caption_choice!r}")
@@ -140,6 +218,7 @@ class SupClapCollator:
         self.caption_choice = caption_choice
         self.seed = int(seed)
         self.return_loss = bool(return_loss)
+        self.language_weights = parse_language_weights(language_weights)
         self.epoch = 0
         self._calls = 0
 
@@ -170,11 +249,11 @@ class SupClapCollator:
         texts: list[str] = []
         for k, item in enumerate(items):
             where = str(item.get("source") or f"batch item {k} (index {item.get('index')})")
-            captions = _item_captions(item, where)
+            captions, languages = _item_captions(item, where)
             if self.caption_choice == "first" or len(captions) == 1:
                 texts.append(captions[0])
             else:
-                texts.append(captions[int(torch.randint(len(captions), (1,), generator=generator))])
+                texts.append(choose_caption(captions, languages, generator, self.language_weights))
             audio = item.get("audio")
             if isinstance(audio, torch.Tensor):
                 audio = audio.numpy()

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,11 @@ import numpy as np
 import soundfile as sf
 
 from ..files import publish_folder, temporary_sibling
+from .demo_languages import DEMO_LANGUAGES, ZERO_SHOT_TEMPLATES, render_caption
 
 __all__ = [
     "DEMO_CORPUS_VERSION",
+    "DEMO_LANGUAGES",
     "SPLITS",
     "build_demo_corpus",
     "demo_class_labels",
@@ -38,9 +41,11 @@ __all__ = [
 DEMO_CORPUS_VERSION = 1
 SPLITS = ("train", "validation", "test")
 INFO_FILE = "corpus_info.json"
+# A multilingual corpus' zero-shot prompts and label names per language (--zero_shot_templates).
+TEMPLATES_FILE = "zero_shot_templates.json"
 # Entries a corpus folder may hold; anything else means the folder is not ours and is never deleted.
 # "processors" is where build_demo_processor caches processors trained on this corpus.
-_CORPUS_ENTRIES = {*SPLITS, INFO_FILE, "processors"}
+_CORPUS_ENTRIES = {*SPLITS, INFO_FILE, TEMPLATES_FILE, "processors"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -396,14 +401,33 @@ def _captions(rng: np.random.Generator, segments: list[_Segment]) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _params(num_clips: int, seed: int, sampling_rate: int, clip_seconds: float) -> dict:
-    return {
+def _params(
+    num_clips: int, seed: int, sampling_rate: int, clip_seconds: float, languages: tuple[str, ...]
+) -> dict:
+    params = {
         "version": DEMO_CORPUS_VERSION,
         "num_clips": int(num_clips),
         "seed": int(seed),
         "sampling_rate": int(sampling_rate),
         "clip_seconds": float(clip_seconds),
     }
+    if languages != ("en",):  # an English corpus' parameters (and cached copies) predate languages
+        params["languages"] = list(languages)
+    return params
+
+
+def check_demo_languages(languages: Sequence[str] | None) -> tuple[str, ...]:
+    """``--demo_languages`` as a tuple of known codes (default ``("en",)``); a clear error otherwise."""
+    if not languages:
+        return ("en",)
+    chosen = tuple(dict.fromkeys(str(code).strip().lower() for code in languages))
+    unknown = [code for code in chosen if code not in DEMO_LANGUAGES]
+    if unknown:
+        raise ValueError(
+            f"--demo_languages: no demo grammar for {unknown}; "
+            f"the demo corpus speaks {', '.join(DEMO_LANGUAGES)}"
+        )
+    return chosen
 
 
 def _read_info(root: Path) -> dict | None:
@@ -434,7 +458,26 @@ def _split_indices(num_clips: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def _make_clip(index: int, seed: int, sr: int, clip_seconds: float) -> tuple[np.ndarray, list[str], str]:
+def _translated_captions(
+    language: str, seed: int, index: int, segments: list[_Segment], wanted: int
+) -> list[str]:
+    """``wanted`` paraphrases in ``language``, from its own generator (English draws stay as they were)."""
+    rng = np.random.default_rng([seed, index, 1 + DEMO_LANGUAGES.index(language)])
+    captions: list[str] = []
+    for _ in range(50 * wanted):
+        caption = render_caption(language, rng, segments)
+        if caption.rstrip(".。") not in {c.rstrip(".。") for c in captions}:
+            captions.append(caption)
+        if len(captions) == wanted:
+            return captions
+    while len(captions) < wanted:  # a grammar with fewer paraphrases than wanted (not the case here)
+        captions.append(render_caption(language, rng, segments))
+    return captions
+
+
+def _make_clip(
+    index: int, seed: int, sr: int, clip_seconds: float, languages: tuple[str, ...] = ("en",)
+) -> tuple[np.ndarray, list[str] | list[dict[str, str]], str]:
     # One generator per clip: a clip depends only on (seed, index), not on build order or split sizes.
     rng = np.random.default_rng([seed, index])
     segments, gaps = _sample_segments(rng, clip_seconds)
@@ -442,7 +485,14 @@ def _make_clip(index: int, seed: int, sr: int, clip_seconds: float) -> tuple[np.
     captions = _captions(rng, segments)
     # The label is the dominant (most energetic) segment: what a one-word classifier should hear.
     label = segments[int(np.argmax(energies))].label
-    return audio, captions, label
+    if languages == ("en",):
+        return audio, captions, label
+    # Several languages: caption k in every language describes the clip alike, as {language: text}.
+    by_language = {
+        lang: captions if lang == "en" else _translated_captions(lang, seed, index, segments, len(captions))
+        for lang in languages
+    }
+    return audio, [{lang: by_language[lang][k] for lang in languages} for k in range(len(captions))], label
 
 
 def _remove_stale_tmp_dirs(root: Path) -> None:
@@ -463,12 +513,17 @@ def build_demo_corpus(
     seed: int = 0,
     sampling_rate: int = 16000,
     clip_seconds: float = 2.0,
+    languages: Sequence[str] | None = None,
 ) -> Path:
     """Build (or reuse) the synthetic audio-caption corpus in ``root`` and return ``root`` as a Path.
 
     Layout: ``root/{train,validation,test}/`` (about 80/10/10) with ``clip_NNNNN.wav`` files (16-bit
     PCM, mono) and a ``metadata.jsonl`` of ``{"file_name", "captions" (2-5 strings), "label"}`` rows,
     plus ``root/corpus_info.json`` (parameters, version, split sizes, labels).
+
+    ``languages`` (of ``DEMO_LANGUAGES``; default English only): with more than English, each caption is
+    a ``{language: text}`` mapping, the k-th of every language describing the clip alike, and
+    ``root/zero_shot_templates.json`` holds a prompt and the label names per language.
 
     The result is a pure function of the arguments. If ``root`` already holds a complete corpus built
     with the same arguments, nothing is done. Otherwise the corpus is written into a temporary sibling
@@ -483,7 +538,8 @@ def build_demo_corpus(
         raise ValueError(f"sampling_rate must be >= 8000 Hz, got {sampling_rate}")
     if clip_seconds < 0.5:
         raise ValueError(f"clip_seconds must be >= 0.5, got {clip_seconds}")
-    params = _params(num_clips, seed, sampling_rate, clip_seconds)
+    languages = check_demo_languages(languages)
+    params = _params(num_clips, seed, sampling_rate, clip_seconds, languages)
     if is_complete_corpus(root, **params):
         return root
     if root.exists():
@@ -506,13 +562,16 @@ def build_demo_corpus(
             split_dir.mkdir()
             rows = []
             for i in indices.tolist():
-                audio, captions, label = _make_clip(i, seed, sampling_rate, clip_seconds)
+                audio, captions, label = _make_clip(i, seed, sampling_rate, clip_seconds, languages)
                 file_name = f"clip_{i:05d}.wav"
                 sf.write(split_dir / file_name, audio, sampling_rate, subtype="PCM_16", format="WAV")
                 rows.append({"file_name": file_name, "captions": captions, "label": label})
             with open(split_dir / "metadata.jsonl", "w", encoding="utf-8") as f:
                 for row in rows:
-                    f.write(json.dumps(row) + "\n")
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if languages != ("en",):
+            templates = {lang: ZERO_SHOT_TEMPLATES[lang] for lang in languages}
+            (tmp / TEMPLATES_FILE).write_text(json.dumps(templates, ensure_ascii=False, indent=2) + "\n")
         info = {
             **params,
             "splits": {split: len(ix) for split, ix in splits.items()},
@@ -537,9 +596,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampling_rate", "--sampling-rate", type=int, default=16000)
     parser.add_argument("--clip_seconds", "--clip-seconds", type=float, default=2.0)
+    parser.add_argument("--languages", nargs="+", default=None, help=f"of {', '.join(DEMO_LANGUAGES)}")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    root = build_demo_corpus(args.root, args.num_clips, args.seed, args.sampling_rate, args.clip_seconds)
+    root = build_demo_corpus(
+        args.root, args.num_clips, args.seed, args.sampling_rate, args.clip_seconds, args.languages
+    )
     info = _read_info(root)
     print(f"{root}: {info['splits']} in {time.perf_counter() - start:.1f} s")
 

@@ -22,7 +22,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,17 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AudioTextRecord",
     "BadSampleError",
+    "CaptionLanguages",
     "BadSamplesError",
     "MissingSplitError",
     "ON_BAD_SAMPLE_CHOICES",
     "check_on_bad_sample",
+    "caption_column_language",
     "decode_audio",
+    "language_counts",
     "load_records",
+    "normalize_language",
+    "parse_caption_cell",
 ]
 
 # Split folder names datasets' audiofolder also recognises, by canonical split.
@@ -115,6 +121,19 @@ class AudioTextRecord:
     label: str | None = None
     source: str = field(default="<unknown>")
     extra: dict[str, Any] = field(default_factory=dict)  # other columns asked for (``keep_columns``)
+    # The language of each caption (same length as ``captions``; ``None``: not known). The k-th caption
+    # of one language and the k-th of another are translations of each other where a corpus says so.
+    languages: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.languages is not None and len(self.languages) != len(self.captions):
+            raise ValueError(
+                f"{self.source}: {len(self.languages)} caption languages for {len(self.captions)} captions"
+            )
+
+    def caption_languages(self, default: str = "und") -> list[str]:
+        """The language of each caption, ``default`` where the corpus did not say."""
+        return list(self.languages) if self.languages is not None else [default] * len(self.captions)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,37 +232,198 @@ def decode_audio(
 # --------------------------------------------------------------------------------------------------
 
 
-def _parse_caption_cell(value: Any, column: str, where: str, from_text_file: bool) -> list[str]:
+# --------------------------------------------------------------------------------------------------
+# Caption languages
+# --------------------------------------------------------------------------------------------------
+
+# ISO 639-1 codes: a column ``caption_<code>`` (or ``captions_<code>``, with an optional region such as
+# ``caption_zh-CN`` / ``caption_pt_br``) holds that language's captions. "id" (Indonesian) is left out:
+# ``caption_id`` is a key column far more often. ``--caption_columns`` may name any 2-3 letter code.
+_ISO_639_1 = frozenset(
+    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv "
+    "dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia ie ig ii "
+    "ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi "
+    "mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw "
+    "sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk "
+    "ur uz ve vi vo wa wo xh yi yo za zh zu".split()
+)
+_LANGUAGE_COLUMN = re.compile(r"^captions?_([a-z]{2,3})(?:[-_]([A-Za-z]{2}|[A-Za-z]{4}))?$")
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
+
+
+def normalize_language(code: Any, where: str = "language") -> str:
+    """``"zh_CN"`` -> ``"zh-cn"``: lower case, ``-`` between subtags; ``ValueError`` if not a code."""
+    text = str(code).strip().replace("_", "-").lower() if isinstance(code, str) else ""
+    if not _LANGUAGE_CODE.match(text):
+        raise ValueError(f"{where}: {code!r} is not a language code (such as en, fr, zh-cn)")
+    return text
+
+
+def caption_column_language(column: str, explicit: bool = False) -> str | None:
+    """The language a caption column is named for (``caption_fr`` -> ``fr``), or None.
+
+    Detection (``explicit=False``) only takes ISO 639-1 codes; a column the user named (``explicit``)
+    may carry any 2-3 letter code (``caption_yue``).
+    """
+    match = _LANGUAGE_COLUMN.match(column)
+    if match is None or (not explicit and (match[1] not in _ISO_639_1 or match[1] == "id")):
+        return None
+    return match[1] + (f"-{match[2].lower()}" if match[2] else "")
+
+
+@dataclass(frozen=True)
+class CaptionLanguages:
+    """Which caption languages a corpus is read in (``--caption_languages``, ``--default_caption_language``).
+
+    ``selected``: keep only captions in these languages (None: every language present). ``default``: the
+    language of captions whose column or cell does not say (a plain ``caption`` column).
+    """
+
+    selected: tuple[str, ...] | None = None
+    default: str = "en"
+
+    @classmethod
+    def make(cls, selected: Sequence[str] | str | None = None, default: str = "en") -> CaptionLanguages:
+        if isinstance(selected, str):
+            selected = (selected,)
+        if selected is not None:
+            selected = tuple(dict.fromkeys(normalize_language(c, "--caption_languages") for c in selected))
+            if not selected:
+                raise ValueError("--caption_languages must name at least one language")
+        return cls(selected, normalize_language(default, "--default_caption_language"))
+
+
+@dataclass
+class _LanguageTally:
+    """Counted skips of one file: rows without a caption in a language, rows without any."""
+
+    missing: Counter = field(default_factory=Counter)
+    rows_without_caption: list[str] = field(default_factory=list)
+    seen: Counter = field(default_factory=Counter)  # captions kept, per language
+    found: Counter = field(default_factory=Counter)  # captions read, per language (selected or not)
+
+    def report(self, desc: str, languages: CaptionLanguages) -> None:
+        if languages.selected is not None:
+            absent = [lang for lang in languages.selected if not self.seen[lang]]
+            if absent:
+                found = ", ".join(sorted(self.found)) or "none"
+                raise ValueError(
+                    f"{desc}: no caption in language(s) {absent} (--caption_languages); "
+                    f"languages present: {found}"
+                )
+        if self.missing:
+            counts = ", ".join(f"{lang} {n}" for lang, n in sorted(self.missing.items()))
+            logger.warning(
+                "%s: rows without a caption in a language (skipped for that language only): %s",
+                desc,
+                counts,
+            )
+        if self.rows_without_caption:
+            logger.warning(
+                "%s: %d row(s) have no caption in any of the languages %s and are skipped (first: %s)",
+                desc,
+                len(self.rows_without_caption),
+                list(languages.selected or ()),
+                self.rows_without_caption[0],
+            )
+
+
+class _NoCaptionInLanguages(ValueError):
+    pass
+
+
+def language_counts(records: Iterable[AudioTextRecord], default: str = "und") -> dict[str, int]:
+    """Captions per language over ``records`` (most frequent first)."""
+    counts: Counter = Counter()
+    for record in records:
+        counts.update(record.caption_languages(default))
+    return dict(counts.most_common())
+
+
+def _cell_json(text: str) -> Any:
+    """A JSON list or object written into a CSV cell, else None."""
+    if (text.startswith("[") and text.endswith("]")) or (text.startswith("{") and text.endswith("}")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_caption_cell(
+    value: Any,
+    column: str,
+    where: str,
+    from_text_file: bool,
+    language: str = "en",
+    language_column: bool = False,
+) -> tuple[list[tuple[str, str]], set[str]]:
+    """``(language, caption)`` pairs of one cell, and the languages it marks missing.
+
+    A cell holds a caption, a list of captions, a ``{language: caption or list}`` mapping, or a list of
+    such mappings (CSV: the list or mapping as JSON). ``language``: that of plain captions (the
+    column's). Missing (a counted skip for that language): a null under a language key or a null cell of
+    a language column (``language_column``; CSV has no null, so ``_iter_csv`` reads an empty cell of a
+    language column as null). Empty strings are errors naming the row, the column and the language.
+    """
     if value is None:
+        if language_column:
+            return [], {language}
         raise ValueError(f"{where}: caption column '{column}' is empty (null)")
     if isinstance(value, str):
         text = value.strip()
-        # CSV cells cannot hold lists: accept a JSON list written into the cell.
-        if from_text_file and text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-            if isinstance(parsed, list):
-                return _parse_caption_cell(parsed, column, where, from_text_file=False)
+        if from_text_file and (parsed := _cell_json(text)) is not None:
+            return parse_caption_cell(parsed, column, where, False, language, language_column)
         if not text:
             raise ValueError(f"{where}: empty caption in column '{column}'")
-        return [text]
+        return [(language, text)], set()
+    if isinstance(value, Mapping):
+        pairs: list[tuple[str, str]] = []
+        missing: set[str] = set()
+        if not value:
+            raise ValueError(f"{where}: caption column '{column}' holds an empty mapping")
+        for key, item in value.items():
+            lang = normalize_language(key, f"{where}: caption column '{column}'")
+            if item is None:
+                missing.add(lang)
+                continue
+            items = [item] if isinstance(item, str) else item
+            if not isinstance(items, (list, tuple)):
+                raise ValueError(
+                    f"{where}: caption column '{column}', language '{lang}' holds "
+                    f"{type(item).__name__}, expected str or list of str"
+                )
+            for j, text in enumerate(items):
+                if not isinstance(text, str):
+                    raise ValueError(
+                        f"{where}: caption {j} of language '{lang}' in column '{column}' is "
+                        f"{type(text).__name__}, not a string"
+                    )
+                if not text.strip():
+                    raise ValueError(f"{where}: empty caption in column '{column}', language '{lang}'")
+                pairs.append((lang, text.strip()))
+        return pairs, missing
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValueError(f"{where}: caption column '{column}' holds an empty list")
-        out = []
+        pairs, missing = [], set()
         for j, item in enumerate(value):
+            if isinstance(item, Mapping):
+                more, gone = parse_caption_cell(item, column, where, False, language)
+                pairs += more
+                missing |= gone
+                continue
             if not isinstance(item, str):
                 raise ValueError(
                     f"{where}: caption {j} in column '{column}' is {type(item).__name__}, not a string"
                 )
             if not item.strip():
                 raise ValueError(f"{where}: empty caption (item {j}) in column '{column}'")
-            out.append(item.strip())
-        return out
+            pairs.append((language, item.strip()))
+        return pairs, missing
     raise ValueError(
-        f"{where}: caption column '{column}' holds {type(value).__name__}, expected str or list of str"
+        f"{where}: caption column '{column}' holds {type(value).__name__}, expected str, list of str or "
+        "a {language: caption} mapping"
     )
 
 
@@ -288,33 +468,44 @@ def _pick_audio_column(columns: Iterable[str], audio_column: str, where: str) ->
     raise ValueError(f"{where}: no audio column '{audio_column}' (nor 'file_name'); columns are {columns}")
 
 
-# Looked for when --caption_columns is not given: the usual names, then Clotho's caption_1..caption_5.
+# Looked for when --caption_columns is not given: the usual names, Clotho's caption_1..caption_5, and
+# one column per language (caption_fr, caption_de, ...).
 CAPTION_COLUMN_NAMES = ("captions", "caption")
 _NUMBERED_CAPTION = re.compile(r"^caption_?(\d+)$")
 
 
 def detect_caption_columns(columns: Iterable[str], where: str) -> tuple[str, ...]:
-    """The caption column(s) among ``columns``: ``captions``/``caption``, else every ``caption_<n>``
-    (in number order), else ``text``; a ``ValueError`` naming the columns when there is none."""
+    """The caption column(s) among ``columns``: ``captions``/``caption``, every ``caption_<n>`` (in number
+    order) and every ``caption_<language>`` (in column order), else ``text``; a ``ValueError`` naming the
+    columns when there is none."""
     columns = list(columns)
     found = [c for c in CAPTION_COLUMN_NAMES if c in columns]
     found += sorted(
         (c for c in columns if _NUMBERED_CAPTION.match(c)), key=lambda c: int(_NUMBERED_CAPTION.match(c)[1])
     )
+    found += [c for c in columns if caption_column_language(c) is not None]
     if not found and "text" in columns:
         found = ["text"]
     if not found:
         raise ValueError(
-            f"{where}: no caption column found (looked for captions, caption, caption_1.., text); "
-            f"columns are {columns}. Name it with --caption_columns"
+            f"{where}: no caption column found (looked for captions, caption, caption_1.., "
+            f"caption_<language>, text); columns are {columns}. Name it with --caption_columns"
         )
     logger.info("%s: caption column(s) %s (--caption_columns to choose others)", where, ", ".join(found))
     return tuple(found)
 
 
-def _check_columns(columns: Iterable[str], caption_columns: Sequence[str], where: str) -> None:
+def _check_columns(
+    columns: Iterable[str], caption_columns: Sequence[str], where: str, rows: bool = False
+) -> None:
+    """Every caption column is present; for one row (``rows``), a language column may be absent (missing
+    for that language, a counted skip)."""
     columns = list(columns)
-    missing = [c for c in caption_columns if c not in columns]
+    missing = [
+        c
+        for c in caption_columns
+        if c not in columns and not (rows and caption_column_language(c, explicit=True) is not None)
+    ]
     if missing:
         raise ValueError(f"{where}: missing caption column(s) {missing}; columns are {columns}")
 
@@ -329,18 +520,51 @@ def row_to_record(
     from_text_file: bool = False,
     label_names: Sequence[str] | None = None,
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
+    tally: _LanguageTally | None = None,
 ) -> AudioTextRecord:
     """One table row as a record (``where`` names the row in errors); audio is not decoded.
 
     ``keep_columns``: other columns to keep in ``record.extra`` (a missing one is an error naming it).
+    ``languages``: which caption languages to keep and the language of plain captions; ``tally`` counts
+    the languages a row lacks.
     """
     if not isinstance(row, dict):
         raise ValueError(f"{where}: expected an object/row, got {type(row).__name__}")
+    languages = languages or CaptionLanguages()
     audio_col = _pick_audio_column(row.keys(), audio_column, where)
-    _check_columns(row.keys(), caption_columns, where)
-    captions: list[str] = []
+    _check_columns(row.keys(), caption_columns, where, rows=True)
+    pairs: list[tuple[str, str]] = []
+    missing: set[str] = set()
     for col in caption_columns:
-        captions.extend(_parse_caption_cell(row[col], col, where, from_text_file))
+        column_language = caption_column_language(col, explicit=True)
+        if col not in row:  # a language column this row lacks
+            missing.add(column_language or languages.default)
+            continue
+        more, gone = parse_caption_cell(
+            row[col],
+            col,
+            where,
+            from_text_file,
+            column_language or languages.default,
+            language_column=column_language is not None,
+        )
+        pairs += more
+        missing |= gone
+    if tally is not None:
+        tally.found.update(lang for lang, _ in pairs)
+    if languages.selected is not None:
+        pairs = [(lang, text) for lang, text in pairs if lang in languages.selected]
+        missing = set(languages.selected)  # a selected language absent from the row is missing in it
+    present = {lang for lang, _ in pairs}
+    if tally is not None:
+        tally.missing.update(missing - present)
+        tally.seen.update(present)
+    if not pairs:
+        if languages.selected is not None:
+            raise _NoCaptionInLanguages(f"{where}: no caption in {list(languages.selected)}")
+        raise ValueError(f"{where}: no caption (every caption cell is null)")
+    captions = [text for _, text in pairs]
     label = row.get(label_column) if label_column else None
     if isinstance(label, str) and not label.strip():
         label = None  # empty CSV cell
@@ -356,6 +580,7 @@ def row_to_record(
         label=None if label is None else str(label),
         source=where,
         extra={c: row[c] for c in keep_columns},
+        languages=[lang for lang, _ in pairs],
     )
 
 
@@ -369,13 +594,18 @@ def _rows_to_records(
     from_text_file: bool,
     label_names: Sequence[str] | None = None,
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
 ) -> list[AudioTextRecord]:
     records = []
+    languages = languages or CaptionLanguages()
+    tally = _LanguageTally()
+    rows_read = 0
     for where, row in rows:
+        rows_read += 1
         if caption_columns is None and isinstance(row, dict):  # detected once, from the first row
             caption_columns = detect_caption_columns(row.keys(), file_desc)
-        records.append(
-            row_to_record(
+        try:
+            record = row_to_record(
                 row,
                 where,
                 audio_column,
@@ -385,10 +615,18 @@ def _rows_to_records(
                 from_text_file,
                 label_names,
                 keep_columns,
+                languages,
+                tally,
             )
-        )
-    if not records:
+        except _NoCaptionInLanguages:
+            tally.rows_without_caption.append(where)
+            continue
+        records.append(record)
+    if not rows_read:
         raise ValueError(f"{file_desc}: no rows (empty dataset)")
+    tally.report(file_desc, languages)
+    if not records:
+        raise ValueError(f"{file_desc}: no row has a caption in {list(languages.selected or ())}")
     return records
 
 
@@ -433,6 +671,10 @@ def _iter_csv(path: Path) -> Iterator[tuple[str, dict]]:
         for row in reader:
             if None in row:  # more cells than header columns
                 raise ValueError(f"{path} line {reader.line_num}: more cells than header columns")
+            # CSV has no null: an empty cell of a language column (caption_fr) is a missing caption.
+            for column, value in row.items():
+                if value == "" and caption_column_language(column, explicit=True) is not None:
+                    row[column] = None
             yield f"{path} line {reader.line_num}", row
 
 
@@ -479,6 +721,7 @@ def _load_audiofolder(
     caption_columns: Sequence[str] | None,
     label_column: str | None,
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
 ) -> list[AudioTextRecord]:
     split_dir, split_dirs = _find_split_dir(root, split)
     kwargs = dict(
@@ -486,6 +729,7 @@ def _load_audiofolder(
         caption_columns=caption_columns,
         label_column=label_column,
         keep_columns=keep_columns,
+        languages=languages,
     )
     if split_dir is not None and (meta := _metadata_file(split_dir)) is not None:
         return _rows_to_records(
@@ -541,6 +785,7 @@ def _records_from_dataset(
     label_column: str | None,
     bases: Sequence[Path],
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
 ) -> list[AudioTextRecord]:
     from datasets import Audio, ClassLabel
 
@@ -579,6 +824,7 @@ def _records_from_dataset(
         from_text_file=False,
         label_names=label_names,
         keep_columns=keep_columns,
+        languages=languages,
     )
 
 
@@ -590,6 +836,7 @@ def _load_saved_dataset(
     label_column: str | None,
     data_dir: str | None,
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
 ) -> list[AudioTextRecord]:
     from datasets import DatasetDict, load_from_disk
 
@@ -615,7 +862,14 @@ def _load_saved_dataset(
         ds, desc = obj, str(folder)
     bases = [Path(data_dir)] if data_dir else []
     return _records_from_dataset(
-        ds, desc, audio_column, caption_columns, label_column, [*bases, folder, Path.cwd()], keep_columns
+        ds,
+        desc,
+        audio_column,
+        caption_columns,
+        label_column,
+        [*bases, folder, Path.cwd()],
+        keep_columns,
+        languages,
     )
 
 
@@ -627,6 +881,7 @@ def _load_hub_dataset(
     label_column: str | None,
     data_dir: str | None,
     keep_columns: Sequence[str] = (),
+    languages: CaptionLanguages | None = None,
 ) -> list[AudioTextRecord]:
     # Needs network access to the Hugging Face Hub (or a populated datasets cache / HF_HUB_OFFLINE).
     from datasets import load_dataset
@@ -638,7 +893,14 @@ def _load_hub_dataset(
             raise MissingSplitError(f"{name}: no split '{split}' ({err})") from err
         raise
     return _records_from_dataset(
-        ds, f"{name} [{split}]", audio_column, caption_columns, label_column, [Path.cwd()], keep_columns
+        ds,
+        f"{name} [{split}]",
+        audio_column,
+        caption_columns,
+        label_column,
+        [Path.cwd()],
+        keep_columns,
+        languages,
     )
 
 
@@ -650,6 +912,8 @@ def load_records(
     label_column: str | None = "label",
     data_dir: str | None = None,
     keep_columns: Sequence[str] = (),
+    caption_languages: Sequence[str] | None = None,
+    default_caption_language: str = "en",
 ) -> list[AudioTextRecord]:
     """Read one split of an audio-caption corpus into records (audio is not decoded here).
 
@@ -663,6 +927,13 @@ def load_records(
     ``.csv``/``.jsonl`` files and saved datasets, or ``load_dataset``'s ``data_dir`` for Hub ids.
     ``keep_columns``: other columns to keep, per record, in ``record.extra`` (e.g. a benchmark's fold).
 
+    Languages: a caption column named ``caption_<language>`` (``caption_fr``) holds that language; a cell
+    may also hold a ``{language: caption or list}`` mapping or a list of them (CSV: as JSON); other
+    captions are ``default_caption_language``. Each record's ``languages`` says the language of each
+    caption. ``caption_languages``: keep only those languages (a row lacking one is a counted skip for
+    that language, logged; a row with none of them is skipped and counted; a language found in no row
+    is an error).
+
     Raises ``ValueError`` naming the file and row for missing columns, empty captions or an empty
     dataset, and ``FileNotFoundError`` for a local path that does not exist.
     """
@@ -672,6 +943,7 @@ def load_records(
         caption_columns = tuple(caption_columns)
         if not caption_columns:
             raise ValueError("caption_columns must name at least one column")
+    languages = CaptionLanguages.make(caption_languages, default_caption_language)
     path = Path(data).expanduser()
     if path.is_file():
         bases = [Path(data_dir)] if data_dir else [path.parent]
@@ -684,13 +956,14 @@ def load_records(
             bases=bases,
             from_text_file=True,
             keep_columns=keep_columns,
+            languages=languages,
         )
     columns = (audio_column, caption_columns, label_column)
     if path.is_dir():
         if _is_saved_dataset(path):
-            return _load_saved_dataset(path, split, *columns, data_dir, keep_columns)
-        return _load_audiofolder(path, split, *columns, keep_columns)
+            return _load_saved_dataset(path, split, *columns, data_dir, keep_columns, languages)
+        return _load_audiofolder(path, split, *columns, keep_columns, languages)
     looks_local = path.suffix.lower() in (".csv", ".jsonl", ".json") or str(data).startswith(("/", ".", "~"))
     if looks_local or not _HUB_ID.match(str(data)):
         raise FileNotFoundError(f"{data}: no such file or folder")
-    return _load_hub_dataset(str(data), split, *columns, data_dir, keep_columns)
+    return _load_hub_dataset(str(data), split, *columns, data_dir, keep_columns, languages)

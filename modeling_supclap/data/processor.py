@@ -265,6 +265,8 @@ def build_demo_processor(
         "model_max_length": model_max_length,
         "max_length_s": max_length_s,
     }
+    if info.get("languages"):  # a multilingual corpus (an English one's key predates languages)
+        key_data["corpus"]["languages"] = info["languages"]
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     target = Path(cache_dir if cache_dir is not None else corpus_dir / "processors") / f"processor-{key}"
     if _is_saved_processor(target):

@@ -114,6 +114,8 @@ def write_shards(
             key = f"{key_prefix}{index:09d}"
             data, extension = _audio_bytes(record)
             meta = {"captions": list(record.captions), "label": record.label, "source": record.source}
+            if record.languages is not None:
+                meta["caption_languages"] = list(record.languages)
             _add_member(tar, f"{key}.{extension}", data)
             _add_member(tar, f"{key}.json", json.dumps(meta, ensure_ascii=False).encode("utf-8"))
             shards[-1]["num_samples"] += 1

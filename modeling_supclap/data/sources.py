@@ -61,9 +61,13 @@ def resolve_corpus(data_args: DataArguments, accelerator: Accelerator) -> Corpus
     """``--train_data``, or the demo corpus (built once, by the main process first, and cached)."""
     if data_args.train_data is not None:
         return Corpus(data_args.train_data)
-    corpus_dir = Path(data_args.cache_dir) / f"demo_corpus_{data_args.demo_num_clips}"
+    languages = tuple(data_args.demo_languages or ("en",))
+    name = f"demo_corpus_{data_args.demo_num_clips}"
+    if languages != ("en",):
+        name += "_" + "-".join(languages)
+    corpus_dir = Path(data_args.cache_dir) / name
     with accelerator.main_process_first():
-        build_demo_corpus(corpus_dir, num_clips=data_args.demo_num_clips)
+        build_demo_corpus(corpus_dir, num_clips=data_args.demo_num_clips, languages=languages)
     return Corpus(str(corpus_dir), is_demo=True)
 
 
@@ -253,7 +257,12 @@ def build_training_data(
     dataset = AudioTextDataset(
         train, processor.feature_extractor.sampling_rate, on_bad_sample=data_args.on_bad_sample
     )
-    collator = SupClapCollator(processor, max_text_length=data_args.max_text_length, seed=seed)
+    collator = SupClapCollator(
+        processor,
+        max_text_length=data_args.max_text_length,
+        seed=seed,
+        language_weights=data_args.caption_language_weights,
+    )
     source = MapStyleSource(dataset, collator, batch_size, seed, num_workers=data_args.dataloader_num_workers)
     return TrainingData(
         corpus, source, _or_none(splits.get("validation")), _or_none(splits.get("test")), report
@@ -288,7 +297,12 @@ def _streaming_data(
         shuffle_buffer_size=data_args.shuffle_buffer_size,
         on_bad_sample=data_args.on_bad_sample,
     )
-    collator = SupClapCollator(processor, max_text_length=data_args.max_text_length, seed=seed)
+    collator = SupClapCollator(
+        processor,
+        max_text_length=data_args.max_text_length,
+        seed=seed,
+        language_weights=data_args.caption_language_weights,
+    )
     source = StreamingSource(dataset, collator, batch_size, num_workers=data_args.dataloader_num_workers)
 
     splits: dict[str, list[AudioTextRecord] | None] = {}

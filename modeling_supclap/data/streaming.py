@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ from .collator import SupClapCollator
 from .loading import (
     AudioTextRecord,
     BadSampleError,
+    CaptionLanguages,
     check_on_bad_sample,
     decode_audio,
     detect_caption_columns,
@@ -72,6 +73,7 @@ class OpenedStream:
     caption_columns: tuple[str, ...]
     label_column: str | None
     webdataset: bool
+    languages: CaptionLanguages = CaptionLanguages()
 
     @property
     def num_shards(self) -> int:
@@ -83,9 +85,15 @@ class OpenedStream:
             audio = next((row[ext] for ext in AUDIO_EXTENSIONS if row.get(ext) is not None), None)
             if audio is None:
                 raise BadSampleError(where, "no audio member (." + ", .".join(AUDIO_EXTENSIONS) + ")")
-            row = {"audio": audio, "captions": meta.get("captions"), "label": meta.get("label")}
-            return row_to_record(row, where, "audio", ("captions",), "label")
-        return row_to_record(row, where, self.audio_column, self.caption_columns, self.label_column)
+            captions = meta.get("captions")
+            if isinstance(captions, list) and isinstance(meta.get("caption_languages"), list):
+                # Shards keep each caption's language (write_shards): as {language: caption} mappings.
+                captions = [{lang: text} for lang, text in zip(meta["caption_languages"], captions)]
+            row = {"audio": audio, "captions": captions, "label": meta.get("label")}
+            return row_to_record(row, where, "audio", ("captions",), "label", languages=self.languages)
+        return row_to_record(
+            row, where, self.audio_column, self.caption_columns, self.label_column, languages=self.languages
+        )
 
 
 def open_stream(
@@ -94,10 +102,17 @@ def open_stream(
     audio_column: str = "audio",
     caption_columns: tuple[str, ...] | list[str] | None = None,
     label_column: str | None = "label",
+    caption_languages: Sequence[str] | None = None,
+    default_caption_language: str = "en",
 ) -> OpenedStream:
-    """``spec`` (tar shards: a folder, a pattern, remote URLs; or a Hub dataset id) as a stream."""
+    """``spec`` (tar shards: a folder, a pattern, remote URLs; or a Hub dataset id) as a stream.
+
+    Caption languages as ``load_records`` reads them; a streamed row lacking every selected language is
+    a bad sample (skipped and counted as met).
+    """
     from datasets import Audio, Features, Value, load_dataset
 
+    languages = CaptionLanguages.make(caption_languages, default_caption_language)
     if looks_like_shards(spec) or "://" in spec:
         files = find_shards(spec)
         probe = load_dataset("webdataset", data_files={split: files}, split=split, streaming=True)
@@ -118,6 +133,7 @@ def open_stream(
             ("captions",),
             "label",
             webdataset=True,
+            languages=languages,
         )
     dataset = load_dataset(spec, split=split, streaming=True)
     features = dataset.features or {}
@@ -128,7 +144,15 @@ def open_stream(
     if caption_columns is None:
         caption_columns = detect_caption_columns(features.keys(), spec)
     return OpenedStream(
-        dataset, spec, names, None, audio, tuple(caption_columns), label_column, webdataset=False
+        dataset,
+        spec,
+        names,
+        None,
+        audio,
+        tuple(caption_columns),
+        label_column,
+        webdataset=False,
+        languages=languages,
     )
 
 
@@ -260,6 +284,7 @@ class ShardedAudioStream(torch.utils.data.IterableDataset):
         return {
             "audio": audio,
             "captions": record.captions,
+            "languages": record.languages,
             "label": record.label,
             "index": zlib.crc32(where.encode()),  # stable per sample: seeds its caption choice and crop
             "epoch": self.epoch,

@@ -22,7 +22,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..configuration_supclap import PRESETS, SupClapConfig
-from ..data.loading import ON_BAD_SAMPLE_CHOICES, check_on_bad_sample
+from ..data.collator import parse_language_weights
+from ..data.demo_corpus import check_demo_languages
+from ..data.demo_languages import DEMO_LANGUAGES
+from ..data.loading import ON_BAD_SAMPLE_CHOICES, CaptionLanguages, check_on_bad_sample
 from ..losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
 
 _DEFAULTS = SupClapConfig.__dataclass_fields__
@@ -38,6 +41,11 @@ def _loss_flag(name: str, help: str, **metadata: Any) -> Any:
         metadata.update(nargs="?", const=True)
     help = f"{help} Default: the checkpoint's, else {default!r}."
     return field(default=None, metadata={"help": help, **metadata})
+
+
+# The multilingual demo's captions cut to 64 tokens by a 1,000-token BPE lose their ends (French and
+# Spanish p99 ~64 tokens); 2,000 tokens bring every language's p99 to <= 42.
+MULTILINGUAL_DEMO_VOCAB_SIZE = 2000
 
 
 @dataclass
@@ -68,6 +76,13 @@ class ModelArguments:
         metadata={
             "help": "Architecture when training from scratch: 'tiny' (~70k params) or 'small' (~1M).",
             "choices": PRESETS.keys(),
+        },
+    )
+    text_vocab_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "From scratch: tokens of the text tower and of the BPE tokenizer made for the corpus "
+            f"(default: the preset's, {MULTILINGUAL_DEMO_VOCAB_SIZE} for a multilingual demo corpus)."
         },
     )
     trust_remote_code: bool = field(
@@ -127,9 +142,21 @@ class CorpusArguments:
     caption_columns: list[str] | None = field(
         default=None,
         metadata={
-            "help": "Caption column(s); each may hold a string or a list of strings. Default: detected "
-            "(captions or caption, else Clotho's caption_1..caption_5, else text) and logged."
+            "help": "Caption column(s); each may hold a string, a list of strings or {language: caption} "
+            "mappings. Default: detected (captions, caption, Clotho's caption_1..caption_5 and one column "
+            "per language such as caption_fr; else text) and logged."
         },
+    )
+    caption_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Caption languages to use (e.g. en fr zh); default: every language present. A row "
+            "without one is a counted skip for that language."
+        },
+    )
+    default_caption_language: str = field(
+        default="en",
+        metadata={"help": "Language of captions whose column or cell does not name one."},
     )
     label_column: str = field(default="label", metadata={"help": "Class label column (for zero-shot)."})
     max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})
@@ -148,9 +175,20 @@ class CorpusArguments:
         default="This is a sound of {label}.",
         metadata={"help": "Prompt of zero-shot classification.", "aliases": ["--template"]},
     )
+    zero_shot_templates: str | None = field(
+        default=None,
+        metadata={
+            "help": "JSON file of one zero-shot prompt per language: {language: template} or {language: "
+            '{"template": ..., "labels": {label: translation}}} (the demo corpus writes its own).'
+        },
+    )
 
     def __post_init__(self) -> None:
         check_on_bad_sample(self.on_bad_sample)
+        # Normalised now, so that a bad code stops the run before any data is read.
+        languages = CaptionLanguages.make(self.caption_languages, self.default_caption_language)
+        self.caption_languages = list(languages.selected) if languages.selected else None
+        self.default_caption_language = languages.default
 
     def column_kwargs(self) -> dict[str, Any]:
         """The column arguments of ``load_records`` / ``open_stream``."""
@@ -158,11 +196,18 @@ class CorpusArguments:
             "audio_column": self.audio_column,
             "caption_columns": self.caption_columns,
             "label_column": self.label_column,
+            "caption_languages": self.caption_languages,
+            "default_caption_language": self.default_caption_language,
         }
 
 
 @dataclass
 class DataArguments(CorpusArguments):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.demo_languages = list(check_demo_languages(self.demo_languages))
+        parse_language_weights(self.caption_language_weights)  # a clear error now, not in a worker
+
     train_data: str | None = field(
         default=None,
         metadata={
@@ -213,6 +258,20 @@ class DataArguments(CorpusArguments):
         },
     )
     demo_num_clips: int = field(default=2400, metadata={"help": "Size of the demo corpus."})
+    demo_languages: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Languages of the demo corpus' captions (each caption written in every one, from "
+            f"grammars): any of {', '.join(DEMO_LANGUAGES)}. Default: en only."
+        },
+    )
+    caption_language_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Training draws each pair's caption language among the clip's with these weights, "
+            "LANGUAGE=WEIGHT (e.g. en=2 zh=1; unlisted languages weigh 1, 0 never draws one)."
+        },
+    )
     cache_dir: str = field(default=".cache/supclap", metadata={"help": "Where the demo corpus is cached."})
 
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from ..evaluation import evaluate_records
+from ..evaluation import evaluate_records, find_zero_shot_templates
 from ..modeling_supclap import SupClapModel
 from ..reporting import format_data_report, format_results
 from .run import TrainingRun
@@ -48,7 +48,12 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
                 batch_size=train_args.per_device_eval_batch_size,
                 seed=train_args.seed,
                 template=run.data_args.zero_shot_template,
+                zero_shot_templates=find_zero_shot_templates(
+                    run.data_args.zero_shot_templates,
+                    run.data_args.test_data or run.data.corpus.location,
+                ),
                 on_bad_sample=run.data_args.on_bad_sample,
+                max_text_length=run.data_args.max_text_length,
             )
             print(
                 f"\nTest results ({run.data.corpus.location}, test split):\n"

@@ -32,7 +32,7 @@ from ..losses import SupClapLoss
 from ..modeling_supclap import SupClapModel
 from ..peft_utils import unwrap_supclap
 from ..towers import PretrainedTowers, model_with_pretrained_towers
-from .arguments import DataArguments, ModelArguments, TrainArguments
+from .arguments import MULTILINGUAL_DEMO_VOCAB_SIZE, DataArguments, ModelArguments, TrainArguments
 from .resilience import OutputDirLock
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def build_accelerator(train_args: TrainArguments) -> Accelerator:
     )
 
 
-def build_model(model_args: ModelArguments) -> SupClapModel:
+def build_model(model_args: ModelArguments, text_vocab_size: int | None = None) -> SupClapModel:
     """``--model_name_or_path`` (given loss flags override its settings), or ``--preset`` from scratch.
 
     Continuing a SupClap checkpoint keeps its loss (base loss, SVR mode, radius, SigLIP bias...):
@@ -87,7 +87,10 @@ def build_model(model_args: ModelArguments) -> SupClapModel:
     """
     overrides = model_args.loss_overrides()
     if not model_args.model_name_or_path:
-        return SupClapModel(SupClapConfig.from_preset(model_args.preset, **overrides))
+        config = SupClapConfig.from_preset(model_args.preset, **overrides)
+        if text_vocab_size:
+            config.text_config.vocab_size = int(text_vocab_size)
+        return SupClapModel(config)
     from transformers import AutoConfig
 
     saved = AutoConfig.from_pretrained(
@@ -137,6 +140,8 @@ def _made_processor(
             corpus.location,
             model.config.audio_config,
             cache_dir=Path(data_args.cache_dir) / "processors",
+            vocab_size=model.config.text_config.vocab_size,
+            model_max_length=data_args.max_text_length,
             max_length_s=data_args.max_audio_seconds,
         )
     processor, chosen = processor_for_corpus(
@@ -248,7 +253,15 @@ def build_run(
         )
         model = towers.model
     else:
-        model = build_model(model_args)
+        text_vocab_size = model_args.text_vocab_size
+        if model_args.model_name_or_path:
+            if text_vocab_size:
+                raise ValueError(
+                    "--text_vocab_size sets a new model's vocabulary; a checkpoint keeps its own"
+                )
+        elif text_vocab_size is None and corpus.is_demo and len(data_args.demo_languages or ()) > 1:
+            text_vocab_size = MULTILINGUAL_DEMO_VOCAB_SIZE
+        model = build_model(model_args, text_vocab_size)
     splits, train_records = None, None
     if not (model_args.model_name_or_path or corpus.is_demo):  # from scratch on your own data
         splits, train_records = _training_records(data_args, corpus)

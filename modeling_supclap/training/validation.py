@@ -23,6 +23,7 @@ def validate(run: TrainingRun, state: TrainState) -> None:
             batch_size=train_args.per_device_eval_batch_size,
             seed=train_args.seed,
             zero_shot=False,
+            per_language=False,
             on_bad_sample=run.data_args.on_bad_sample,
             max_text_length=run.data_args.max_text_length,
         )
