@@ -59,8 +59,12 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "spreadbi": (["--base_loss", "infonce", "--svr_mode", "spreading", "--svr_bilateral", "True"], {}),
     "ratiobi": (["--base_loss", "infonce", "--svr_mode", "ratio", "--svr_bilateral", "True"], {}),
     "staticbi": (["--base_loss", "infonce", "--svr_mode", "static", "--svr_bilateral", "True"], {}),
+    "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
+    "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
 }
-SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi")
+SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "siglipdynbi")
+# The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).
+DRIFT_KEYS = ("cosine", "perp_parallel_ratio", "base_cosine", "base_perp_parallel_ratio")
 PROBE_KEYS = (
     "alignment",
     "text_uniformity",
@@ -140,7 +144,10 @@ def summarise(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
         "zero_shot_acc": zero_shot["accuracy"],
         "first_probe": {"step": drift[0]["step"], **{k: drift[0][k] for k in PROBE_KEYS}} if drift else None,
         "last_probe": {"step": drift[-1]["step"], **{k: drift[-1][k] for k in PROBE_KEYS}} if drift else None,
-        "probes": [{"step": row["step"], **{k: row[k] for k in PROBE_KEYS}} for row in drift],
+        "probes": [
+            {"step": row["step"], **{k: row[k] for k in (*PROBE_KEYS, *DRIFT_KEYS) if k in row}}
+            for row in drift
+        ],
         # Share of probe pairs per R / D bin (modeling_supclap.diagnostics.RADIUS_OVER_DISTANCE_EDGES).
         "radius_over_distance": [
             {"step": row["step"], "shares": row["radius_over_distance"]}
@@ -196,6 +203,48 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def drift_plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
+    """One figure, one line per recipe: cos(update, pull) and the perpendicular/parallel ratio of the
+    update over training, on the same probe batch (the paper's drift claim: SVR raises the first and
+    lowers the second)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for name, row in summary.items():
+        probes = [p for p in row["probes"] if "cosine" in p]
+        steps = [p["step"] for p in probes]
+        style = "--" if name in SVR_REFERENCES else "-"
+        axes[0].plot(steps, [p["cosine"] for p in probes], style, label=name)
+        axes[1].plot(steps, [p["perp_parallel_ratio"] for p in probes], style, label=name)
+    axes[0].set(xlabel="step", title="cos(update, pull), mean over probe pairs (higher: less drift)")
+    axes[1].set(
+        xlabel="step", yscale="log", title="||perpendicular|| / |parallel| of the update (lower: less drift)"
+    )
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def drift_markdown(summary: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "| recipe | cos(update, pull): step 100 / mid / end | perp/parallel: step 100 / mid / end |",
+        "|---|---|---|",
+    ]
+    for name, row in summary.items():
+        probes = [p for p in row["probes"] if "cosine" in p]
+        if not probes:
+            continue
+        picks = [probes[0], probes[len(probes) // 2], probes[-1]]
+        cosines = " / ".join(f"{p['cosine']:.3f}" for p in picks)
+        ratios = " / ".join(f"{p['perp_parallel_ratio']:.2f}" for p in picks)
+        lines.append(f"| {name} | {cosines} | {ratios} |")
+    return "\n".join(lines)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
@@ -210,6 +259,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out_dir", type=Path, default=REPO_ROOT / "outputs" / "recipe_diagnosis")
     p.add_argument("--json", type=Path, default=REPO_ROOT / "docs" / "results" / "recipe_diagnosis.json")
     p.add_argument("--plot", type=Path, default=REPO_ROOT / "docs" / "results" / "recipe_diagnosis.png")
+    p.add_argument(
+        "--drift_plot", type=Path, default=None, help="also a PNG of cos(update, pull) and perp/parallel"
+    )
     p.add_argument("--report_only", action="store_true", help="run nothing; summarise the finished runs")
     p.add_argument("--smoke", action="store_true", help="2 recipes, tiny preset, 4 steps (for the tests)")
     p.add_argument("extra", nargs="*", help="after '--': more train_supclap.py arguments for every run")
@@ -248,6 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     args.json.write_text(json.dumps({"argv": argv, "recipes": summary}, indent=1))
     plot(summary, args.plot)
     print(f"# wrote {args.json} and {args.plot}")
+    if args.drift_plot:
+        print(drift_markdown(summary))
+        drift_plot(summary, args.drift_plot)
+        print(f"# wrote {args.drift_plot}")
 
 
 if __name__ == "__main__":
