@@ -130,8 +130,9 @@ def collect(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
 
 def render(summary: dict[str, Any], english_only: dict[str, Any]) -> str:
     lines = ["| language | " + " | ".join(f"{v} T2A / A2T R@1" for v in summary)
-             + " | DynSVR - InfoNCE, mean R@1 (seeds won) | English-only InfoNCE T2A / A2T R@1 |",
-             "|---" * (len(summary) + 3) + "|"]  # fmt: skip
+             + " | DynSVR - InfoNCE, mean R@1 (seeds won) | "
+             + " | ".join(f"English-only {v} T2A / A2T R@1" for v in english_only) + " |",
+             "|---" * (len(summary) + 2 + len(english_only)) + "|"]  # fmt: skip
     base, svr = VARIANTS
     for language in (*LANGUAGES, "mean"):
         cells = []
@@ -149,9 +150,15 @@ def render(summary: dict[str, Any], english_only: dict[str, Any]) -> str:
                     f"{statistics.fmean(diffs):+.1f} ({sum(d > 0 for d in diffs)}/{len(diffs)}, "
                     f"p {sign_flip_p_value(diffs):.2f})"
                 )
-        english = english_only.get(base, {}).get("languages", {}).get(language, {})
-        contrast = f"{_cell(english.get('t2a_R@1'))} / {_cell(english.get('a2t_R@1'))}" if english else "-"
-        lines.append(f"| {language} | " + " | ".join(cells) + f" | {paired} | {contrast} |")
+        contrasts = []
+        for variant in english_only:
+            english = english_only[variant].get("languages", {}).get(language, {})
+            contrasts.append(
+                f"{_cell(english.get('t2a_R@1'))} / {_cell(english.get('a2t_R@1'))}" if english else "-"
+            )
+        lines.append(
+            f"| {language} | " + " | ".join(cells) + f" | {paired} | " + " | ".join(contrasts) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -194,11 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[variant][seed] = json.loads(metrics.read_text())["test"]
     clips = args.demo_num_clips or 2400
     corpus = args.cache_dir / f"demo_corpus_{clips}_{'-'.join(LANGUAGES)}"
-    english: dict[str, dict[int, dict[str, Any]]] = {VARIANTS[0]: {}}
+    english: dict[str, dict[int, dict[str, Any]]] = {variant: {} for variant in VARIANTS}
     for seed in range(args.english_seeds):
-        evaluated = english_only_eval(args, VARIANTS[0], seed, corpus)
-        if evaluated is not None:
-            english[VARIANTS[0]][seed] = evaluated
+        for variant in VARIANTS:
+            evaluated = english_only_eval(args, variant, seed, corpus)
+            if evaluated is not None:
+                english[variant][seed] = evaluated
     summary, english_summary = collect(results), collect(english)
     table = render(summary, english_summary)
     print(table)
