@@ -49,70 +49,60 @@ def loss_summary(config) -> str:
     return SupClapLoss.settings_only(config).describe()
 
 
+_RETRIEVAL_TASK = ("audio-text-retrieval", "Audio-text retrieval")
+_ZERO_SHOT_TASK = ("zero-shot-audio-classification", "Zero-shot audio classification")
+
+
+def _result(
+    task: tuple[str, str], dataset: str, metric: str, value: float, name: str, config: str | None = None
+) -> EvalResult:
+    """One ``model-index`` entry of the test split (``config``: the caption or prompt language)."""
+    return EvalResult(
+        task_type=task[0],
+        task_name=task[1],
+        dataset_type=dataset.split(" (")[0],
+        dataset_name=dataset,
+        dataset_config=config,
+        dataset_split="test",
+        metric_type=metric,
+        metric_value=round(float(value), 4),
+        metric_name=name,
+    )
+
+
 def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[EvalResult]:
-    """``model-index`` entries from :func:`modeling_supclap.evaluation.evaluate_records` output."""
+    """``model-index`` entries from :func:`modeling_supclap.evaluation.evaluate_records` output: retrieval
+    (pooled, then per caption language) and zero-shot accuracy (per prompt language, then pooled)."""
     if not results:
         return []
     entries = []
     retrieval = results.get("retrieval") or {}
     for key, name in RETRIEVAL_METRICS.items():
         if key in retrieval:
-            entries.append(
-                EvalResult(
-                    task_type="audio-text-retrieval",
-                    task_name="Audio-text retrieval",
-                    dataset_type=dataset_name,
-                    dataset_name=dataset_name,
-                    dataset_split="test",
-                    metric_type=key.lower().replace("@", "_at_"),
-                    metric_value=round(float(retrieval[key]), 4),
-                    metric_name=name,
-                )
-            )
+            metric = key.lower().replace("@", "_at_")
+            entries.append(_result(_RETRIEVAL_TASK, dataset_name, metric, retrieval[key], name))
     for language, per_language in (results.get("retrieval_per_language") or {}).items():
         for key, name in RETRIEVAL_METRICS.items():
             if key in per_language:
+                metric = key.lower().replace("@", "_at_") + f"_{language}"
+                dataset = f"{dataset_name} ({language} captions)"
                 entries.append(
-                    EvalResult(
-                        task_type="audio-text-retrieval",
-                        task_name="Audio-text retrieval",
-                        dataset_type=dataset_name,
-                        dataset_name=f"{dataset_name} ({language} captions)",
-                        dataset_config=language,
-                        dataset_split="test",
-                        metric_type=key.lower().replace("@", "_at_") + f"_{language}",
-                        metric_value=round(float(per_language[key]), 4),
-                        metric_name=f"{name} ({language})",
+                    _result(
+                        _RETRIEVAL_TASK, dataset, metric, per_language[key], f"{name} ({language})", language
                     )
                 )
     zero_shot = results.get("zero_shot")
     for language, per_language in ((zero_shot or {}).get("per_language") or {}).items():
         if per_language:
+            dataset, name = f"{dataset_name} ({language} prompt)", f"Top-1 accuracy ({language} prompt)"
             entries.append(
-                EvalResult(
-                    task_type="zero-shot-audio-classification",
-                    task_name="Zero-shot audio classification",
-                    dataset_type=dataset_name,
-                    dataset_name=f"{dataset_name} ({language} prompt)",
-                    dataset_config=language,
-                    dataset_split="test",
-                    metric_type=f"accuracy_{language}",
-                    metric_value=round(float(per_language["accuracy"]), 4),
-                    metric_name=f"Top-1 accuracy ({language} prompt)",
+                _result(
+                    _ZERO_SHOT_TASK, dataset, f"accuracy_{language}", per_language["accuracy"], name, language
                 )
             )
     if zero_shot:
         entries.append(
-            EvalResult(
-                task_type="zero-shot-audio-classification",
-                task_name="Zero-shot audio classification",
-                dataset_type=dataset_name,
-                dataset_name=dataset_name,
-                dataset_split="test",
-                metric_type="accuracy",
-                metric_value=round(float(zero_shot["accuracy"]), 4),
-                metric_name="Top-1 accuracy",
-            )
+            _result(_ZERO_SHOT_TASK, dataset_name, "accuracy", zero_shot["accuracy"], "Top-1 accuracy")
         )
     return entries
 
