@@ -59,10 +59,12 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "spreadbi": (["--base_loss", "infonce", "--svr_mode", "spreading", "--svr_bilateral", "True"], {}),
     "ratiobi": (["--base_loss", "infonce", "--svr_mode", "ratio", "--svr_bilateral", "True"], {}),
     "staticbi": (["--base_loss", "infonce", "--svr_mode", "static", "--svr_bilateral", "True"], {}),
+    # A radius rule with nothing to learn that aims at a margin instead of growing to D (docs/METHOD.md).
+    "marginbi": (["--base_loss", "infonce", "--svr_mode", "margin", "--svr_bilateral", "True"], {}),
     "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
     "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
 }
-SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "siglipdynbi")
+SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi")
 # The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).
 DRIFT_KEYS = ("cosine", "perp_parallel_ratio", "base_cosine", "base_perp_parallel_ratio")
 PROBE_KEYS = (

@@ -105,7 +105,8 @@ class SupClapConfig(ClapConfig):
         svr_mode (`str`, *optional*, defaults to `"dynamic"`):
             Support Vector Regularization, a name of `losses.SVR_MODES`: `"none"`, `"static"` (one
             learned radius), `"dynamic"` (a radius predicted per pair by a small MLP), `"ratio"`
-            (R = `radius_ratio` * D) or `"spreading"` (the control R = D reduces SVR to).
+            (R = `radius_ratio` * D), `"margin"` (the radius that would lift the positive `radius_margin`
+            above the hardest negative) or `"spreading"` (the control R = D reduces SVR to).
         svr_bilateral (`bool`, *optional*, defaults to `True`):
             Also build support vectors for the audio anchors (the paper's best setting).
         svr_weight (`float`, *optional*, defaults to 1.0):
@@ -117,6 +118,8 @@ class SupClapConfig(ClapConfig):
         radius_ratio (`float`, *optional*, defaults to 0.5):
             rho of `svr_mode="ratio"`: R = rho * D, which scales the perpendicular push by exactly
             `1 - rho`; must lie strictly between 0 and 1.
+        radius_margin (`float`, *optional*, defaults to 0.2):
+            m of `svr_mode="margin"` (cosine units, > 0): R = 2 (m - (s_pos - s_hardest)) / D.
         radius_clamp (`bool`, *optional*, defaults to `True`):
             Clamp the radius to `[0, D]` per pair where it is used, so a radius never flips
             (R > D) or amplifies (R < 0) the perpendicular push even before the constraint acts.
@@ -161,6 +164,7 @@ class SupClapConfig(ClapConfig):
     constraint_weight: float = 0.01
     radius_init: float = 0.1
     radius_ratio: float = 0.5
+    radius_margin: float = 0.2
     radius_clamp: bool = True
     predictor_top_k: int = 16
     predictor_hidden_sizes: list[int] | None = None
@@ -219,6 +223,7 @@ class SupClapConfig(ClapConfig):
         number("constraint_weight", 0.0)
         number("radius_init", 0.0)
         number("radius_ratio", 0.0, low_inclusive=False)
+        number("radius_margin", 0.0, low_inclusive=False)
         if self.radius_ratio >= 1.0:
             raise ValueError(f"SupClapConfig.radius_ratio must be < 1, got {self.radius_ratio!r}.")
         number("siglip_logit_scale_init", 0.0, low_inclusive=False)

@@ -504,6 +504,49 @@ class RatioRadius(RadiusMode):
         return {"radius_ratio": self.ratio}
 
 
+class MarginRadius(RadiusMode):
+    """R = 2 (m - gap) / D (detached): the move toward the positive that lifts the anchor's similarity to
+    its positive m above its hardest negative's, the negatives held where they are.
+
+    Along ``x_sup = x + R u`` (unit x and p, ``u = (p - x) / D``): ``x_sup . p = s_pos + R D / 2``, because
+    ``1 - s_pos = D^2 / 2``. Solving ``s_pos + R D / 2 - s_hard = m`` gives the radius, where ``gap =
+    s_pos - s_hard`` is the pair's current margin. Pairs that already clear the margin get R <= 0 (no
+    support vector: clamped to 0), hard pairs up to D (the spreading control). Nothing is learned, so
+    nothing is pulled to D: the share of pairs at R >= D falls as the pairs separate. ``radius_margin``
+    is m (cosine units).
+    """
+
+    name = "margin"
+    summary = "MarginSVR"
+
+    def __init__(self, margin: float) -> None:
+        super().__init__()
+        self.margin = margin
+
+    @classmethod
+    def from_config(cls, config: Any) -> MarginRadius:
+        return cls(config.radius_margin)
+
+    def forward(
+        self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor
+    ) -> torch.Tensor:
+        rows = torch.arange(similarities.shape[0], device=similarities.device)
+        positive = similarities[rows, positive_index]
+        negatives = similarities.detach().clone()
+        negatives[rows, positive_index] = -torch.inf
+        # No negative (a batch of one): -1, the lowest cosine, so the margin is met whenever it can be.
+        hardest = (
+            negatives.max(dim=1).values.clamp(min=-1.0)
+            if similarities.shape[1] > 1
+            else -positive.new_ones(())
+        )
+        gap = positive.detach() - hardest
+        return (2.0 * (self.margin - gap) / distance.detach().clamp(min=1e-12)).detach()
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"radius_margin": self.margin}
+
+
 class SpreadingControl(RadiusMode):
     """R = D (with its gradient): the support vector *is* the positive, with no gradient to the anchor.
 
@@ -535,6 +578,7 @@ SVR_MODES: dict[str, type[RadiusMode] | None] = {
     StaticRadius.name: StaticRadius,
     RadiusPredictor.name: RadiusPredictor,
     RatioRadius.name: RatioRadius,
+    MarginRadius.name: MarginRadius,
     SpreadingControl.name: SpreadingControl,
 }
 

@@ -80,3 +80,50 @@ def test_the_spreading_control_gives_the_anchor_no_gradient():
 def test_radius_ratio_must_lie_strictly_between_zero_and_one(value):
     with pytest.raises(ValueError, match="SupClapConfig.radius_ratio must be"):
         SupClapConfig.tiny(svr_mode="ratio", radius_ratio=value)
+
+
+def test_margin_radius_is_the_move_that_would_lift_the_positive_m_above_the_hardest_negative():
+    from modeling_supclap.losses import MarginRadius, pair_distance, support_vectors
+
+    text, audio = random_pairs(6, 4, seed=5)
+    similarities = text @ audio.t()
+    index = torch.arange(6)
+    distance = pair_distance(text, audio)
+    radius = MarginRadius(0.2)(similarities, index, distance)
+    masked = similarities.clone()
+    masked[index, index] = -2.0
+    gap = similarities[index, index] - masked.max(dim=1).values
+    torch.testing.assert_close(radius, 2 * (0.2 - gap) / distance)
+    # Along the pull, the similarity to the positive rises by exactly R D / 2 (unit vectors).
+    sup, _, used = support_vectors(text, audio, radius, clamp=False, distance=distance)
+    torch.testing.assert_close((sup * audio).sum(-1), similarities[index, index] + radius * distance / 2)
+    assert not radius.requires_grad
+
+
+def test_margin_radius_is_zero_where_the_margin_is_met_and_d_where_far_from_it():
+    from modeling_supclap.losses import MarginRadius, support_vectors
+
+    similarities = torch.tensor([[0.9, 0.1, 0.0], [0.3, 0.5, 0.45]], dtype=torch.float64)
+    distance = torch.sqrt(2 - 2 * similarities[[0, 1], [0, 1]])
+    radius = MarginRadius(0.2)(similarities, torch.tensor([0, 1]), distance)
+    assert radius[0] < 0  # gap 0.8 >= 0.2: no support vector
+    torch.testing.assert_close(radius[1], 2 * (0.2 - 0.05) / distance[1])
+    anchors = torch.eye(3, dtype=torch.float64)[:2]
+    positives = torch.eye(3, dtype=torch.float64)[[1, 2]]
+    _, _, used = support_vectors(anchors, positives, torch.tensor([-0.5, 9.0], dtype=torch.float64))
+    assert used[0] == 0 and used[1] == pytest.approx(2**0.5)  # the loss clamps to [0, D]
+
+
+@pytest.mark.parametrize("base_loss", BASE_LOSSES)
+def test_margin_mode_trains_both_sides_and_reports_its_radius(base_loss):
+    loss_fn = make_loss(dict(base_loss=base_loss, svr_mode="margin", svr_bilateral=True), radius_margin=0.3)
+    text, audio = random_pairs(8, 6, seed=2)
+    text.requires_grad_(True)
+    terms = loss_fn(
+        text, audio, torch.tensor(10.0, dtype=torch.float64), torch.tensor(10.0, dtype=torch.float64)
+    )
+    assert torch.isfinite(terms["loss"]) and float(terms["svr"].detach()) > 0
+    (grad,) = torch.autograd.grad(terms["loss"], text)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="radius_margin"):
+        SupClapConfig.tiny(svr_mode="margin", radius_margin=0.0)

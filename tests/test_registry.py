@@ -107,7 +107,8 @@ def test_the_cli_and_the_benchmarks_list_a_registered_mode(tmp_path):
 
 def test_config_and_loss_reject_an_unregistered_name_listing_the_registered_ones():
     with pytest.raises(
-        ValueError, match=r"svr_mode must be one of \['none', 'static', 'dynamic', 'ratio', 'spreading'\]"
+        ValueError,
+        match=r"svr_mode must be one of \['none', 'static', 'dynamic', 'ratio', 'margin', 'spreading'\]",
     ):
         SupClapConfig.tiny(svr_mode="distance_fraction")
     with pytest.raises(ValueError, match=r"base_loss must be one of \['infonce', 'siglip'\]"):

@@ -99,6 +99,9 @@ class ModelArguments:
     )
     radius_init: float | None = _loss_flag("radius_init", "Initial semantic radius R.")
     radius_ratio: float | None = _loss_flag("radius_ratio", "--svr_mode ratio: R = rho * D, rho in (0, 1).")
+    radius_margin: float | None = _loss_flag(
+        "radius_margin", "--svr_mode margin: the cosine margin m over the hardest negative R aims for."
+    )
     predictor_top_k: int | None = _loss_flag(
         "predictor_top_k", "DynamicSVR predictor input: positive + top-(k-1) negative similarities."
     )
