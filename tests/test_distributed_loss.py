@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -65,7 +66,8 @@ def _step(variant, rows: slice):
 
 def _worker(rank: int, port: int, result_path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # A peer that never arrives fails the test in minutes (gloo waits 30 by default).
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=180))
     try:
         assert distributed_is_active()
         results = {}

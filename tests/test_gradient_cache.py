@@ -11,6 +11,7 @@ import copy
 import json
 import os
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -130,7 +131,8 @@ def _free_port() -> int:
 
 def _two_process_worker(rank: int, port: int, variant: dict, chunk: int, out_dir) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # A peer that never arrives fails the test in minutes (gloo waits 30 by default).
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=180))
     try:
         torch.set_num_threads(1)
         model = tiny_model(config_for(variant, dropout=False, gradient_cache_chunk_size=chunk))
