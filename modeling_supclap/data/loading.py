@@ -299,7 +299,7 @@ class _LanguageTally:
 
     missing: Counter = field(default_factory=Counter)
     rows_without_caption: list[str] = field(default_factory=list)
-    seen: Counter = field(default_factory=Counter)  # captions kept, per language
+    seen: Counter = field(default_factory=Counter)  # rows with a kept caption, per language
     found: Counter = field(default_factory=Counter)  # captions read, per language (selected or not)
 
     def report(self, desc: str, languages: CaptionLanguages) -> None:

@@ -27,7 +27,7 @@ import torch
 from .checks import check_splits
 from .collator import AudioTextDataset, SupClapCollator
 from .demo_corpus import build_demo_corpus
-from .loading import AudioTextRecord, MissingSplitError, load_records
+from .loading import AudioTextRecord, MissingSplitError, language_counts, load_records
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -246,6 +246,8 @@ def build_training_data(
     if log_report and (summary := format_data_report(report)):
         logger.warning("data checks:\n%s", summary)
     train = splits["train"]
+    if log_report and train and len(counts := language_counts(train)) > 1:
+        logger.info("training captions per language: %s", ", ".join(f"{k} {n}" for k, n in counts.items()))
     if train is None:
         raise ValueError(f"every sample of the training set {corpus.location} is bad: nothing to train on")
     if len(train) < 2:
