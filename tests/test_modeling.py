@@ -33,11 +33,11 @@ def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     "field, value, message",
     [
         ("base_loss", "triplet", r"base_loss must be one of \['infonce', 'siglip'\]"),
-        # The registry's modes (issue 10 added ratio and spreading).
+        # The registry's modes (issue 10 added ratio, margin and spreading).
         (
             "svr_mode",
             "adaptive",
-            r"svr_mode must be one of \['none', 'static', 'dynamic', 'ratio', 'spreading'\]",
+            r"svr_mode must be one of \['none', 'static', 'dynamic', 'ratio', 'margin', 'spreading'\]",
         ),
         ("predictor_activation", "tanh", r"predictor_activation must be one of"),
     ],
