@@ -122,21 +122,18 @@ def _item_captions(item: dict[str, Any], where: str) -> tuple[list[str], list[st
     raise ValueError(f"{where}: item has no 'captions' (keys: {sorted(item)})")
 
 
+def _weight_entry(entry: str) -> tuple[str, str]:
+    language, sep, weight = str(entry).partition("=")
+    if not sep:
+        raise ValueError(f"--caption_language_weights: {entry!r} is not LANGUAGE=WEIGHT (e.g. fr=0.5)")
+    return language, weight
+
+
 def parse_language_weights(spec: Sequence[str] | Mapping[str, float] | None) -> dict[str, float] | None:
     """``["en=2", "fr=1"]`` (``--caption_language_weights``) as ``{"en": 2.0, "fr": 1.0}``."""
     if spec is None:
         return None
-    items = spec.items() if isinstance(spec, Mapping) else []
-    if not isinstance(spec, Mapping):
-        pairs = []
-        for entry in spec:
-            language, sep, weight = str(entry).partition("=")
-            if not sep:
-                raise ValueError(
-                    f"--caption_language_weights: {entry!r} is not LANGUAGE=WEIGHT (e.g. fr=0.5)"
-                )
-            pairs.append((language, weight))
-        items = pairs
+    items = spec.items() if isinstance(spec, Mapping) else [_weight_entry(entry) for entry in spec]
     weights: dict[str, float] = {}
     for language, weight in items:
         try:
