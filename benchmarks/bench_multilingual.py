@@ -33,24 +33,17 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import budget_tag, run_dir_for, run_one, sign_flip_p_value  # noqa: E402
+from bench_quality import (  # noqa: E402
+    _cell,
+    budget_tag,
+    run_dir_for,
+    run_one,
+    seed_statistics,
+    sign_flip_p_value,
+)
 
 LANGUAGES = ("en", "fr", "de", "es", "ru", "zh", "ja")
 VARIANTS = ("infonce", "infonce+dynamic-bi")
-
-
-def _stat(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
-        "n": len(values),
-    }
-
-
-def _cell(stat: dict[str, float] | None) -> str:
-    if not stat:
-        return "-"
-    return f"{stat['mean']:.1f}" if stat["std"] != stat["std"] else f"{stat['mean']:.1f} ± {stat['std']:.1f}"
 
 
 def english_only_eval(
@@ -97,14 +90,16 @@ def collect(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             ]
             if not per_seed:
                 continue
-            stats = {key: _stat([m[key] for m in per_seed]) for key in ("t2a_R@1", "a2t_R@1", "t2a_R@10")}
+            stats = {
+                key: seed_statistics([m[key] for m in per_seed]) for key in ("t2a_R@1", "a2t_R@1", "t2a_R@10")
+            }
             zero_shot = [
                 r["zero_shot"]["per_language"][language]["accuracy"]
                 for r in runs.values()
                 if language in ((r.get("zero_shot") or {}).get("per_language") or {})
             ]
             if zero_shot:
-                stats["zero_shot"] = _stat(zero_shot)
+                stats["zero_shot"] = seed_statistics(zero_shot)
             stats["by_seed"] = {
                 seed: _mean_r1(r["retrieval_per_language"][language])
                 for seed, r in runs.items()
@@ -115,8 +110,8 @@ def collect(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
             r["crosslingual_consistency"] for r in runs.values() if r.get("crosslingual_consistency")
         ]
         if consistency:
-            entry["top1_agreement"] = _stat([c["top1_agreement"] for c in consistency])
-            entry["rank_correlation"] = _stat([c["rank_correlation"] for c in consistency])
+            entry["top1_agreement"] = seed_statistics([c["top1_agreement"] for c in consistency])
+            entry["rank_correlation"] = seed_statistics([c["rank_correlation"] for c in consistency])
         chance = [
             r["retrieval_per_language"]["en"]["chance"]
             for r in runs.values()

@@ -182,6 +182,15 @@ def read_metrics(run_dir: Path) -> dict[str, float] | None:
     return out
 
 
+def seed_statistics(values: list[float]) -> dict[str, float]:
+    """Mean, sample std (ddof 1; NaN for one seed) and count of one metric over seeds."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
+        "n": len(values),
+    }
+
+
 def aggregate(
     args: argparse.Namespace,
     variants: list[str],
@@ -203,11 +212,7 @@ def aggregate(
         for key in (*METRIC_KEYS, "train_seconds"):
             values = [r[key] for r in runs.values() if key in r]
             if values:
-                summary[key] = {
-                    "mean": statistics.fmean(values),
-                    "std": statistics.stdev(values) if len(values) > 1 else float("nan"),
-                    "n": len(values),
-                }
+                summary[key] = seed_statistics(values)
         per_variant[variant] = summary
     return per_variant
 
