@@ -63,6 +63,13 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "marginbi": (["--base_loss", "infonce", "--svr_mode", "margin", "--svr_bilateral", "True"], {}),
     "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
     "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
+    # Mean-pooled text: the first-token pooler sees the same token in every caption (collapsed at init).
+    "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
+    "meanpool_dynbi": (
+        ["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True", "--text_pooling", "mean"],
+        {},
+    ),
+    "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
 }
 SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi")
 # The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).

@@ -75,6 +75,9 @@ def _small_sub_configs() -> dict[str, Any]:
     }
 
 
+# SupClapConfig.text_pooling values (SupClapModel.pool_text implements them).
+TEXT_POOLINGS = ("pooler", "mean")
+
 # Architectures to train from scratch (``--preset``): name -> ClapConfig keyword arguments.
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny_sub_configs, "small": _small_sub_configs}
 
@@ -145,6 +148,13 @@ class SupClapConfig(ClapConfig):
             compute the loss over the whole batch (see `gradient_cache.py`), so the contrastive batch
             can exceed what fits in memory at once; gradients equal the whole-batch loss's. 0 (or a
             batch no larger than it): one ordinary forward.
+        text_pooling (`str`, *optional*, defaults to `"pooler"`):
+            How the text tower's token states become one vector before the projection: `"pooler"`
+            (ClapTextModel's dense + tanh on the first token, what every CLAP checkpoint was trained
+            with) or `"mean"` (the mean of the last hidden states over the attention mask; the text
+            tower then has no pooler). From-scratch towers learn faster with `"mean"` (docs/BENCHMARKS.md,
+            recipe diagnosis): the first token is the same in every caption, so a fresh pooler maps every
+            caption to nearly one vector.
     """
 
     model_type = "supclap"
@@ -176,6 +186,7 @@ class SupClapConfig(ClapConfig):
     freeze_logit_scale: bool = False
     gather_across_processes: bool = True
     gradient_cache_chunk_size: int = 0
+    text_pooling: str = "pooler"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -211,6 +222,7 @@ class SupClapConfig(ClapConfig):
         choice("base_loss", tuple(BASE_LOSSES))
         choice("svr_mode", tuple(SVR_MODES))
         choice("predictor_activation", PREDICTOR_ACTIVATIONS)
+        choice("text_pooling", TEXT_POOLINGS)
         for field in (
             "svr_bilateral",
             "radius_clamp",
@@ -275,4 +287,4 @@ class SupClapConfig(ClapConfig):
         return cls.from_preset("small", **kwargs)
 
 
-__all__ = ["BASE_LOSSES", "PRESETS", "SVR_MODES", "SupClapConfig"]
+__all__ = ["BASE_LOSSES", "PRESETS", "SVR_MODES", "TEXT_POOLINGS", "SupClapConfig"]

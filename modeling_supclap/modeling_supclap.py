@@ -75,6 +75,9 @@ class SupClapModel(ClapModel):
     def __init__(self, config: SupClapConfig):
         super().__init__(config)
         self.loss_fn = SupClapLoss(config)
+        if config.text_pooling != "pooler":
+            # An unused pooler would be a parameter without gradient (DDP refuses those by default).
+            self.text_model.pooler = None
         if config.freeze_logit_scale:
             self.logit_scale_t.requires_grad_(False)
             self.logit_scale_a.requires_grad_(False)
@@ -183,9 +186,54 @@ class SupClapModel(ClapModel):
             return output.to_tuple()
         return output
 
-    def _encode(self, **inputs: Any) -> ClapOutput:
-        """ClapModel's forward without its loss: both towers, projected and L2-normalised."""
-        return super().forward(**inputs, return_loss=False, return_dict=True)
+    def pool_text(self, text_outputs: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """One vector per caption from the text tower's outputs (``config.text_pooling``)."""
+        if self.config.text_pooling == "pooler":
+            return text_outputs.pooler_output
+        hidden = text_outputs.last_hidden_state
+        if attention_mask is None:
+            return hidden.mean(dim=1)
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """ClapModel's, with ``config.text_pooling``: ``pooler_output`` is the L2-normalised embedding."""
+        kwargs.pop("return_dict", None)
+        text_outputs = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
+        text_features = self.text_projection(self.pool_text(text_outputs, attention_mask))
+        text_outputs.pooler_output = torch.nn.functional.normalize(text_features, dim=-1)
+        return text_outputs
+
+    def _encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        input_features: torch.Tensor | None = None,
+        is_longer: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> ClapOutput:
+        """ClapModel's forward without its loss or logits: both towers, projected and L2-normalised."""
+        audio_outputs = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
+        text_outputs = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
+        audio_embeds = self.audio_projection(audio_outputs.pooler_output)
+        text_embeds = self.text_projection(self.pool_text(text_outputs, attention_mask))
+        return ClapOutput(
+            text_embeds=text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True),
+            audio_embeds=audio_embeds / audio_embeds.norm(p=2, dim=-1, keepdim=True),
+            text_model_output=text_outputs,
+            audio_model_output=audio_outputs,
+        )
 
     def _embed(self, **inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(text_embeds, audio_embeds) of ``inputs`` (used per chunk by the cached-negatives mode)."""

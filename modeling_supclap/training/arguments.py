@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..configuration_supclap import PRESETS, SupClapConfig
+from ..configuration_supclap import PRESETS, TEXT_POOLINGS, SupClapConfig
 from ..data.collator import parse_language_weights
 from ..data.demo_corpus import check_demo_languages
 from ..data.demo_languages import DEMO_LANGUAGES
@@ -29,7 +29,7 @@ from ..data.loading import ON_BAD_SAMPLE_CHOICES, CaptionLanguages, check_on_bad
 from ..losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
 
 _DEFAULTS = SupClapConfig.__dataclass_fields__
-# The flags that are SupClapConfig loss fields (filled by _loss_flag).
+# The flags that are SupClapConfig fields: the loss's, and text_pooling (filled by _loss_flag).
 LOSS_FLAGS: list[str] = []
 
 
@@ -123,6 +123,12 @@ class ModelArguments:
         "gradient_cache_chunk_size",
         "Cached negatives (GradCache): embed each batch this many pairs at a time, with the loss over the "
         "whole batch, so --per_device_train_batch_size can exceed what fits in memory (0: off).",
+    )
+    text_pooling: str | None = _loss_flag(
+        "text_pooling",
+        "Text embedding: 'pooler' (CLAP's first-token pooler, as checkpoints were trained) or 'mean' (mean "
+        "over the caption's tokens; learns faster from scratch, see docs/BENCHMARKS.md).",
+        choices=TEXT_POOLINGS,
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights (no LoRA)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
