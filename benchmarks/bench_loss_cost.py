@@ -55,6 +55,8 @@ Usage::
     python benchmarks/bench_loss_cost.py                       # tiny (batch 32) and htsat (batch 8)
     python benchmarks/bench_loss_cost.py --models tiny --repeats 50
     python benchmarks/bench_loss_cost.py --device cuda --threads 0
+    python benchmarks/bench_loss_cost.py --device cuda --threads 0 --models htsat --batch_htsat 64 \
+        --variants infonce infonce+dynamic-bi siglip siglip+dynamic-bi --compile_loss   # fused SVR
     python benchmarks/bench_loss_cost.py --smoke               # tiny only, 2 repeats, seconds
 """
 
@@ -79,6 +81,7 @@ if str(REPO_ROOT) not in sys.path:
 from loss_variants import VARIANTS  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 CONTROL = "infonce (A/A)"
+COMPILED = " (compiled)"  # suffix of a variant run with SupClapConfig.compile_loss (--compile_loss)
 MODELS = {"tiny": {"batch": 32, "repeats": 30}, "htsat": {"batch": 8, "repeats": 7}}
 HTSAT_EXTRACTOR = dict(
     feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
@@ -96,8 +99,10 @@ EXTRACTORS = {"tiny": TINY_EXTRACTOR, "small": SMALL_EXTRACTOR, "htsat": HTSAT_E
 def model_config(model: str, variant: str = "infonce", **overrides):
     from modeling_supclap import SupClapConfig
 
-    base_loss, svr_mode, bilateral = VARIANTS[variant]
+    compile_loss = variant.endswith(COMPILED)
+    base_loss, svr_mode, bilateral = VARIANTS[variant.removesuffix(COMPILED)]
     kwargs = dict(base_loss=base_loss, svr_mode=svr_mode, svr_bilateral=bilateral, **overrides)
+    kwargs["compile_loss"] = compile_loss
     if model in ("tiny", "small"):
         return SupClapConfig.from_preset(model, **kwargs)
     config = SupClapConfig(**kwargs)  # default ClapConfig sub-configs: laion/clap-htsat-unfused's shapes
@@ -197,6 +202,8 @@ def bench_model(model_name: str, args: argparse.Namespace) -> dict[str, Any]:
     batch_size = args.batch[model_name]
     batch = make_batch(model_name, config, batch_size, args.text_len, device)
     variants = list(args.variants)
+    if args.compile_loss:
+        variants += [name + COMPILED for name in args.variants]
     names = [*variants, CONTROL] if "infonce" in variants else variants
     losses = {}
     for name in variants:
@@ -371,15 +378,17 @@ def render(result: dict[str, Any], rss: dict[str, Any] | None) -> str:
     times, loss_times, memory = result["times"], result["loss_times"], result["memory"]
     cpu_times = result.get("cpu_times") if result["device"] == "cpu" else None
 
-    def paired(values: list[float], ref: list[float] | None) -> str:
-        if ref is None:
+    def paired(values: list[float] | None, ref: list[float] | None) -> str:
+        if ref is None or values is None:
             return "n/a"
         ratios = [a / b for a, b in zip(values, ref)]
         return f"{_pct(statistics.median(ratios))} ({_pct(_q(ratios, 0.25))} .. {_pct(_q(ratios, 0.75))})"
 
+    compiled_ref = times.get("infonce" + COMPILED)
     head = (
         "| variant | median step (ms) | step time vs InfoNCE (IQR) | step CPU time vs InfoNCE (IQR) "
-        "| loss fwd+bwd (ms) "
+        + ("| step time vs compiled InfoNCE (IQR) " if compiled_ref else "")
+        + "| loss fwd+bwd (ms) "
         "| tensor peak of step (MiB) | total tensor memory (MiB) | total vs InfoNCE | RSS increase (MiB) "
         "| RSS increase vs InfoNCE |"
     )
@@ -391,6 +400,8 @@ def render(result: dict[str, Any], rss: dict[str, Any] | None) -> str:
             ratio += " | " + paired(cpu_times[name], cpu_times.get("infonce"))
         else:
             ratio += " | n/a"
+        if compiled_ref:
+            ratio += " | " + (paired(t, compiled_ref) if name.endswith(COMPILED) else "-")
         loss_ms = f"{1000 * statistics.median(loss_times[name]):.2f}"
         mem = memory.get(name)
         if mem:
@@ -427,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text_len", "--text-len", type=int, default=32, help="tokens per caption")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads; 0 leaves torch's default")
+    p.add_argument(
+        "--compile_loss",
+        action="store_true",
+        help="also time every variant with SupClapConfig.compile_loss (rows '<variant> (compiled)'; the "
+        "warm-up rounds pay the compilation)",
+    )
     p.add_argument("--memory", choices=["profiler", "rss", "both", "none"], default="both")
     p.add_argument(
         "--rss_steps", "--rss-steps", type=int, default=2, help="measured steps per RSS subprocess (after 1)"

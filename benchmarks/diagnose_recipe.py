@@ -38,6 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 INFONCE = ["--base_loss", "infonce", "--svr_mode", "none"]
+DYNBI = ["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True"]
 TOWERS = ("text_config", "audio_config")
 # name -> (train_supclap.py flags, overrides of the preset's sub-configs {sub_config: {field: value}}).
 RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -54,7 +55,7 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
         INFONCE,
         {t: {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0} for t in TOWERS},
     ),
-    "dynbi": (["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
+    "dynbi": (DYNBI, {}),
     # What the saturated radius reduces to (R = D), and a radius that never saturates (R = rho D).
     "spreadbi": (["--base_loss", "infonce", "--svr_mode", "spreading", "--svr_bilateral", "True"], {}),
     "ratiobi": (["--base_loss", "infonce", "--svr_mode", "ratio", "--svr_bilateral", "True"], {}),
@@ -65,10 +66,7 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
     # Mean-pooled text: the first-token pooler sees the same token in every caption (collapsed at init).
     "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
-    "meanpool_dynbi": (
-        ["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True", "--text_pooling", "mean"],
-        {},
-    ),
+    "meanpool_dynbi": ([*DYNBI, "--text_pooling", "mean"], {}),
     "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
 }
 SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi")

@@ -148,6 +148,11 @@ class SupClapConfig(ClapConfig):
             compute the loss over the whole batch (see `gradient_cache.py`), so the contrastive batch
             can exceed what fits in memory at once; gradients equal the whole-batch loss's. 0 (or a
             batch no larger than it): one ordinary forward.
+        compile_loss (`bool`, *optional*, defaults to `False`):
+            Run the loss (after the cross-process gather) as one `torch.compile`d graph (inductor, dynamic
+            shapes): fuses the SVR math's many small kernels, whose launch latency is most of SVR's cost
+            on a GPU. Values and gradients equal the eager loss's (tests/test_compiled_loss.py); the first
+            step of each new batch shape pays the compilation. Ignored without gradients (evaluation).
         text_pooling (`str`, *optional*, defaults to `"pooler"`):
             How the text tower's token states become one vector before the projection: `"pooler"`
             (ClapTextModel's dense + tanh on the first token, what every CLAP checkpoint was trained
@@ -187,6 +192,7 @@ class SupClapConfig(ClapConfig):
     gather_across_processes: bool = True
     gradient_cache_chunk_size: int = 0
     text_pooling: str = "pooler"
+    compile_loss: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -229,6 +235,7 @@ class SupClapConfig(ClapConfig):
             "predictor_detach_input",
             "freeze_logit_scale",
             "gather_across_processes",
+            "compile_loss",
         ):
             flag(field)
         number("svr_weight", 0.0)

@@ -271,14 +271,20 @@ class SigLIPLoss(BaseContrastiveLoss):
         every direction and SVR term). Keyed by that tensor, not by its values: reading values would
         make the CPU wait for the GPU at every call.
         """
+        if torch.compiler.is_compiling():  # fused into the graph; a cache would keep traced values
+            return self._signed_labels(positive_index, num_candidates)
         cached = self._labels_cache
         if cached is not None and cached[0] is positive_index and cached[1] == num_candidates:
             return cached[2]
-        labels = torch.full(
-            (positive_index.shape[0], num_candidates), -1.0, device=positive_index.device
-        ).scatter_(1, positive_index[:, None], 1.0)
+        labels = self._signed_labels(positive_index, num_candidates)
         self._labels_cache = (positive_index, num_candidates, labels)
         return labels
+
+    @staticmethod
+    def _signed_labels(positive_index: torch.Tensor, num_candidates: int) -> torch.Tensor:
+        return torch.full(
+            (positive_index.shape[0], num_candidates), -1.0, device=positive_index.device
+        ).scatter_(1, positive_index[:, None], 1.0)
 
     def loss_from_logits(self, logits: torch.Tensor, ground_truth: torch.Tensor) -> torch.Tensor:
         return -F.logsigmoid(ground_truth.to(logits.dtype) * logits).sum(dim=1)
@@ -633,6 +639,10 @@ class SupClapLoss(nn.Module):
         ['constraint', 'contrastive', 'loss', 'svr']
     """
 
+    # torch.compile backend of ``compile_loss`` (tests trace some variants with "aot_eager", which skips
+    # inductor's C++ code generation but captures and differentiates the same graph).
+    compile_backend: ClassVar[str] = "inductor"
+
     def __init__(self, config: Any = None, **settings: Any) -> None:
         super().__init__()
         if config is None:
@@ -649,6 +659,7 @@ class SupClapLoss(nn.Module):
         self.svr_weight, self.constraint_weight = config.svr_weight, config.constraint_weight
         self.radius_clamp = config.radius_clamp
         self.gather_across_processes = config.gather_across_processes
+        self.compile_loss = config.compile_loss
         self.base_loss = BASE_LOSSES[config.base_loss].from_config(config)
         radius_class = SVR_MODES[config.svr_mode]
         self.radius: RadiusMode | None = None if radius_class is None else radius_class.from_config(config)
@@ -716,6 +727,31 @@ class SupClapLoss(nn.Module):
                 f"{tuple(text_embeds.shape)} and audio {tuple(audio_embeds.shape)}."
             )
         batch = gather_features(text_embeds, audio_embeds, self.gather_across_processes)
+        if self.compile_loss and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            return self._compiled_terms()(batch, scale_t, scale_a, anchor_chunk_size)
+        return self.batch_terms(batch, scale_t, scale_a, anchor_chunk_size)
+
+    def _compiled_terms(self):
+        """:meth:`batch_terms` compiled once per loss (inductor, dynamic shapes: the batch size varies).
+
+        What it fuses is the dozens of small kernels of the support-vector, predictor and constraint
+        math, whose launch latency is most of SVR's cost on a GPU (docs/BENCHMARKS.md). Gathering stays
+        outside (collectives), so the compiled graph is the same on every process.
+        """
+        compiled = self.__dict__.get("_compiled_batch_terms")
+        if compiled is None:
+            compiled = torch.compile(self.batch_terms, backend=self.compile_backend, dynamic=True)
+            self.__dict__["_compiled_batch_terms"] = compiled  # not a submodule: no state, no copy
+        return compiled
+
+    def batch_terms(
+        self,
+        batch: GatheredBatch,
+        scale_t: torch.Tensor,
+        scale_a: torch.Tensor,
+        anchor_chunk_size: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`forward` after gathering: the named terms of one (gathered) batch."""
         positive_index = batch.positive_index()
         directions = self._directions(batch, scale_t, scale_a)
         # Base terms of both directions first, then the SVR terms (the order fixes float rounding).

@@ -60,6 +60,30 @@ def test_cuda_loss_matches_the_cpu_reference(variant, dtype):
 
 
 @pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
+def test_cuda_compiled_loss_matches_the_cpu_reference(variant):
+    """compile_loss on CUDA (inductor's Triton kernels): values and gradients of the per-sample reference."""
+    torch._dynamo.reset()
+    reference_fn = make_loss(variant)
+    cuda_fn = copy.deepcopy(reference_fn).to(device=CUDA, dtype=torch.float32)
+    cuda_fn.compile_loss = True
+    for size, seed in ((33, 7), (40, 8)):  # two sizes, one compilation (dynamic shapes)
+        text, audio = random_pairs(size, 16, seed=seed)
+        expected, expected_grads = _terms_and_grads(reference_fn, text, audio, use_reference=True)
+        got, got_grads = _terms_and_grads(
+            cuda_fn, text.to(CUDA, torch.float32), audio.to(CUDA, torch.float32), False
+        )
+        for name in expected:
+            torch.testing.assert_close(got[name].double().cpu(), expected[name], atol=2e-5, rtol=0, msg=name)
+        for got_grad, expected_grad in zip(got_grads, expected_grads):
+            if got_grad is None or expected_grad is None:
+                assert got_grad is None or not got_grad.any()
+                assert expected_grad is None or not expected_grad.any()
+                continue
+            torch.testing.assert_close(got_grad.double().cpu(), expected_grad, atol=2e-5, rtol=0)
+    assert "_compiled_batch_terms" in cuda_fn.__dict__
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
 def test_loss_forward_and_backward_never_wait_for_the_gpu(variant):
     # A host sync inside the loss (reading a value: .item(), int(tensor), bool(tensor)) would stall the
     # CPU's queueing of GPU work every step; sync debug mode "error" raises on any such read.

@@ -124,6 +124,11 @@ class ModelArguments:
         "Cached negatives (GradCache): embed each batch this many pairs at a time, with the loss over the "
         "whole batch, so --per_device_train_batch_size can exceed what fits in memory (0: off).",
     )
+    compile_loss: bool | None = _loss_flag(
+        "compile_loss",
+        "torch.compile the loss (after the gather) into one graph: fuses SVR's small kernels, which pays "
+        "on a GPU (launch latency); on CPU it does not (docs/BENCHMARKS.md). See also --torch_compile.",
+    )
     text_pooling: str | None = _loss_flag(
         "text_pooling",
         "Text embedding: 'pooler' (CLAP's first-token pooler, as checkpoints were trained) or 'mean' (mean "
