@@ -10,9 +10,12 @@ The loss needs every embedding of the batch at once, the towers' activations do 
 3. returns a loss whose *backward* re-embeds each chunk with its graph (same dropout: the RNG state
    of step 1 is restored) and back-propagates the cached embedding gradients into the towers.
 
-Step 2 scores the anchors chunk by chunk as well (``SupClapLoss(anchor_chunk_size=k)``, checkpointed),
-so peak memory is that of one chunk's graph plus the (N, d) embeddings and a (k, N) block of the loss,
-and the gradients equal those of one loss over the whole batch.
+Step 2 scores the anchors in blocks as well (``SupClapLoss(anchor_chunk_size=...)``, checkpointed) once
+the batch is large: blocks of max(k, 2**20 / N) anchors, so the loss's (rows, N) matrices stay within
+about a million elements and peak memory is that of one chunk's graph plus the (N, d) embeddings and one
+block of the loss. Smaller batches get one block (checkpointed blocks recompute the loss: 5x its time at
+N = 256 on the tiny preset, for memory that is not short there). The gradients equal those of one loss
+over the whole batch either way.
 
 Why one autograd ``Function`` (:class:`_CachedLoss`) over every trainable parameter: with several
 processes its backward computes the towers' gradients with ``torch.autograd.grad`` (which accumulates
@@ -35,8 +38,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
+# Step 2 scores anchors in blocks of at least this many (rows x N) elements (see the module docstring).
+LOSS_BLOCK_ELEMENTS = 2**20
 # Forward arguments that hold one row per pair (chunked); anything else is passed to every chunk.
 _ROW_ARGUMENTS = ("input_ids", "attention_mask", "position_ids", "input_features", "is_longer")
 
@@ -126,6 +132,7 @@ def cached_loss(
     runs in its backward); the terms and embeddings carry no gradient.
     """
     rows_total = next(iter(inputs.values())).shape[0]
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     chunks = [slice(start, start + chunk_size) for start in range(0, rows_total, chunk_size)]
     device = next(model.parameters()).device
 
@@ -149,8 +156,10 @@ def cached_loss(
     tower_params = [p for p in params if id(p) not in loss_ids]
     with torch.enable_grad():
         scale_t, scale_a = model.logit_scales()
-        # Anchors chunk by chunk too (checkpointed): the loss's memory is O(chunk x N), not O(N x N).
-        terms = model.loss_fn(text_embeds, audio_embeds, scale_t, scale_a, anchor_chunk_size=chunk_size)
+        # Anchors in checkpointed blocks when N is large: the loss's memory is O(block x N), not O(N x N).
+        world_size = dist.get_world_size() if distributed else 1
+        block = max(chunk_size, LOSS_BLOCK_ELEMENTS // (rows_total * world_size))
+        terms = model.loss_fn(text_embeds, audio_embeds, scale_t, scale_a, anchor_chunk_size=block)
         all_grads = torch.autograd.grad(
             terms["loss"], (text_embeds, audio_embeds, *loss_params), allow_unused=True
         )
@@ -159,12 +168,10 @@ def cached_loss(
         for grad, target in zip(all_grads, (text_embeds, audio_embeds, *loss_params))
     )
     device_type = device.type if device.type in ("cuda", "cpu", "xpu", "mps") else "cpu"
-    import torch.distributed as dist
-
     cache = {
         "model": model,
         "device": device,
-        "distributed": dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1,
+        "distributed": distributed,
         "chunks": chunks,
         "rng_states": rng_states,
         "inputs": inputs,

@@ -30,7 +30,7 @@ from helpers.cli import run_script, tiny_train_args
 from helpers.reference import LOSS_VARIANTS, variant_id
 from helpers.toy import toy_processor, toy_rows
 
-from modeling_supclap import SupClapModel
+from modeling_supclap import SupClapModel, gradient_cache
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.peft_utils import get_lora_model
 
@@ -38,6 +38,17 @@ from modeling_supclap.peft_utils import get_lora_model
 @pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
 @pytest.mark.parametrize("chunk", [1, 3, BATCH], ids=lambda c: f"chunk{c}")
 def test_cached_gradients_equal_the_dense_step_with_dropout(variant, chunk):
+    _assert_cached_step_equals_dense(variant, chunk)
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
+def test_the_loss_in_checkpointed_blocks_gives_the_same_step(variant, monkeypatch):
+    # What a large batch gets (N x N above LOSS_BLOCK_ELEMENTS): the loss scored in blocks of `chunk` anchors.
+    monkeypatch.setattr(gradient_cache, "LOSS_BLOCK_ELEMENTS", 1)
+    _assert_cached_step_equals_dense(variant, 3)
+
+
+def _assert_cached_step_equals_dense(variant: dict, chunk: int) -> None:
     model, inputs = tiny_model(config_for(variant, gradient_cache_chunk_size=chunk)), random_inputs()
     reference, cached = copy.deepcopy(model), copy.deepcopy(model)
     torch.manual_seed(7)  # dropout is active: both must draw the same masks
