@@ -80,6 +80,11 @@ TEXT_POOLINGS = ("pooler", "mean")
 
 # Architectures to train from scratch (``--preset``): name -> ClapConfig keyword arguments.
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny_sub_configs, "small": _small_sub_configs}
+# SupClapConfig fields a preset built from scratch starts with (keyword arguments of from_preset win).
+# The small preset, the demo's, mean-pools its text tower: the first-token pooler maps every fresh caption
+# to nearly one vector, and plain InfoNCE then stalls (docs/BENCHMARKS.md, recipe diagnosis). The tiny
+# preset keeps CLAP's pooler, the structure of every CLAP checkpoint, which the tests compare against.
+PRESET_SETTINGS: dict[str, dict[str, Any]] = {"small": {"text_pooling": "mean"}}
 
 
 # The scalar loss terms and statistics SupClapModel.forward returns (fields of SupClapOutput): logged
@@ -281,7 +286,7 @@ class SupClapConfig(ClapConfig):
         """The architecture ``preset`` (a name of ``PRESETS``) with the given fields."""
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
-        return cls(**{**PRESETS[preset](), **kwargs})
+        return cls(**{**PRESETS[preset](), **PRESET_SETTINGS.get(preset, {}), **kwargs})
 
     @classmethod
     def tiny(cls, **kwargs: Any) -> SupClapConfig:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..configuration_supclap import PRESETS, TEXT_POOLINGS, SupClapConfig
+from ..configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
 from ..data.collator import parse_language_weights
 from ..data.demo_corpus import check_demo_languages
 from ..data.demo_languages import DEMO_LANGUAGES
@@ -33,13 +33,13 @@ _DEFAULTS = SupClapConfig.__dataclass_fields__
 LOSS_FLAGS: list[str] = []
 
 
-def _loss_flag(name: str, help: str, **metadata: Any) -> Any:
+def _loss_flag(name: str, help: str, default_help: str | None = None, **metadata: Any) -> Any:
     """A loss flag: ``None`` unless given, its help naming the ``SupClapConfig`` default."""
     LOSS_FLAGS.append(name)
     default = _DEFAULTS[name].default
     if isinstance(default, bool):  # --flag alone means True, as for HfArgumentParser's bool fields
         metadata.update(nargs="?", const=True)
-    help = f"{help} Default: the checkpoint's, else {default!r}."
+    help = f"{help} Default: the checkpoint's, else {default_help or repr(default)}."
     return field(default=None, metadata={"help": help, **metadata})
 
 
@@ -133,6 +133,11 @@ class ModelArguments:
         "text_pooling",
         "Text embedding: 'pooler' (CLAP's first-token pooler, as checkpoints were trained) or 'mean' (mean "
         "over the caption's tokens; learns faster from scratch, see docs/BENCHMARKS.md).",
+        default_help="the preset's: "
+        + ", ".join(
+            f"{preset} {PRESET_SETTINGS.get(preset, {}).get('text_pooling', 'pooler')!r}"
+            for preset in PRESETS
+        ),
         choices=TEXT_POOLINGS,
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights (no LoRA)."})
