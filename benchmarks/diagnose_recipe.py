@@ -41,7 +41,7 @@ INFONCE = ["--base_loss", "infonce", "--svr_mode", "none"]
 DYNBI = ["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True"]
 TOWERS = ("text_config", "audio_config")
 # name -> (train_supclap.py flags, overrides of the preset's sub-configs {sub_config: {field: value}}).
-RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
+_RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "infonce": (INFONCE, {}),
     "lr3e-4": ([*INFONCE, "--learning_rate", "3e-4"], {}),
     "lr3e-3": ([*INFONCE, "--learning_rate", "3e-3"], {}),
@@ -68,6 +68,12 @@ RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
     "meanpool_dynbi": ([*DYNBI, "--text_pooling", "mean"], {}),
     "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
+}
+# Every recipe without a pooling of its own was measured with CLAP's first-token pooler (the small
+# preset's default until mean pooling replaced it): it keeps that pooler, so its numbers reproduce.
+RECIPES = {
+    name: (flags if "--text_pooling" in flags else [*flags, "--text_pooling", "pooler"], overrides)
+    for name, (flags, overrides) in _RECIPES.items()
 }
 SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi")
 # The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).
