@@ -19,9 +19,16 @@ a machine shared with other jobs the wall clock of a step depends on what else r
 less (the wall clock is in the JSON too). Models: ``tiny`` and ``small`` (the presets) and
 ``htsat`` (the laion/clap-htsat-unfused architecture: 10 s at 48 kHz, 64 mel bins; random weights).
 
+``--breakdown model:batch:chunk`` says where a cached step's time goes, in one process, the pieces
+interleaved over ``--repeats`` rounds (CPU time, medians): the dense step; the cached step; step 1 alone
+(every chunk embedded without a graph); step 3's work alone (every chunk embedded with its graph and
+back-propagated, without the cache's bookkeeping); the step-2 loss on fixed embeddings. The cached
+step's floor is (step 1 + step 3) / dense: the extra forward of micro-batching, whatever the code does.
+
 Usage::
 
     python benchmarks/bench_gradient_cache.py                       # the documented table (CPU: long)
+    python benchmarks/bench_gradient_cache.py --breakdown small:256:64 --repeats 5
     python benchmarks/bench_gradient_cache.py --cases tiny:256:64 small:1024:128 --repeats 2
     python benchmarks/bench_gradient_cache.py --smoke               # seconds
 """
@@ -97,6 +104,73 @@ def worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+def breakdown(case: str, args: argparse.Namespace) -> dict[str, float]:
+    """CPU milliseconds of a cached step's pieces (see the module docstring), medians over rounds."""
+    import torch
+    import torch.nn.functional as F
+
+    from modeling_supclap import SupClapModel
+
+    model_name, batch_size, chunk = case.split(":")
+    batch_size, chunk = int(batch_size), int(chunk)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = model_config(model_name, args.variant)
+    model = SupClapModel(config).train()
+    batch = make_batch(model_name, config, batch_size, args.text_len, torch.device("cpu"))
+    rows = {k: v for k, v in batch.items() if k != "return_loss"}
+    chunks = [slice(start, start + chunk) for start in range(0, batch_size, chunk)]
+    tower_params = [p for n, p in model.named_parameters() if not n.startswith(("loss_fn.", "logit_scale"))]
+    text0 = F.normalize(torch.randn(batch_size, config.projection_dim), dim=-1)
+    audio0 = F.normalize(torch.randn(batch_size, config.projection_dim), dim=-1)
+
+    def step(chunk_size: int) -> None:
+        model.config.gradient_cache_chunk_size = chunk_size
+        model(**batch).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def step1() -> None:
+        with torch.no_grad():
+            for part in chunks:
+                model._embed(**{k: v[part] for k, v in rows.items()})
+
+    def step3() -> None:
+        for part in chunks:
+            text, audio = model._embed(**{k: v[part] for k, v in rows.items()})
+            torch.autograd.backward(
+                (text, audio), (torch.ones_like(text), torch.ones_like(audio)), inputs=tower_params
+            )
+        model.zero_grad(set_to_none=True)
+
+    def loss() -> None:
+        text, audio = text0.clone().requires_grad_(), audio0.clone().requires_grad_()
+        scale_t, scale_a = model.logit_scales()
+        torch.autograd.grad(model.loss_fn(text, audio, scale_t, scale_a)["loss"], (text, audio))
+
+    pieces = {
+        "dense step": lambda: step(0),
+        "cached step": lambda: step(chunk),
+        "step 1 (no-graph chunks)": step1,
+        "step 3 work (graph chunks + backward)": step3,
+        "step 2 loss": loss,
+    }
+    times: dict[str, list[float]] = {name: [] for name in pieces}
+    for fn in pieces.values():  # warm-up
+        fn()
+    for _ in range(args.repeats):
+        for name, fn in pieces.items():
+            start = time.process_time()
+            fn()
+            times[name].append(1000 * (time.process_time() - start))
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result["floor vs dense"] = (
+        result["step 1 (no-graph chunks)"] + result["step 3 work (graph chunks + backward)"]
+    ) / result["dense step"]
+    result["cached vs dense"] = result["cached step"] / result["dense step"]
+    return result
+
+
 def measure(model: str, batch: int, chunk: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model]
     cmd += ["--batch", str(batch), "--chunk", str(chunk), "--repeats", str(args.repeats)]
@@ -161,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--smoke", action="store_true", help="tiny, batch 16, chunk 4, 1 repeat: seconds")
+    p.add_argument("--breakdown", default=None, help="model:batch:chunk: where a cached step's time goes")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, help=argparse.SUPPRESS)
@@ -172,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.cases, args.repeats = ["tiny:16:4"], 1
     print(f"# bench_gradient_cache: {' '.join(sys.argv)}")
+    if args.breakdown:
+        result = breakdown(args.breakdown, args)
+        print("| piece | CPU ms |\n|---|---|")
+        print(
+            "\n".join(f"| {name} | {value:.{2 if 'vs' in name else 0}f} |" for name, value in result.items())
+        )
+        if args.json:
+            args.json.write_text(json.dumps({"argv": sys.argv, "breakdown": result}, indent=1))
+        return 0
     load = os.getloadavg()
     print(
         f"# {platform.platform()}, {os.cpu_count()} CPUs, threads {args.threads}, variant {args.variant}, "

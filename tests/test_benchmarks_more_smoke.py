@@ -66,6 +66,20 @@ def test_bench_gradient_cache_smoke():
     assert cells[5].endswith("x") and cells[9].endswith("x"), cells  # the two ratios
 
 
+def test_bench_gradient_cache_breakdown_smoke():
+    """Where a cached step's time goes: every piece measured, and the floor above a dense step."""
+    rows = _rows(_run("bench_gradient_cache.py", "--breakdown", "tiny:16:4", "--repeats", "2"))
+    pieces = (
+        "dense step",
+        "cached step",
+        "step 1 (no-graph chunks)",
+        "step 3 work (graph chunks + backward)",
+    )
+    assert all(float(rows[name][1]) > 0 for name in pieces), rows
+    assert float(rows["floor vs dense"][1]) > 1.0, rows  # micro-batching's extra forward is never free
+    assert float(rows["cached vs dense"][1]) > 0, rows
+
+
 @pytest.mark.slow
 def test_bench_streaming_smoke(tmp_path):
     """Map-style and streaming runs of train_supclap.py on the same 200 clips: first step and samples/s."""
