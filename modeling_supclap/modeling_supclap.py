@@ -205,12 +205,22 @@ class SupClapModel(ClapModel):
     ) -> Any:
         """ClapModel's, with ``config.text_pooling``: ``pooler_output`` is the L2-normalised embedding."""
         kwargs.pop("return_dict", None)
+        text_outputs, text_features = self._project_text(input_ids, attention_mask, position_ids, **kwargs)
+        text_outputs.pooler_output = torch.nn.functional.normalize(text_features, dim=-1)
+        return text_outputs
+
+    def _project_text(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None,
+        **kwargs: Any,
+    ) -> tuple[Any, torch.Tensor]:
+        """(text tower outputs, projected pooled embedding before normalisation)."""
         text_outputs = self.text_model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         )
-        text_features = self.text_projection(self.pool_text(text_outputs, attention_mask))
-        text_outputs.pooler_output = torch.nn.functional.normalize(text_features, dim=-1)
-        return text_outputs
+        return text_outputs, self.text_projection(self.pool_text(text_outputs, attention_mask))
 
     def _encode(
         self,
@@ -223,11 +233,8 @@ class SupClapModel(ClapModel):
     ) -> ClapOutput:
         """ClapModel's forward without its loss or logits: both towers, projected and L2-normalised."""
         audio_outputs = self.audio_model(input_features=input_features, is_longer=is_longer, **kwargs)
-        text_outputs = self.text_model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
-        )
+        text_outputs, text_embeds = self._project_text(input_ids, attention_mask, position_ids, **kwargs)
         audio_embeds = self.audio_projection(audio_outputs.pooler_output)
-        text_embeds = self.text_projection(self.pool_text(text_outputs, attention_mask))
         return ClapOutput(
             text_embeds=text_embeds / text_embeds.norm(p=2, dim=-1, keepdim=True),
             audio_embeds=audio_embeds / audio_embeds.norm(p=2, dim=-1, keepdim=True),
