@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .configuration_supclap import PRESETS, SupClapConfig
+from .configuration_supclap import PRESET_SETTINGS, PRESETS, SupClapConfig
 from .modeling_supclap import SupClapModel
 
 logger = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ def model_with_pretrained_towers(
             **{k: getattr(text_config, k) for k in _TEXT_FIELDS if getattr(text_config, k, None) is not None},
         }
         text_weights = {f"text_model.{k}": v for k, v in text_state.items()}
-    model = SupClapModel(SupClapConfig(**{**settings, **config_overrides}))
+    # A text tower from scratch pools as its preset does; a pretrained one keeps its checkpoint's pooler.
+    preset_settings = {} if text_model else PRESET_SETTINGS.get(preset, {})
+    model = SupClapModel(SupClapConfig(**{**settings, **preset_settings, **config_overrides}))
     towers = PretrainedTowers(model)
     if audio_weights is not None:
         towers.reports["audio"] = _load(

@@ -90,6 +90,18 @@ def test_xlmr_weights_load_into_the_text_tower_and_embed_like_xlmr(checkpoints):
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
+def test_text_pooling_follows_the_text_tower(checkpoints):
+    """A text tower from scratch pools as its preset does (small: mean); a pretrained one keeps its pooler."""
+    new_text = model_with_pretrained_towers("small", audio_model=str(checkpoints["clap"]))
+    assert new_text.model.config.text_pooling == "mean"
+    pretrained_text = model_with_pretrained_towers("small", text_model=str(checkpoints["roberta"]))
+    assert pretrained_text.model.config.text_pooling == "pooler"
+    assert pretrained_text.reports["text"].unused == []  # its pooler's weights are used
+    roberta = str(checkpoints["roberta"])
+    chosen = model_with_pretrained_towers("small", text_model=roberta, text_pooling="mean")
+    assert chosen.model.config.text_pooling == "mean"
+
+
 def test_a_checkpoint_that_is_not_a_text_encoder_is_a_clear_error(checkpoints):
     with pytest.raises(ValueError, match="is not a RoBERTa-family encoder"):
         model_with_pretrained_towers("tiny", text_model=str(checkpoints["clap"]))
