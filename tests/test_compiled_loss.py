@@ -18,7 +18,7 @@ import os
 
 import pytest
 import torch
-from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, variant_id
+from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, terms_and_grads, variant_id
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.losses import SupClapLoss
@@ -31,15 +31,6 @@ def _backend(variant: dict) -> str:
     if INDUCTOR_EVERYWHERE or (variant["svr_mode"] == "dynamic" and variant["svr_bilateral"]):
         return "inductor"
     return "aot_eager"
-
-
-def _terms_and_grads(loss_fn, text, audio):
-    text, audio = text.clone().requires_grad_(True), audio.clone().requires_grad_(True)
-    scale_t = torch.tensor(14.0, dtype=text.dtype, requires_grad=True)
-    scale_a = torch.tensor(11.0, dtype=text.dtype, requires_grad=True)
-    terms = loss_fn(text, audio, scale_t, scale_a)
-    inputs = [text, audio, scale_t, scale_a, *loss_fn.parameters()]
-    return terms, torch.autograd.grad(terms["loss"], inputs, allow_unused=True)
 
 
 def _assert_same(got, expected):
@@ -64,8 +55,8 @@ def test_compiled_loss_equals_eager_values_and_gradients(variant, monkeypatch):
     for size, seed in ((9, 1), (14, 2)):
         text, audio = random_pairs(size, 6, seed=seed)
         with torch._dynamo.config.patch(error_on_recompile=size != 9):
-            got = _terms_and_grads(compiled, text, audio)
-        _assert_same(got, _terms_and_grads(eager, text, audio))
+            got = terms_and_grads(compiled, text, audio)
+        _assert_same(got, terms_and_grads(eager, text, audio))
     assert "_compiled_batch_terms" in compiled.__dict__  # the compiled path really ran
 
 

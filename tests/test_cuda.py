@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import run_script, tiny_train_args
-from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, reference_terms, variant_id
+from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, terms_and_grads, variant_id
 from helpers.toy import SAMPLING_RATE, TOY_LABELS, toy_processor, toy_rows
 from transformers import pipeline
 
@@ -25,30 +25,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 CUDA = torch.device("cuda")
 
 
-def _terms_and_grads(loss_fn, text, audio, use_reference: bool):
-    text = text.clone().requires_grad_(True)
-    audio = audio.clone().requires_grad_(True)
-    dtype, device = text.dtype, text.device
-    scale_t = torch.tensor(14.0, dtype=dtype, device=device, requires_grad=True)
-    scale_a = torch.tensor(11.0, dtype=dtype, device=device, requires_grad=True)
-    if use_reference:
-        terms = reference_terms(loss_fn, text, audio, scale_t, scale_a)
-    else:
-        terms = loss_fn(text, audio, scale_t, scale_a)
-    inputs = [text, audio, scale_t, scale_a, *loss_fn.parameters()]
-    grads = torch.autograd.grad(terms["loss"], inputs, allow_unused=True)
-    return terms, grads
-
-
-@pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_cuda_loss_matches_the_cpu_reference(variant, dtype):
-    reference_fn = make_loss(variant)
-    cuda_fn = copy.deepcopy(reference_fn).to(device=CUDA, dtype=dtype)
-    text, audio = random_pairs(33, 16, seed=7)  # 33 > predictor top_k: the top-k path is taken
-    expected, expected_grads = _terms_and_grads(reference_fn, text, audio, use_reference=True)
-    got, got_grads = _terms_and_grads(cuda_fn, text.to(CUDA, dtype), audio.to(CUDA, dtype), False)
-    atol = 1e-8 if dtype == torch.float64 else 2e-5
+def _assert_cuda_matches_the_reference(reference_fn, cuda_fn, text, audio, dtype, atol: float) -> None:
+    """``cuda_fn`` on CUDA in ``dtype`` against the per-sample reference of ``reference_fn`` (CPU)."""
+    expected, expected_grads = terms_and_grads(reference_fn, text, audio, use_reference=True)
+    got, got_grads = terms_and_grads(cuda_fn, text.to(CUDA, dtype), audio.to(CUDA, dtype))
     for name in expected:
         torch.testing.assert_close(got[name].double().cpu(), expected[name], atol=atol, rtol=0, msg=name)
     for got_grad, expected_grad in zip(got_grads, expected_grads):
@@ -60,6 +40,16 @@ def test_cuda_loss_matches_the_cpu_reference(variant, dtype):
 
 
 @pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_cuda_loss_matches_the_cpu_reference(variant, dtype):
+    reference_fn = make_loss(variant)
+    cuda_fn = copy.deepcopy(reference_fn).to(device=CUDA, dtype=dtype)
+    text, audio = random_pairs(33, 16, seed=7)  # 33 > predictor top_k: the top-k path is taken
+    atol = 1e-8 if dtype == torch.float64 else 2e-5
+    _assert_cuda_matches_the_reference(reference_fn, cuda_fn, text, audio, dtype, atol)
+
+
+@pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
 def test_cuda_compiled_loss_matches_the_cpu_reference(variant):
     """compile_loss on CUDA (inductor's Triton kernels): values and gradients of the per-sample reference."""
     torch._dynamo.reset()
@@ -68,18 +58,7 @@ def test_cuda_compiled_loss_matches_the_cpu_reference(variant):
     cuda_fn.compile_loss = True
     for size, seed in ((33, 7), (40, 8)):  # two sizes, one compilation (dynamic shapes)
         text, audio = random_pairs(size, 16, seed=seed)
-        expected, expected_grads = _terms_and_grads(reference_fn, text, audio, use_reference=True)
-        got, got_grads = _terms_and_grads(
-            cuda_fn, text.to(CUDA, torch.float32), audio.to(CUDA, torch.float32), False
-        )
-        for name in expected:
-            torch.testing.assert_close(got[name].double().cpu(), expected[name], atol=2e-5, rtol=0, msg=name)
-        for got_grad, expected_grad in zip(got_grads, expected_grads):
-            if got_grad is None or expected_grad is None:
-                assert got_grad is None or not got_grad.any()
-                assert expected_grad is None or not expected_grad.any()
-                continue
-            torch.testing.assert_close(got_grad.double().cpu(), expected_grad, atol=2e-5, rtol=0)
+        _assert_cuda_matches_the_reference(reference_fn, cuda_fn, text, audio, torch.float32, atol=2e-5)
     assert "_compiled_batch_terms" in cuda_fn.__dict__
 
 

@@ -103,6 +103,24 @@ LOSS_VARIANTS = [
 ]
 
 
+def terms_and_grads(loss_fn: SupClapLoss, text, audio, use_reference: bool = False):
+    """(terms, gradients of the total w.r.t. text, audio, both scales and the loss's parameters).
+
+    ``use_reference``: the per-sample reference instead of ``loss_fn`` itself (same parameters).
+    """
+    text = text.clone().requires_grad_(True)
+    audio = audio.clone().requires_grad_(True)
+    dtype, device = text.dtype, text.device
+    scale_t = torch.tensor(14.0, dtype=dtype, device=device, requires_grad=True)
+    scale_a = torch.tensor(11.0, dtype=dtype, device=device, requires_grad=True)
+    if use_reference:
+        terms = reference_terms(loss_fn, text, audio, scale_t, scale_a)
+    else:
+        terms = loss_fn(text, audio, scale_t, scale_a)
+    inputs = [text, audio, scale_t, scale_a, *loss_fn.parameters()]
+    return terms, torch.autograd.grad(terms["loss"], inputs, allow_unused=True)
+
+
 def variant_id(variant: dict) -> str:
     side = "bi" if variant["svr_bilateral"] else "uni"
     return f"{variant['base_loss']}-{variant['svr_mode']}" + (
