@@ -102,34 +102,6 @@ def test_bench_overhead_smoke(small_corpus_cache):
 
 
 @pytest.mark.slow
-def test_bench_quality_smoke(small_corpus_cache, tmp_path):
-    """Two variants, one seed, through the real CLI; table, JSON and plot; a second call resumes."""
-    args = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "runs")]
-    args += ["--json", str(tmp_path / "q.json"), "--plot", str(tmp_path / "q.png")]
-    rows = _rows(_run("bench_quality.py", *args))
-    for variant in ("infonce", "infonce+dynamic-bi"):
-        assert rows[variant][1] == "1", rows[variant]
-    summary = json.loads((tmp_path / "q.json").read_text())
-    for variant in ("infonce", "infonce+dynamic-bi"):
-        stats = summary["variants"][variant]
-        for key in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zero_shot_acc"):
-            assert 0 <= stats[key]["mean"] <= 100, (variant, key, stats)
-    assert summary["failures"] == []
-    assert (tmp_path / "q.png").stat().st_size > 1000
-    # Resumable: nothing is trained again.
-    again = _run("bench_quality.py", *args)
-    assert again.count("skipped (metrics.json exists)") == 2, again
-    # A results folder moved elsewhere (another checkout, another machine) is still recognised.
-    (tmp_path / "runs").rename(tmp_path / "moved")
-    moved = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "moved"), "--report_only"]
-    report = _run(
-        "bench_quality.py", *moved, "--json", str(tmp_path / "q2.json"), "--plot", str(tmp_path / "q2.png")
-    )
-    assert report.count("skipped (metrics.json exists)") == 2, report
-    assert json.loads((tmp_path / "q2.json").read_text())["variants"] == summary["variants"]
-
-
-@pytest.mark.slow
 def test_diagnose_recipe_smoke(small_corpus_cache, tmp_path):
     """Two recipes (one with a patched text tower) train with the probe on; table, JSON, plot; resumable."""
     args = [
@@ -167,7 +139,8 @@ def test_sign_flip_p_value_is_exact():
 
 @pytest.mark.slow
 def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_corpus_cache, tmp_path):
-    """Sweep 2 rates with seed 0, pick by validation, seed 1 at the best rate, paired against the base."""
+    """Two variants through the real CLI: sweep 2 rates with seed 0, pick by validation, seed 1 at the best
+    rate, paired against the base; table, JSON and plot; a second call resumes, also from a moved folder."""
     args = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "runs"), "--seeds", "2"]
     args += [
         "--learning_rates",
@@ -195,4 +168,21 @@ def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_
     runs, base = summary["variants"]["infonce+dynamic-bi"]["runs"], summary["variants"]["infonce"]["runs"]
     assert paired["differences"] == [runs[s]["mean_R@1"] - base[s]["mean_R@1"] for s in ("0", "1")]
     assert 0 < paired["p_sign_flip"] <= 1 and 0 <= paired["seeds_won"] <= 2
-    assert _rows(out)["infonce+dynamic-bi - infonce"][2] == "2"  # seeds paired
+    rows = _rows(out)
+    assert rows["infonce+dynamic-bi - infonce"][2] == "2"  # seeds paired
+    for variant in ("infonce", "infonce+dynamic-bi"):
+        assert rows[variant][1] == "2", rows[variant]  # seeds
+        for key in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zero_shot_acc"):
+            stats = summary["variants"][variant][key]
+            assert 0 <= stats["mean"] <= 100, (variant, key, stats)
+    assert (tmp_path / "t.png").stat().st_size > 1000
+    # Resumable: nothing is trained again (4 sweep runs, then seeds 0 and 1 of both variants).
+    again = _run("bench_quality.py", *args)
+    assert again.count("skipped (metrics.json exists)") == 8, again
+    # A results folder moved elsewhere (another checkout, another machine) is still recognised.
+    (tmp_path / "runs").rename(tmp_path / "moved")
+    moved = [a if a != str(tmp_path / "runs") else str(tmp_path / "moved") for a in args]
+    moved = [a if a != str(tmp_path / "t.json") else str(tmp_path / "t2.json") for a in moved]
+    report = _run("bench_quality.py", *moved, "--report_only")
+    assert report.count("skipped (metrics.json exists)") == 8, report
+    assert json.loads((tmp_path / "t2.json").read_text())["variants"] == summary["variants"]
