@@ -186,3 +186,9 @@ def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_
     report = _run("bench_quality.py", *moved, "--report_only")
     assert report.count("skipped (metrics.json exists)") == 8, report
     assert json.loads((tmp_path / "t2.json").read_text())["variants"] == summary["variants"]
+    # Without --learning_rates (the CLI's rate, no sweep): one variant, one run, its own folder.
+    plain = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "plain")]
+    plain += ["--variants", "infonce", "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")]
+    assert _rows(_run("bench_quality.py", *plain))["infonce"][1] == "1"
+    assert "learning_rate" not in json.loads((tmp_path / "p.json").read_text())["variants"]["infonce"]
+    assert (tmp_path / "plain" / "tiny_steps5_clips80_bs8_warmup1" / "infonce" / "seed0").is_dir()
