@@ -19,6 +19,10 @@ a machine shared with other jobs the wall clock of a step depends on what else r
 less (the wall clock is in the JSON too). Models: ``tiny`` and ``small`` (the presets) and
 ``htsat`` (the laion/clap-htsat-unfused architecture: 10 s at 48 kHz, 64 mel bins; random weights).
 
+On a GPU (``--device cuda``) peak memory is ``torch.cuda.max_memory_allocated`` over the measured steps
+minus what was allocated before them (weights, gradients, the batch), and time is the wall clock of a
+step with the device synchronized (``step_s`` holds it, so the table's ratios read the same).
+
 ``--breakdown model:batch:chunk`` says where a cached step's time goes, in one process, the pieces
 interleaved over ``--repeats`` rounds (CPU time, medians): the dense step; the cached step; step 1 alone
 (every chunk embedded without a graph); step 3's work alone (every chunk embedded with its graph and
@@ -31,6 +35,8 @@ Usage::
     python benchmarks/bench_gradient_cache.py --breakdown small:256:64 --repeats 5
     python benchmarks/bench_gradient_cache.py --cases tiny:256:64 small:1024:128 --repeats 2
     python benchmarks/bench_gradient_cache.py --smoke               # seconds
+    python benchmarks/bench_gradient_cache.py --device cuda --threads 0 --cases htsat:4096:128 htsat:256:64 \
+        --max_dense_htsat 256                                        # on a GPU
 """
 
 from __future__ import annotations
@@ -64,6 +70,9 @@ DEFAULT_CASES = [
     "small:4096:256",
     "htsat:256:16",
 ]
+# Feature extraction of every clip of a 4,096 batch of 10 s clips would take minutes: 64 distinct clips,
+# copied with noise (bench_loss_cost.make_batch), give the same step time and memory.
+MAX_DISTINCT_CLIPS = 64
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -74,30 +83,41 @@ def worker(args: argparse.Namespace) -> None:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    on_gpu = device.type == "cuda"
     torch.manual_seed(0)
     config = model_config(args.model, args.variant, gradient_cache_chunk_size=args.chunk)
-    model = SupClapModel(config).train()
-    batch = make_batch(args.model, config, args.batch, args.text_len, torch.device("cpu"))
+    model = SupClapModel(config).train().to(device)
+    batch = make_batch(args.model, config, args.batch, args.text_len, device, MAX_DISTINCT_CLIPS)
 
     def step() -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
         model(**batch).loss.backward()
         model.zero_grad(set_to_none=False)
+        if on_gpu:
+            torch.cuda.synchronize(device)
         return time.perf_counter() - wall, time.process_time() - cpu
 
     step()  # warm-up: gradients allocated
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    base = _proc_status_bytes("VmRSS")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+    else:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _proc_status_bytes("VmRSS")
     times = [step() for _ in range(args.repeats)]
+    peak = torch.cuda.max_memory_allocated(device) if on_gpu else _proc_status_bytes("VmHWM")
     result = {
         "model": args.model,
         "batch": args.batch,
         "chunk": args.chunk,
-        "peak_mib": (_proc_status_bytes("VmHWM") - base) / 2**20,
-        "step_s": statistics.median(cpu for _, cpu in times),
+        "device": str(device),
+        "peak_mib": (peak - base) / 2**20,
+        # the GPU's step is its wall clock (the CPU only queues kernels); the CPU's is its CPU time
+        "step_s": statistics.median(wall if on_gpu else cpu for wall, cpu in times),
         "step_wall_s": statistics.median(wall for wall, _ in times),
         "threads": torch.get_num_threads(),
     }
@@ -118,7 +138,7 @@ def breakdown(case: str, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(0)
     config = model_config(model_name, args.variant)
     model = SupClapModel(config).train()
-    batch = make_batch(model_name, config, batch_size, args.text_len, torch.device("cpu"))
+    batch = make_batch(model_name, config, batch_size, args.text_len, torch.device("cpu"), MAX_DISTINCT_CLIPS)
     rows = {k: v for k, v in batch.items() if k != "return_loss"}
     chunks = [slice(start, start + chunk) for start in range(0, batch_size, chunk)]
     tower_params = [p for n, p in model.named_parameters() if not n.startswith(("loss_fn.", "logit_scale"))]
@@ -175,6 +195,7 @@ def measure(model: str, batch: int, chunk: int, args: argparse.Namespace) -> dic
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", model]
     cmd += ["--batch", str(batch), "--chunk", str(chunk), "--repeats", str(args.repeats)]
     cmd += ["--threads", str(args.threads), "--variant", args.variant, "--text_len", str(args.text_len)]
+    cmd += ["--device", args.device]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # freed blocks leave RSS (see the docstring)
     if args.threads > 0:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -191,10 +212,12 @@ def measure(model: str, batch: int, chunk: int, args: argparse.Namespace) -> dic
     return {"model": model, "batch": batch, "chunk": chunk, "error": f"exit {proc.returncode}: {tail}"}
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[dict[str, Any]], device: str = "cpu") -> str:
+    clock = "CPU" if device == "cpu" else "GPU wall"
     head = (
         "| model | batch | chunk | cached: peak MiB | dense one chunk: peak MiB | ratio (goal <= 1.25) "
-        "| dense batch: peak MiB | cached CPU ms/sample | dense CPU ms/sample | time ratio (goal <= 1.35) |"
+        f"| dense batch: peak MiB | cached {clock} ms/sample | dense {clock} ms/sample "
+        "| time ratio (goal <= 1.35) |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
@@ -233,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="infonce+dynamic-bi", help="a name of benchmarks/loss_variants.py")
     p.add_argument("--text_len", type=int, default=32)
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (GPU memory and wall-clock time)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     p.add_argument("--smoke", action="store_true", help="tiny, batch 16, chunk 4, 1 repeat: seconds")
     p.add_argument("--breakdown", default=None, help="model:batch:chunk: where a cached step's time goes")
@@ -258,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load = os.getloadavg()
     print(
-        f"# {platform.platform()}, {os.cpu_count()} CPUs, threads {args.threads}, variant {args.variant}, "
+        f"# {platform.platform()}, {os.cpu_count()} CPUs, device {args.device}, threads {args.threads}, "
+        f"variant {args.variant}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}",
         flush=True,
     )
@@ -273,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             row["dense"] = measure(model, batch, 0, args)
         rows.append(row)
         print(f"# {case}: {json.dumps({k: v for k, v in row.items() if isinstance(v, dict)})}", flush=True)
-    print(render(rows))
+    print(render(rows, args.device))
     if args.json:
         args.json.write_text(json.dumps({"argv": sys.argv, "rows": rows}, indent=1))
     return 1 if any("error" in r.get(k, {}) for r in rows for k in ("cached", "dense_chunk", "dense")) else 0

@@ -80,6 +80,25 @@ def test_bench_gradient_cache_breakdown_smoke():
     assert float(rows["cached vs dense"][1]) > 0, rows
 
 
+def test_benchmark_batches_fill_a_large_batch_from_fewer_distinct_clips():
+    """A batch of thousands of 10 s clips is built from a few extracted ones, copied with noise."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    from bench_loss_cost import make_batch, model_config
+
+    config = model_config("tiny")
+    every = make_batch("tiny", config, 6, 8, torch.device("cpu"))
+    filled = make_batch("tiny", config, 6, 8, torch.device("cpu"), max_distinct_clips=2)
+    assert filled["input_features"].shape == every["input_features"].shape
+    assert filled["is_longer"].shape == every["is_longer"].shape
+    assert filled["input_ids"].equal(every["input_ids"])
+    # the copies of clip 0 (rows 0, 2, 4) are near it and not equal to each other
+    copies = filled["input_features"][[0, 2, 4]]
+    assert (copies - every["input_features"][0]).abs().max() < 0.1
+    assert not torch.equal(copies[0], copies[1]) and not torch.equal(copies[1], copies[2])
+
+
 @pytest.mark.slow
 def test_bench_streaming_smoke(tmp_path):
     """Map-style and streaming runs of train_supclap.py on the same 200 clips: first step and samples/s."""
