@@ -418,8 +418,9 @@ METADATA_ERRORS = [
     ("empty-csv-json-list", "csv", b'file_name,captions\ngood.wav,"[]"\n', r"line 2: .*holds an empty list"),
     ("missing-caption-column", "jsonl", _jsonl({"file_name": "good.wav", "description": "a tone"}),
      r"no caption column found \(looked for .*\); columns are \['file_name', 'description'\]"),
-    ("missing-audio-column", "csv", b"path,captions\ngood.wav,a tone\n",
-     r"metadata\.csv line 2: no audio column 'audio' \(nor 'file_name'\)"),
+    ("missing-audio-column", "csv", b"sound,captions\ngood.wav,a tone\n",
+     r"metadata\.csv line 2: no audio column 'audio' \(nor audio, file_name, filename, .*\); columns are "
+     r"\['sound', 'captions'\]. Name it with --audio_column"),
     ("empty-audio-cell", "csv", b"file_name,captions\n,a tone\n",
      r"line 2: audio column 'file_name' is empty"),
     ("non-utf8-csv", "csv", "file_name,captions\ngood.wav,a tone\ngood.wav,caf\u00e9\n".encode("latin-1"),

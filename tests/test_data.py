@@ -307,7 +307,7 @@ def test_load_csv_with_several_caption_columns(tmp_path):
     ):
         load_records(str(path))
     bad = tmp_path / "bad.csv"
-    bad.write_text("path,captions\nwavs/a0.wav,hello\n")
+    bad.write_text("sound,captions\nwavs/a0.wav,hello\n")
     with pytest.raises(ValueError, match=r"bad\.csv line 2: no audio column 'audio'"):
         load_records(str(bad))
     empty_cap = tmp_path / "empty_cap.csv"
@@ -318,6 +318,14 @@ def test_load_csv_with_several_caption_columns(tmp_path):
     header_only.write_text("audio,captions\n")
     with pytest.raises(ValueError, match="empty dataset"):
         load_records(str(header_only))
+
+
+@pytest.mark.parametrize("column", ["filename", "fname", "path", "file_name"])
+def test_load_finds_the_usual_audio_column_names(tmp_path, column):
+    """ESC-50's filename, FSD50K's fname, a plain path: found without --audio_column."""
+    path = tmp_path / "meta.csv"
+    path.write_text(f"{column},caption,path_note\na.wav,hello,x\n")
+    assert load_records(str(path))[0].audio == str(tmp_path / "a.wav")
 
 
 def test_load_audio_column_fallback_error(tmp_path):

@@ -34,6 +34,7 @@ import soundfile as sf
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "AUDIO_COLUMN_NAMES",
     "AudioTextRecord",
     "BadSampleError",
     "CaptionLanguages",
@@ -457,15 +458,20 @@ def _resolve_audio(value: Any, bases: Sequence[Path], where: str, column: str) -
     )
 
 
+# Looked for, in this order, when the --audio_column is absent: datasets' Audio column, audiofolder's file
+# column, then the names common in public metadata files (ESC-50's "filename", FSD50K's "fname", "path").
+AUDIO_COLUMN_NAMES = ("audio", "file_name", "filename", "file", "fname", "path", "filepath", "audio_path")
+
+
 def _pick_audio_column(columns: Iterable[str], audio_column: str, where: str) -> str:
     columns = list(columns)
-    if audio_column in columns:
-        return audio_column
-    # audiofolder's file column is "file_name"; datasets turns it into "audio". Accept either name.
-    for alt in ("file_name", "audio"):
-        if alt in columns:
-            return alt
-    raise ValueError(f"{where}: no audio column '{audio_column}' (nor 'file_name'); columns are {columns}")
+    for name in (audio_column, *AUDIO_COLUMN_NAMES):
+        if name in columns:
+            return name
+    raise ValueError(
+        f"{where}: no audio column '{audio_column}' (nor {', '.join(AUDIO_COLUMN_NAMES)}); columns are "
+        f"{columns}. Name it with --audio_column"
+    )
 
 
 # Looked for when --caption_columns is not given: the usual names, Clotho's caption_1..caption_5, and

@@ -42,6 +42,7 @@ import torch
 
 from .collator import SupClapCollator
 from .loading import (
+    AUDIO_COLUMN_NAMES,
     AudioTextRecord,
     BadSampleError,
     CaptionLanguages,
@@ -137,7 +138,7 @@ def open_stream(
         )
     dataset = load_dataset(spec, split=split, streaming=True)
     features = dataset.features or {}
-    audio = next((c for c in (audio_column, "audio", "file_name") if c in features), audio_column)
+    audio = next((c for c in (audio_column, *AUDIO_COLUMN_NAMES) if c in features), audio_column)
     if isinstance(features.get(audio), Audio):
         dataset = dataset.cast_column(audio, Audio(decode=False))
     names = [f"{spec} [{split}] shard {i}" for i in range(dataset.n_shards)]
