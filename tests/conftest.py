@@ -12,6 +12,11 @@ from helpers.cli import SMALL_CORPUS_CLIPS
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One intra-op thread per test process (the subprocesses get the same from helpers.cli.run_script): with
+# `-n 2` on 2 cores, torch's default of one thread per core gives 4 OpenMP threads that spin waiting on
+# each other; a Trainer test took 3.4x longer that way (68 s against 23 s on the loaded 2-core machine).
+# Set before torch is imported, so torch reads it; a value given by the caller is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
