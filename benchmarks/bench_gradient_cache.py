@@ -130,6 +130,7 @@ def breakdown(case: str, args: argparse.Namespace) -> dict[str, float]:
     import torch.nn.functional as F
 
     from modeling_supclap import SupClapModel
+    from modeling_supclap.gradient_cache import loss_and_tower_parameters
 
     model_name, batch_size, chunk = case.split(":")
     batch_size, chunk = int(batch_size), int(chunk)
@@ -141,7 +142,7 @@ def breakdown(case: str, args: argparse.Namespace) -> dict[str, float]:
     batch = make_batch(model_name, config, batch_size, args.text_len, torch.device("cpu"), MAX_DISTINCT_CLIPS)
     rows = {k: v for k, v in batch.items() if k != "return_loss"}
     chunks = [slice(start, start + chunk) for start in range(0, batch_size, chunk)]
-    tower_params = [p for n, p in model.named_parameters() if not n.startswith(("loss_fn.", "logit_scale"))]
+    _, tower_params = loss_and_tower_parameters(model)
     text0 = F.normalize(torch.randn(batch_size, config.projection_dim), dim=-1)
     audio0 = F.normalize(torch.randn(batch_size, config.projection_dim), dim=-1)
 

@@ -122,6 +122,14 @@ class _CachedLoss(torch.autograd.Function):
         return (None, None, *(by_param[id(p)] for p in cache["params"]))
 
 
+def loss_and_tower_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The trainable parameters of ``model`` (a ``SupClapModel``) split into the loss's (logit scales and
+    ``loss_fn``: step 2 gives their gradients) and the towers' (step 3's re-embedding gives theirs)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_ids = {id(p) for p in (model.logit_scale_t, model.logit_scale_a, *model.loss_fn.parameters())}
+    return [p for p in params if id(p) in loss_ids], [p for p in params if id(p) not in loss_ids]
+
+
 def cached_loss(
     model: nn.Module, chunk_size: int, inputs: dict[str, torch.Tensor], other: dict[str, Any]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -151,9 +159,7 @@ def cached_loss(
 
     # 2. The loss on the whole (gathered) batch; gradients of the embeddings and the loss parameters.
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_ids = {id(p) for p in (model.logit_scale_t, model.logit_scale_a, *model.loss_fn.parameters())}
-    loss_params = [p for p in params if id(p) in loss_ids]
-    tower_params = [p for p in params if id(p) not in loss_ids]
+    loss_params, tower_params = loss_and_tower_parameters(model)
     with torch.enable_grad():
         scale_t, scale_a = model.logit_scales()
         # Anchors in checkpointed blocks when N is large: the loss's memory is O(block x N), not O(N x N).
