@@ -21,6 +21,7 @@ from transformers import ClapProcessor
 from .data.collator import AudioTextDataset
 from .data.features import clap_features
 from .data.loading import AudioTextRecord
+from .data.workers import ignore_stop_signals
 from .metrics import (
     RETRIEVAL_METRICS,
     compute_crosslingual_consistency,
@@ -131,7 +132,11 @@ def encode_records(
         records, processor.feature_extractor.sampling_rate, on_bad_sample=on_bad_sample
     )
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_items
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate_items,
+        worker_init_fn=ignore_stop_signals,
     )
     audio_chunks, captions, caption_ids, labels, skipped = [], [], [], [], 0
     languages: list[str] | None = []

@@ -34,7 +34,13 @@ def _free_port() -> int:
 
 
 def _start(
-    args: list[str], rank: int = 0, world_size: int = 1, port: int = 0, script="train_supclap.py", **env
+    args: list[str],
+    rank: int = 0,
+    world_size: int = 1,
+    port: int = 0,
+    script="train_supclap.py",
+    new_session: bool = False,
+    **env,
 ):
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
     if world_size > 1:
@@ -53,6 +59,7 @@ def _start(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,  # its own process group, as a scheduler's job step
     )
 
 
@@ -91,13 +98,16 @@ def _same_weights(a: Path, b: Path) -> None:
 def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_same_weights(
     small_corpus_cache, tmp_path
 ):
+    """SIGTERM to every process of the run, DataLoader workers included, as SLURM's scancel or time limit
+    sends it: the workers leave it to the main process, which checkpoints at the step boundary."""
+    workers = ("--dataloader_num_workers", "2")
     reference = tmp_path / "reference"
-    result = run_script(["train_supclap.py", *_args(small_corpus_cache, reference)])
+    result = run_script(["train_supclap.py", *_args(small_corpus_cache, reference, *workers)])
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "preempted"
-    process = _start(_args(small_corpus_cache, out))
+    process = _start(_args(small_corpus_cache, out, *workers), new_session=True)
     _wait_for_step(out, 3, [process])
-    process.send_signal(signal.SIGTERM)
+    os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr[-3000:]
     assert "Preempted: SIGTERM received: saved" in stderr and "--resume_from_checkpoint latest" in stderr
@@ -106,7 +116,7 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     checkpointing.validate_checkpoint(saved)
     assert not (out / "model.safetensors").exists()  # the run is not finished: no final model
     result = run_script(
-        ["train_supclap.py", *_args(small_corpus_cache, out), "--resume_from_checkpoint", "latest"]
+        ["train_supclap.py", *_args(small_corpus_cache, out, *workers), "--resume_from_checkpoint", "latest"]
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(out, reference)

@@ -28,6 +28,7 @@ from .checks import check_splits
 from .collator import AudioTextDataset, SupClapCollator
 from .demo_corpus import build_demo_corpus
 from .loading import AudioTextRecord, MissingSplitError, language_counts, load_records
+from .workers import ignore_stop_signals
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -159,6 +160,7 @@ class MapStyleSource(TrainingSource):
             # Drop a ragged last batch only when a full one exists on every process.
             drop_last=len(self.dataset) >= self.batch_size * accelerator.num_processes,
             generator=torch.Generator().manual_seed(self.seed),
+            worker_init_fn=ignore_stop_signals,
         )
         self._loader, self._accelerator = accelerator.prepare(loader), accelerator
 

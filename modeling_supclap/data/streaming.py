@@ -53,6 +53,7 @@ from .loading import (
 )
 from .shards import AUDIO_EXTENSIONS, find_shards, looks_like_shards, read_manifest
 from .sources import TrainingSource
+from .workers import ignore_stop_signals
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -344,6 +345,7 @@ class StreamingSource(TrainingSource):
             num_workers=self.num_workers,
             # Its own generator: starting an iterator must not draw from the global RNG (dropout).
             generator=torch.Generator().manual_seed(self.dataset.seed),
+            worker_init_fn=ignore_stop_signals,
         )
         self._device = accelerator.device
 

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..data.workers import STOP_SIGNALS
+
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" (resume)
 
 
@@ -45,7 +47,7 @@ class DeadRankError(RuntimeError):
 class StopSignals:
     """Records SIGTERM/SIGUSR1 instead of dying; :attr:`received` names the first one (or None)."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = STOP_SIGNALS  # DataLoader workers ignore them (data/workers.py): they are ours to act on
 
     def __init__(self) -> None:
         self.received: str | None = None
