@@ -205,14 +205,41 @@ def push_output_folder(
     else:  # a card written by train_supclap.py points its code at the local folder: point it at the repo
         card.write_text(card.read_text().replace(f'"{folder.resolve()}"', f'"{repo_id}"'))
     api = HfApi(token=token)
-    repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_url.repo_id,
-        commit_message=commit_message,
-        ignore_patterns=PUSH_IGNORE_PATTERNS,
-    )
+    try:
+        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_url.repo_id,
+            commit_message=commit_message,
+            ignore_patterns=PUSH_IGNORE_PATTERNS,
+        )
+    # Any failure of the Hub client (HTTP status, network, offline mode: their types differ between
+    # huggingface_hub versions) says what to do; the local folder is complete either way.
+    except Exception as error:
+        raise HubPushError(_push_failure(error, folder, repo_id, api.endpoint)) from error
     return repo_url.repo_id
+
+
+class HubPushError(OSError):
+    """Pushing an output folder to the Hub failed (network, login, permissions); the folder is intact."""
+
+
+def _push_failure(error: Exception, folder: Path, repo_id: str, endpoint: str) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 401:
+        advice = "Log in first: set HF_TOKEN or run `hf auth login`."
+    elif status == 403:
+        advice = f"The token cannot write to '{repo_id}': use a write token, or a repository you own."
+    elif status is None:
+        advice = f"Could not reach {endpoint}: check the network (and HF_ENDPOINT, HF_HUB_OFFLINE)."
+    else:
+        advice = f"The Hub answered {status}."
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return (
+        f"pushing {folder} to '{repo_id}' failed ({type(error).__name__}: {first_line}). {advice} The "
+        f"folder is complete; push it again with: python -m modeling_supclap.hub {folder} "
+        f"--hub_model_id {repo_id}"
+    )
 
 
 def _write_card_from_folder(folder: Path, repo_id: str) -> None:
@@ -231,6 +258,13 @@ def _write_card_from_folder(folder: Path, repo_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Errors end in one message and an exit status (``cli/errors.py``)."""
+    from .cli.errors import run
+
+    run("python -m modeling_supclap.hub", _push, argv)
+
+
+def _push(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         description="Push a train_supclap.py output folder to the Hugging Face Hub."
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -284,11 +285,22 @@ def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     _assert_token_kept_secret(hub, result.stdout, result.stderr)
 
     # Someone else's token cannot write to "ns", and the failure does not print that token either.
+    # It ends in one message that says what to do, and the command to push again.
     monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
     result = run_script(["-m", "modeling_supclap.hub", str(model_folder), "--repo_id", "ns/cli-2"])
-    assert result.returncode != 0 and "ns/cli-2" not in hub.repos
-    assert "403" in result.stderr
+    assert result.returncode == 1 and "ns/cli-2" not in hub.repos
+    assert "Traceback" not in result.stderr and "403" in result.stderr
+    assert "The token cannot write to 'ns/cli-2'" in result.stderr
+    assert f"python -m modeling_supclap.hub {model_folder} --hub_model_id ns/cli-2" in result.stderr
     assert OTHER_TOKEN not in result.stdout + result.stderr
+    # No Hub to reach (no network, or a wrong HF_ENDPOINT): the same, naming the address.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
+        monkeypatch.setenv("HF_ENDPOINT", nowhere)
+        result = run_script(["-m", "modeling_supclap.hub", str(model_folder), "--repo_id", "ns/cli-3"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"Could not reach {nowhere}: check the network" in result.stderr
 
 
 @pytest.mark.slow
