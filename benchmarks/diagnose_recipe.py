@@ -38,7 +38,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 INFONCE = ["--base_loss", "infonce", "--svr_mode", "none"]
-DYNBI = ["--base_loss", "infonce", "--svr_mode", "dynamic", "--svr_bilateral", "True"]
+
+
+def _bilateral(svr_mode: str) -> list[str]:
+    return ["--base_loss", "infonce", "--svr_mode", svr_mode, "--svr_bilateral", "True"]
+
+
+DYNBI = _bilateral("dynamic")
 TOWERS = ("text_config", "audio_config")
 # name -> (train_supclap.py flags, overrides of the preset's sub-configs {sub_config: {field: value}}).
 _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -57,17 +63,22 @@ _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     ),
     "dynbi": (DYNBI, {}),
     # What the saturated radius reduces to (R = D), and a radius that never saturates (R = rho D).
-    "spreadbi": (["--base_loss", "infonce", "--svr_mode", "spreading", "--svr_bilateral", "True"], {}),
-    "ratiobi": (["--base_loss", "infonce", "--svr_mode", "ratio", "--svr_bilateral", "True"], {}),
-    "staticbi": (["--base_loss", "infonce", "--svr_mode", "static", "--svr_bilateral", "True"], {}),
+    "spreadbi": (_bilateral("spreading"), {}),
+    "ratiobi": (_bilateral("ratio"), {}),
+    "staticbi": (_bilateral("static"), {}),
     # A radius rule with nothing to learn that aims at a margin instead of growing to D (docs/METHOD.md).
-    "marginbi": (["--base_loss", "infonce", "--svr_mode", "margin", "--svr_bilateral", "True"], {}),
+    "marginbi": (_bilateral("margin"), {}),
     "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
     "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
     # Mean-pooled text: the first-token pooler sees the same token in every caption (collapsed at init).
     "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
     "meanpool_dynbi": ([*DYNBI, "--text_pooling", "mean"], {}),
     "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
+    # Training the DynamicSVR predictor without its climb to R = D (benchmarks/predictor_rules.py).
+    "meanpool_dynbi_beta1": ([*DYNBI, "--constraint_weight", "1", "--text_pooling", "mean"], {}),
+    "meanpool_boundedbi": ([*_bilateral("bounded"), "--text_pooling", "mean"], {}),
+    "meanpool_margintargetbi": ([*_bilateral("margin_target"), "--text_pooling", "mean"], {}),
+    "meanpool_marginbi": ([*_bilateral("margin"), "--text_pooling", "mean"], {}),
 }
 # Every recipe without a pooling of its own was measured with CLAP's first-token pooler (the small
 # preset's default until mean pooling replaced it): it keeps that pooler, so its numbers reproduce.
@@ -75,7 +86,10 @@ RECIPES = {
     name: (flags if "--text_pooling" in flags else [*flags, "--text_pooling", "pooler"], overrides)
     for name, (flags, overrides) in _RECIPES.items()
 }
-SVR_REFERENCES = ("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi")
+SVR_REFERENCES = (
+    *("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi", "meanpool_dynbi"),
+    *("meanpool_dynbi_beta1", "meanpool_boundedbi", "meanpool_margintargetbi", "meanpool_marginbi"),
+)
 # The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).
 DRIFT_KEYS = ("cosine", "perp_parallel_ratio", "base_cosine", "base_perp_parallel_ratio")
 PROBE_KEYS = (
@@ -100,7 +114,10 @@ def train_arguments(name: str, run_dir: Path, args: argparse.Namespace) -> list[
 
 
 def train_patched(overrides: dict[str, dict[str, Any]], argv: list[str]) -> None:
-    """``train_supclap.py argv`` with the presets' sub-configs updated by ``overrides``."""
+    """``train_supclap.py argv`` with the presets' sub-configs updated by ``overrides`` (and the
+    experimental predictor rules of ``predictor_rules.py`` registered)."""
+    import predictor_rules  # noqa: F401  (registers its svr modes)
+
     import modeling_supclap.configuration_supclap as configuration
     from modeling_supclap.cli.train import main
 

@@ -127,3 +127,43 @@ def test_margin_mode_trains_both_sides_and_reports_its_radius(base_loss):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
     with pytest.raises(ValueError, match="radius_margin"):
         SupClapConfig.tiny(svr_mode="margin", radius_margin=0.0)
+
+
+def test_the_experimental_predictor_rules_do_what_method_md_says():
+    """benchmarks/predictor_rules.py: ``bounded`` keeps R strictly inside (0, D); ``margin_target`` is trained
+    by regression on the margin radius alone, whatever gradient the SVR loss sends it."""
+    import sys
+
+    from helpers.cli import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import predictor_rules  # noqa: F401  (registers "bounded" and "margin_target")
+
+    from modeling_supclap.losses import MarginRadius, pair_distance
+
+    text, audio = random_pairs(8, 6, seed=3)
+    scale = torch.tensor(10.0, dtype=torch.float64)
+    similarities, index, distance = text @ audio.t(), torch.arange(8), pair_distance(text, audio)
+
+    bounded = make_loss(dict(base_loss="infonce", svr_mode="bounded", svr_bilateral=True))
+    with torch.no_grad():
+        bounded.radius.output_weight.normal_(0, 3.0)  # outputs far from 0: still inside (0, D)
+    radius = bounded.radius(similarities, index, distance)
+    assert ((radius > 0) & (radius < distance)).all()
+
+    target_loss = make_loss(dict(base_loss="infonce", svr_mode="margin_target", svr_bilateral=True))
+    predictor = target_loss.radius
+
+    def regression_gradient(anchors, positives):
+        """d/d(output bias) of 1/2 (R - R*)^2, mean over one side's pairs."""
+        sims, dist = anchors @ positives.t(), pair_distance(anchors, positives)
+        target = torch.minimum(MarginRadius(0.2)(sims, index, dist).clamp(min=0), dist)
+        loss = 0.5 * (predictor(sims, index, dist) - target).pow(2).mean()
+        return torch.autograd.grad(loss, predictor.output_bias)[0]
+
+    expected = regression_gradient(text, audio) + regression_gradient(audio, text)  # both sides
+    for weight in (1.0, 50.0):  # the SVR term's weight changes the loss, not the predictor's gradient
+        predictor.zero_grad()
+        target_loss.svr_weight = weight
+        target_loss(text, audio, scale, scale)["loss"].backward()
+        torch.testing.assert_close(predictor.output_bias.grad, expected)
