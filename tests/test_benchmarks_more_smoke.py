@@ -195,15 +195,14 @@ def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_
             stats = summary["variants"][variant][key]
             assert 0 <= stats["mean"] <= 100, (variant, key, stats)
     assert (tmp_path / "t.png").stat().st_size > 1000
-    # Resumable: nothing is trained again (4 sweep runs, then seeds 0 and 1 of both variants).
-    again = _run("bench_quality.py", *args)
-    assert again.count("skipped (metrics.json exists)") == 8, again
-    # A results folder moved elsewhere (another checkout, another machine) is still recognised.
+    # Resumable, also from a results folder moved elsewhere (another checkout, another machine): every
+    # finished run is found (4 sweep runs, then seeds 0 and 1 of both variants; the check that skips them
+    # comes before --report_only's), and the report is the same.
     (tmp_path / "runs").rename(tmp_path / "moved")
     moved = [a if a != str(tmp_path / "runs") else str(tmp_path / "moved") for a in args]
     moved = [a if a != str(tmp_path / "t.json") else str(tmp_path / "t2.json") for a in moved]
-    report = _run("bench_quality.py", *moved, "--report_only")
-    assert report.count("skipped (metrics.json exists)") == 8, report
+    again = _run("bench_quality.py", *moved, "--report_only")
+    assert again.count("skipped (metrics.json exists)") == 8, again
     assert json.loads((tmp_path / "t2.json").read_text())["variants"] == summary["variants"]
     # Without --learning_rates (the CLI's rate, no sweep): one variant, one run, its own folder.
     plain = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "plain")]
