@@ -129,16 +129,29 @@ def test_margin_mode_trains_both_sides_and_reports_its_radius(base_loss):
         SupClapConfig.tiny(svr_mode="margin", radius_margin=0.0)
 
 
-def test_the_experimental_predictor_rules_do_what_method_md_says():
-    """benchmarks/predictor_rules.py: ``bounded`` keeps R strictly inside (0, D); ``margin_target`` is trained
-    by regression on the margin radius alone, whatever gradient the SVR loss sends it."""
+@pytest.fixture
+def experimental_predictor_rules(monkeypatch):
+    """Imports benchmarks/predictor_rules.py (registers "bounded" and "margin_target") for one test only:
+    the registry is process-wide, and other tests in this pytest worker check its exact contents."""
     import sys
 
     from helpers.cli import REPO
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import predictor_rules  # noqa: F401  (registers "bounded" and "margin_target")
+    from modeling_supclap.losses import SVR_MODES
 
+    registered = dict(SVR_MODES)
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import predictor_rules
+
+    yield predictor_rules
+    SVR_MODES.clear()
+    SVR_MODES.update(registered)
+    sys.modules.pop("predictor_rules", None)
+
+
+def test_the_experimental_predictor_rules_do_what_method_md_says(experimental_predictor_rules):
+    """benchmarks/predictor_rules.py: ``bounded`` keeps R strictly inside (0, D); ``margin_target`` is trained
+    by regression on the margin radius alone, whatever gradient the SVR loss sends it."""
     from modeling_supclap.losses import MarginRadius, pair_distance
 
     text, audio = random_pairs(8, 6, seed=3)
