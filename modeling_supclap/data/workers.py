@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 
 # A scheduler's stop request (SIGTERM) and SLURM's warning before a time limit (--signal=USR1@90):
 # the training loop saves a checkpoint on either (training/resilience.py: StopSignals).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
 
 def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn`` of every DataLoader: stop signals are the main process's to act on.
+    """``worker_init_fn`` of every DataLoader: a stop signal is the main process's to act on.
 
     A scheduler stopping a job (SLURM's ``scancel``, its time limit or ``--signal``) signals every process
     of it, DataLoader workers included. PyTorch's worker dies on a SIGTERM that its parent did not send,
     and the main process then fails at once ("DataLoader worker ... is killed by signal: Terminated")
     instead of saving a checkpoint at the step boundary; SIGUSR1's default action kills a worker too.
-    Ignoring both, a worker lives until the main process shuts the loader down (or dies: workers watch
-    their parent and exit with it).
+
+    So a worker ignores SIGUSR1, and ignores SIGTERM from anyone but its parent. The parent's SIGTERM
+    must still end it: that is how the loader stops a worker that did not exit in time
+    (``Process.terminate()``), and a worker deaf to it leaves the run hanging at exit. Python's signal
+    handlers do not see who sent a signal, so SIGTERM is blocked and a thread takes it with
+    ``sigwaitinfo``, which does. Where that is missing (macOS, Windows) SIGTERM keeps PyTorch's handling.
     """
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    # Blocked in this thread before the watcher starts: threads started later inherit the mask, so no
+    # thread of the worker runs SIGTERM's default action and the watcher receives every one.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def exit_when_the_parent_asks() -> None:
+        while True:
+            sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
+            if sender == parent:
+                os._exit(0)  # as PyTorch's own handler does on its parent's SIGTERM
+
+    threading.Thread(target=exit_when_the_parent_asks, name="supclap-sigterm", daemon=True).start()
