@@ -33,7 +33,8 @@ _SCRIPT = textwrap.dedent(
             time.sleep(600)
             yield torch.tensor(0)
 
-    iterator = iter(DataLoader(StuckAfterOne(), batch_size=None, num_workers=1, worker_init_fn=ignore_stop_signals))
+    loader = DataLoader(StuckAfterOne(), batch_size=None, num_workers=1, worker_init_fn=ignore_stop_signals)
+    iterator = iter(loader)
     print(int(next(iterator)), flush=True)
     sys.stdin.readline()  # the test signals the worker meanwhile
     print("alive" if iterator._workers[0].is_alive() else "dead", flush=True)
