@@ -64,14 +64,8 @@ class MarginTargetPredictor(RadiusPredictor):
 
     @classmethod
     def from_config(cls, config: Any) -> MarginTargetPredictor:
-        return cls(
-            top_k=config.predictor_top_k,
-            hidden_sizes=config.predictor_hidden_sizes,
-            activation=config.predictor_activation,
-            detach_input=True,  # the target is what trains it: no gradient into the towers through it
-            radius_init=config.radius_init,
-            margin=config.radius_margin,
-        )
+        # The target is what trains it: no gradient into the towers through it.
+        return cls(**{**cls.predictor_kwargs(config), "detach_input": True}, margin=config.radius_margin)
 
     def forward(
         self, similarities: torch.Tensor, positive_index: torch.Tensor, distance: torch.Tensor

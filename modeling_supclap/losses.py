@@ -445,15 +445,20 @@ class RadiusPredictor(RadiusMode):
         self.output_bias = nn.Parameter(torch.empty(()))
         self.reset_parameters()
 
-    @classmethod
-    def from_config(cls, config: Any) -> RadiusPredictor:
-        return cls(
+    @staticmethod
+    def predictor_kwargs(config: Any) -> dict[str, Any]:
+        """The constructor arguments a config sets (a subclass's ``from_config`` adds or overrides some)."""
+        return dict(
             top_k=config.predictor_top_k,
             hidden_sizes=config.predictor_hidden_sizes,
             activation=config.predictor_activation,
             detach_input=config.predictor_detach_input,
             radius_init=config.radius_init,
         )
+
+    @classmethod
+    def from_config(cls, config: Any) -> RadiusPredictor:
+        return cls(**cls.predictor_kwargs(config))
 
     def reset_parameters(self, init: Any = nn.init) -> None:
         for layer in self.hidden:
