@@ -477,8 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(summary, indent=1))
     finished = sorted({seed for s in per_variant.values() for seed in s["seeds"]})
     counts = sorted({len(s["seeds"]) for s in per_variant.values()})
+    corpus = "demo corpus"
+    if "--train_data" in args.extra[:-1]:
+        corpus = Path(args.extra[args.extra.index("--train_data") + 1]).name
     title = (
-        f"demo corpus test split, {tag}, seeds {finished} finished "
+        f"{corpus} test split, {tag}, seeds {finished} finished\n"
         f"({'/'.join(map(str, counts))} per variant; error bars: std over seeds) - train_supclap.py"
     )
     if plot(per_variant, plot_path, title):
