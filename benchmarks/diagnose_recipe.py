@@ -45,6 +45,7 @@ def _bilateral(svr_mode: str) -> list[str]:
 
 
 DYNBI = _bilateral("dynamic")
+SIGLIP_DYNBI = ["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"]
 TOWERS = ("text_config", "audio_config")
 # name -> (train_supclap.py flags, overrides of the preset's sub-configs {sub_config: {field: value}}).
 _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
@@ -69,11 +70,16 @@ _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     # A radius rule with nothing to learn that aims at a margin instead of growing to D (docs/METHOD.md).
     "marginbi": (_bilateral("margin"), {}),
     "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
-    "siglipdynbi": (["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"], {}),
+    "siglipdynbi": (SIGLIP_DYNBI, {}),
     # Mean-pooled text: the first-token pooler sees the same token in every caption (collapsed at init).
     "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
     "meanpool_dynbi": ([*DYNBI, "--text_pooling", "mean"], {}),
     "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
+    # The drift comparison on the current recipe (the small preset mean-pools by default).
+    "meanpool_staticbi": ([*_bilateral("static"), "--text_pooling", "mean"], {}),
+    "meanpool_spreadbi": ([*_bilateral("spreading"), "--text_pooling", "mean"], {}),
+    "meanpool_ratiobi": ([*_bilateral("ratio"), "--text_pooling", "mean"], {}),
+    "meanpool_siglipdynbi": ([*SIGLIP_DYNBI, "--text_pooling", "mean"], {}),
     # Training the DynamicSVR predictor without its climb to R = D (benchmarks/predictor_rules.py).
     "meanpool_dynbi_beta1": ([*DYNBI, "--constraint_weight", "1", "--text_pooling", "mean"], {}),
     "meanpool_boundedbi": ([*_bilateral("bounded"), "--text_pooling", "mean"], {}),
@@ -89,6 +95,7 @@ RECIPES = {
 SVR_REFERENCES = (
     *("dynbi", "spreadbi", "ratiobi", "staticbi", "marginbi", "siglipdynbi", "meanpool_dynbi"),
     *("meanpool_dynbi_beta1", "meanpool_boundedbi", "meanpool_margintargetbi", "meanpool_marginbi"),
+    *("meanpool_staticbi", "meanpool_spreadbi", "meanpool_ratiobi", "meanpool_siglipdynbi"),
 )
 # The paper's drift measures on the probe batch, under each run's own training loss (diagnostics.py).
 DRIFT_KEYS = ("cosine", "perp_parallel_ratio", "base_cosine", "base_perp_parallel_ratio")
