@@ -45,6 +45,7 @@ def _bilateral(svr_mode: str) -> list[str]:
 
 
 DYNBI = _bilateral("dynamic")
+SIGLIP = ["--base_loss", "siglip", "--svr_mode", "none"]
 SIGLIP_DYNBI = ["--base_loss", "siglip", "--svr_mode", "dynamic", "--svr_bilateral", "True"]
 TOWERS = ("text_config", "audio_config")
 # name -> (train_supclap.py flags, overrides of the preset's sub-configs {sub_config: {field: value}}).
@@ -69,12 +70,12 @@ _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "staticbi": (_bilateral("static"), {}),
     # A radius rule with nothing to learn that aims at a margin instead of growing to D (docs/METHOD.md).
     "marginbi": (_bilateral("margin"), {}),
-    "siglip": (["--base_loss", "siglip", "--svr_mode", "none"], {}),
+    "siglip": (SIGLIP, {}),
     "siglipdynbi": (SIGLIP_DYNBI, {}),
     # Mean-pooled text: the first-token pooler sees the same token in every caption (collapsed at init).
     "meanpool": ([*INFONCE, "--text_pooling", "mean"], {}),
     "meanpool_dynbi": ([*DYNBI, "--text_pooling", "mean"], {}),
-    "meanpool_siglip": (["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean"], {}),
+    "meanpool_siglip": ([*SIGLIP, "--text_pooling", "mean"], {}),
     # The drift comparison on the current recipe (the small preset mean-pools by default).
     "meanpool_staticbi": ([*_bilateral("static"), "--text_pooling", "mean"], {}),
     "meanpool_spreadbi": ([*_bilateral("spreading"), "--text_pooling", "mean"], {}),
@@ -82,10 +83,7 @@ _RECIPES: dict[str, tuple[list[str], dict[str, dict[str, Any]]]] = {
     "meanpool_siglipdynbi": ([*SIGLIP_DYNBI, "--text_pooling", "mean"], {}),
     # The base losses at their own tuned rate (docs/BENCHMARKS.md, tuned baselines) rather than 1e-3.
     "meanpool_lr6e-4": ([*INFONCE, "--text_pooling", "mean", "--learning_rate", "6e-4"], {}),
-    "meanpool_siglip_lr6e-4": (
-        ["--base_loss", "siglip", "--svr_mode", "none", "--text_pooling", "mean", "--learning_rate", "6e-4"],
-        {},
-    ),
+    "meanpool_siglip_lr6e-4": ([*SIGLIP, "--text_pooling", "mean", "--learning_rate", "6e-4"], {}),
     # Training the DynamicSVR predictor without its climb to R = D (benchmarks/predictor_rules.py).
     "meanpool_dynbi_beta1": ([*DYNBI, "--constraint_weight", "1", "--text_pooling", "mean"], {}),
     "meanpool_boundedbi": ([*_bilateral("bounded"), "--text_pooling", "mean"], {}),
