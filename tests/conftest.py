@@ -1,4 +1,8 @@
-"""Session set-up (offline environment) and shared fixtures; helpers are in the ``helpers`` package."""
+"""Session set-up (offline environment), the suite's time limits, and shared fixtures.
+
+Helpers are in the ``helpers`` package; the time limits (a per-test limit, a watchdog behind it, and the
+clean-up of the processes a test started) are the plugin ``helpers.time_limits``.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from helpers.cli import SMALL_CORPUS_CLIPS
+
+pytest_plugins = ["helpers.time_limits"]
 
 # Nothing in the tests may reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+
+from helpers.processes import run_bounded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_features_smoke() -> None:
     """``bench_features.py --smoke`` prints one table row per case, with parity between the two paths."""
-    proc = subprocess.run(
+    proc = run_bounded(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_features.py"), "--smoke"],
         cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

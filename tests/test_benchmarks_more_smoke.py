@@ -5,22 +5,20 @@ tables are in docs/BENCHMARKS.md)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.processes import run_bounded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH = REPO_ROOT / "benchmarks"
 
 
 def _run(script: str, *args: str) -> str:
-    proc = subprocess.run(
+    proc = run_bounded(
         [sys.executable, str(BENCH / script), "--smoke", *args],
         cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.processes import run_bounded
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,11 +14,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_eval_scaling_smoke():
     """``bench_eval_scaling.py --smoke`` (N=200) runs the default methods; the metric agrees with naive."""
-    proc = subprocess.run(
+    proc = run_bounded(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_eval_scaling.py"), "--smoke"],
         cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -15,6 +15,7 @@ import time
 
 import pytest
 from helpers.cli import REPO
+from helpers.processes import start
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "sigwaitinfo"), reason="POSIX signals with sender ids")
 
@@ -45,7 +46,7 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_a_worker_ignores_a_strangers_stop_signals_and_ends_on_its_parents():
-    process = subprocess.Popen(
+    process = start(
         [sys.executable, "-c", _SCRIPT],
         cwd=REPO,
         stdin=subprocess.PIPE,

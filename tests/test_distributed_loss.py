@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from helpers.processes import free_port, run_workers
 from helpers.reference import LOSS_VARIANTS, make_loss, variant_id
 
 from modeling_supclap.losses import distributed_is_active
@@ -18,12 +17,6 @@ from modeling_supclap.losses import distributed_is_active
 DIM, BATCH = 6, 8
 # (rank 0 rows, rank 1 rows): an even split, and an uneven one (the last batch of an epoch).
 SPLITS = [(4, 4), (3, 5)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _Encoders(torch.nn.Module):
@@ -65,33 +58,32 @@ def _step(variant, rows: slice):
 
 
 def _worker(rank: int, port: int, result_path: str) -> None:
+    """One rank (``helpers.processes.run_workers``: the process ends with ``os._exit`` after this)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # A peer that never arrives fails the test in minutes (gloo waits 30 by default).
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=180))
-    try:
-        assert distributed_is_active()
-        results = {}
-        for split in SPLITS:
-            start = 0 if rank == 0 else split[0]
-            rows = slice(start, start + split[rank])
-            for variant in LOSS_VARIANTS:
-                terms, grads = _step(variant, rows)
-                # What DDP does: average the gradients and (for logging) the losses over processes.
-                dist.all_reduce(grads)
-                grads /= 2
-                loss = terms["loss"].clone()
-                dist.all_reduce(loss)
-                results[(split, variant_id(variant))] = (loss / 2, grads)
-        if rank == 0:
-            torch.save(results, result_path)
-    finally:
-        dist.destroy_process_group()
+    assert distributed_is_active()
+    results = {}
+    for split in SPLITS:
+        start = 0 if rank == 0 else split[0]
+        rows = slice(start, start + split[rank])
+        for variant in LOSS_VARIANTS:
+            terms, grads = _step(variant, rows)
+            # What DDP does: average the gradients and (for logging) the losses over processes.
+            dist.all_reduce(grads)
+            grads /= 2
+            loss = terms["loss"].clone()
+            dist.all_reduce(loss)
+            results[(split, variant_id(variant))] = (loss / 2, grads)
+    if rank == 0:
+        torch.save(results, result_path)
+    dist.barrier()  # no rank leaves while the other still talks to it
 
 
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     result_path = str(tmp_path / "distributed.pt")
-    mp.spawn(_worker, args=(_free_port(), result_path), nprocs=2, join=True)
+    run_workers(_worker, 2, (free_port(), result_path))
     results = torch.load(result_path, weights_only=True)
     assert not dist.is_initialized()
     for split in SPLITS:

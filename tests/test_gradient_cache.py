@@ -10,13 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from helpers.cached import (
     ATOL,
     BATCH,
@@ -27,6 +25,7 @@ from helpers.cached import (
     tiny_model,
 )
 from helpers.cli import run_script, tiny_train_args
+from helpers.processes import free_port, run_workers
 from helpers.reference import LOSS_VARIANTS, variant_id
 from helpers.toy import toy_processor, toy_rows
 
@@ -134,27 +133,20 @@ def test_lora_adapters_get_the_dense_gradients():
 
 
 # --- two processes -------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _two_process_worker(rank: int, port: int, variant: dict, chunk: int, out_dir) -> None:
+    """One rank (``helpers.processes.run_workers``: the process ends with ``os._exit`` after this)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     # A peer that never arrives fails the test in minutes (gloo waits 30 by default).
     dist.init_process_group("gloo", rank=rank, world_size=2, timeout=timedelta(seconds=180))
-    try:
-        torch.set_num_threads(1)
-        model = tiny_model(config_for(variant, dropout=False, gradient_cache_chunk_size=chunk))
-        ddp = torch.nn.parallel.DistributedDataParallel(model)
-        rows = slice(0, 3) if rank == 0 else slice(3, BATCH)  # an uneven split
-        inputs = {k: v[rows] for k, v in random_inputs().items()}
-        ddp(**inputs, return_loss=True).loss.backward()
-        grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
-        torch.save(grads, out_dir / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    torch.set_num_threads(1)
+    model = tiny_model(config_for(variant, dropout=False, gradient_cache_chunk_size=chunk))
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    rows = slice(0, 3) if rank == 0 else slice(3, BATCH)  # an uneven split
+    inputs = {k: v[rows] for k, v in random_inputs().items()}
+    ddp(**inputs, return_loss=True).loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    torch.save(grads, out_dir / f"rank{rank}.pt")
+    dist.barrier()  # no rank leaves while the other still talks to it
 
 
 @pytest.mark.slow
@@ -165,10 +157,7 @@ def _two_process_worker(rank: int, port: int, variant: dict, chunk: int, out_dir
 )
 def test_two_processes_cached_and_gathered_equal_the_dense_global_batch(variant, tmp_path):
     chunk = 2
-    port = _free_port()
-    mp.start_processes(
-        _two_process_worker, args=(port, variant, chunk, tmp_path), nprocs=2, join=True, start_method="spawn"
-    )
+    run_workers(_two_process_worker, 2, (free_port(), variant, chunk, tmp_path))
     grads = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     for name in grads[0]:  # DDP averaged them: both ranks hold the same
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-12, rtol=0)

@@ -8,13 +8,13 @@ from __future__ import annotations
 import ast
 import math
 import os
-import subprocess
 import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
+from helpers.processes import run_bounded
 
 from modeling_supclap.metrics import (
     AVAILABLE_METRICS,
@@ -349,9 +349,7 @@ def test_load_in_fresh_process_offline(tmp_path):
     dead = "http://127.0.0.1:9"
     env |= {"HF_HOME": str(tmp_path / "hf"), "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead}
     env |= {"http_proxy": dead, "https_proxy": dead, "NO_PROXY": "", "no_proxy": ""}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    proc = run_bounded([sys.executable, "-c", code], env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("OK")
     assert (tmp_path / "hf" / "modules").exists()  # evaluate copied the module into the fresh cache

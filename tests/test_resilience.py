@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,17 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import REPO, run_script, tiny_train_args
+from helpers.processes import free_port, start
 from safetensors.torch import load_file
 
 from modeling_supclap.training import checkpointing
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _start(
@@ -52,7 +46,7 @@ def _start(
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
         )
-    return subprocess.Popen(
+    return start(
         [sys.executable, str(script), *args],
         cwd=REPO,
         env=environment,
@@ -64,7 +58,7 @@ def _start(
 
 
 def _start_two(args: list[str], **env) -> list[subprocess.Popen]:
-    port = _free_port()
+    port = free_port()
     return [_start(args, rank, 2, port, **env) for rank in (0, 1)]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script
+from helpers.processes import start
 from safetensors.torch import load_file
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -264,7 +265,7 @@ def test_kill_minus_9_mid_epoch_then_resume_is_one_epoch_and_the_same_weights(
 
     out = tmp_path / "interrupted"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SAMPLE_LOG": str(tmp_path / "interrupted.log")}
-    process = subprocess.Popen(
+    process = start(
         [sys.executable, str(driver), *_stream_args(model_dir, shards, corpus, out)],
         cwd=REPO,
         env=env,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script, tiny_train_args
+from helpers.processes import start
 from safetensors.torch import load_file
 
 from modeling_supclap.training import checkpointing
@@ -94,7 +95,7 @@ def test_train_save_eval_through_the_cli(small_corpus_cache, tmp_path):
 
 def _start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
+    return start(
         [sys.executable, "train_supclap.py", *args],
         cwd=REPO,
         env=env,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import BLOCK_PACKAGE_IMPORT
+from helpers.processes import free_port, run_bounded
 from helpers.toy import TOY_LABELS, toy_clip, toy_processor, toy_rows
 from peft import PeftModel
 from transformers import AutoModel, Trainer, TrainingArguments, pipeline
@@ -25,12 +24,6 @@ from modeling_supclap.peft_utils import get_lora_model, lora_config_for
 from modeling_supclap.trainer_utils import compute_retrieval_metrics_for_trainer
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _training_args(output_dir: Path, steps: int, **overrides) -> TrainingArguments:
@@ -138,7 +131,7 @@ def test_zero_shot_pipeline_with_trust_remote_code_and_no_package(trained, tmp_p
     script.write_text(PIPELINE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
+    result = run_bounded(
         [
             sys.executable,
             str(script),
@@ -148,8 +141,6 @@ def test_zero_shot_pipeline_with_trust_remote_code_and_no_package(trained, tmp_p
         ],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -240,7 +231,7 @@ def test_lora_rejects_unknown_tower():
 @pytest.mark.slow
 def test_trainer_under_two_processes_uses_global_negatives(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(
+    result = run_bounded(
         [
             sys.executable,
             "-m",
@@ -248,14 +239,12 @@ def test_trainer_under_two_processes_uses_global_negatives(tmp_path):
             "--nproc_per_node",
             "2",
             "--master_port",
-            str(_free_port()),
+            str(free_port()),
             str(REPO / "tests" / "trainer_ddp_worker.py"),
             str(tmp_path),
         ],
         cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]

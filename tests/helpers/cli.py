@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .processes import run_bounded
+
 REPO = Path(__file__).resolve().parents[2]
 SMALL_CORPUS_CLIPS = 80
 
@@ -61,15 +63,7 @@ def tiny_train_args(cache: Path, output_dir: Path, *extra: str) -> list[str]:
 def run_script(args: list[str], timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
     """Run a Python entry point of the repo in a subprocess (the way users run it)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=kwargs.pop("cwd", REPO),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+    return run_bounded([sys.executable, *args], timeout, cwd=kwargs.pop("cwd", REPO), env=env, **kwargs)
 
 
 def accelerate_launch_two_cpu(
@@ -84,11 +78,5 @@ def accelerate_launch_two_cpu(
         "--num_cpu_threads_per_process", "1", "--main_process_port", "0", "--mixed_precision", "no",
         "--dynamo_backend", "no",
     ]  # fmt: skip
-    return subprocess.run(
-        [*launcher, script, *args],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
+    return run_bounded([*launcher, script, *args], timeout, cwd=REPO, env=environment)
