@@ -130,7 +130,7 @@ def breakdown(case: str, args: argparse.Namespace) -> dict[str, float]:
     import torch.nn.functional as F
 
     from modeling_supclap import SupClapModel
-    from modeling_supclap.gradient_cache import loss_and_tower_parameters
+    from modeling_supclap.model.gradient_cache import loss_and_tower_parameters
 
     model_name, batch_size, chunk = case.split(":")
     batch_size, chunk = int(batch_size), int(chunk)

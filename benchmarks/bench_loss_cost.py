@@ -204,7 +204,7 @@ def bench_model(model_name: str, args: argparse.Namespace) -> dict[str, Any]:
     import torch.nn.functional as F
 
     from modeling_supclap import SupClapModel
-    from modeling_supclap.losses import SupClapLoss
+    from modeling_supclap.model.losses import SupClapLoss
 
     device = torch.device(args.device)
     torch.manual_seed(0)

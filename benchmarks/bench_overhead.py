@@ -70,7 +70,6 @@ def trainer_worker(args: argparse.Namespace) -> None:
     import torch
     from transformers import ClapConfig, ClapModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from modeling_supclap.configuration_supclap import PRESETS
     from modeling_supclap.data import (
         AudioTextDataset,
         SupClapCollator,
@@ -78,6 +77,7 @@ def trainer_worker(args: argparse.Namespace) -> None:
         build_demo_processor,
         load_records,
     )
+    from modeling_supclap.model.configuration_supclap import PRESETS
     from modeling_supclap.training import DataArguments, TrainArguments
 
     defaults, data_defaults = TrainArguments(), DataArguments()

@@ -129,7 +129,7 @@ def train_patched(overrides: dict[str, dict[str, Any]], argv: list[str]) -> None
     experimental predictor rules of ``predictor_rules.py`` registered)."""
     import predictor_rules  # noqa: F401  (registers its svr modes)
 
-    import modeling_supclap.configuration_supclap as configuration
+    import modeling_supclap.model.configuration_supclap as configuration
     from modeling_supclap.cli.train import main
 
     for preset, make in list(configuration.PRESETS.items()):

@@ -1,6 +1,6 @@
 """The loss variants the benchmarks compare: name -> (base_loss, svr_mode, svr_bilateral).
 
-Read from the loss registry (``modeling_supclap.losses.BASE_LOSSES`` and ``SVR_MODES``): every base
+Read from the loss registry (``modeling_supclap.model.losses.BASE_LOSSES`` and ``SVR_MODES``): every base
 loss alone, and with every SVR mode on one side (``-uni``) and both (``-bi``). A newly registered
 mode shows up here (and in ``--variants``) with no edit.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, when run as a script
 
-from modeling_supclap.losses import BASE_LOSSES, SVR_MODES  # noqa: E402
+from modeling_supclap.model.losses import BASE_LOSSES, SVR_MODES  # noqa: E402
 
 
 def loss_variants() -> dict[str, tuple[str, str, bool]]:

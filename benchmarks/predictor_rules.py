@@ -3,8 +3,8 @@
 Trained on L_svr, the predictor climbs to R = D for every pair (docs/METHOD.md: dL_svr/dR < 0 on [0, D]).
 These rules train the same MLP (``RadiusPredictor``: the same input, layers and initialisation) another way,
 to see which one keeps R inside (0, D). They are not part of the package: importing this module registers
-them with ``modeling_supclap.losses.register_svr_mode`` for this process only (``diagnose_recipe.py`` does,
-so its recipes can name them), and docs/METHOD.md reports what each did.
+them with ``modeling_supclap.model.losses.register_svr_mode`` for this process only
+(``diagnose_recipe.py`` does, so its recipes can name them), and docs/METHOD.md reports what each did.
 
 * ``bounded``: R = sigmoid(z) D, D detached: the MLP predicts the fraction rho = R / D of each pair,
   strictly inside (0, 1) by construction, still trained on L_svr.
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from modeling_supclap.losses import SVR_MODES, MarginRadius, RadiusPredictor, register_svr_mode
+from modeling_supclap.model.losses import SVR_MODES, MarginRadius, RadiusPredictor, register_svr_mode
 
 
 class BoundedRadiusPredictor(RadiusPredictor):

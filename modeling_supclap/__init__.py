@@ -8,8 +8,8 @@ code, and a saved folder loads with ``trust_remote_code=True`` where this packag
 
 from transformers import AutoConfig, AutoModel
 
-from .configuration_supclap import SupClapConfig
-from .losses import (
+from .model.configuration_supclap import SupClapConfig
+from .model.losses import (
     InfoNCELoss,
     RadiusPredictor,
     SigLIPLoss,
@@ -19,7 +19,7 @@ from .losses import (
     radius_constraint,
     support_vectors,
 )
-from .modeling_supclap import SupClapModel, SupClapOutput
+from .model.modeling_supclap import SupClapModel, SupClapOutput
 
 AutoConfig.register(SupClapConfig.model_type, SupClapConfig, exist_ok=True)
 AutoModel.register(SupClapConfig, SupClapModel, exist_ok=True)

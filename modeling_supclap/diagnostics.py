@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .losses import SupClapLoss, pair_distance
+from .model.losses import SupClapLoss, pair_distance
 from .peft_utils import active_loss_fn
 
 

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from .losses import SupClapLoss
 from .metrics import RETRIEVAL_METRICS
+from .model.losses import SupClapLoss
 
 if TYPE_CHECKING:
-    from .configuration_supclap import SupClapConfig
+    from .model.configuration_supclap import SupClapConfig
 
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "model_card.md"
 # What never goes to the Hub from an output folder: resumable checkpoints, the best-on-validation

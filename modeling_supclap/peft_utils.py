@@ -28,8 +28,8 @@ import torch
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
 
-    from .losses import SupClapLoss
-    from .modeling_supclap import SupClapModel
+    from .model.losses import SupClapLoss
+    from .model.modeling_supclap import SupClapModel
 
 TOWER_PATTERNS = {
     "text": r".*text_model\..*\.(query|key|value)",

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from .configuration_supclap import PRESET_SETTINGS, PRESETS, SupClapConfig
-from .modeling_supclap import SupClapModel
+from .model.configuration_supclap import PRESET_SETTINGS, PRESETS, SupClapConfig
+from .model.modeling_supclap import SupClapModel
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import torch
 from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, terms_and_grads, variant_id
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.losses import SupClapLoss
+from modeling_supclap.model.losses import SupClapLoss
 
 ATOL = 1e-10
 INDUCTOR_EVERYWHERE = os.environ.get("SUPCLAP_COMPILE_TESTS") == "inductor"

@@ -15,7 +15,7 @@ from modeling_supclap.diagnostics import (
     representation_measures,
     save_training_plots,
 )
-from modeling_supclap.losses import InfoNCELoss, SupClapLoss
+from modeling_supclap.model.losses import InfoNCELoss, SupClapLoss
 
 
 def test_drift_on_hand_built_three_vectors():

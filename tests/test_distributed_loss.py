@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers.processes import free_port, run_workers
 from helpers.reference import LOSS_VARIANTS, make_loss, variant_id
 
-from modeling_supclap.losses import distributed_is_active
+from modeling_supclap.model.losses import distributed_is_active
 
 DIM, BATCH = 6, 8
 # (rank 0 rows, rank 1 rows): an even split, and an uneven one (the last batch of an epoch).

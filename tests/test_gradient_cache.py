@@ -29,8 +29,9 @@ from helpers.processes import free_port, run_workers
 from helpers.reference import LOSS_VARIANTS, variant_id
 from helpers.toy import toy_processor, toy_rows
 
-from modeling_supclap import SupClapModel, gradient_cache
+from modeling_supclap import SupClapModel
 from modeling_supclap.data import SupClapCollator
+from modeling_supclap.model import gradient_cache
 from modeling_supclap.peft_utils import get_lora_model
 
 

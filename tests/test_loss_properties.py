@@ -15,7 +15,7 @@ from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, variant_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modeling_supclap.losses import SupClapLoss, radius_constraint
+from modeling_supclap.model.losses import SupClapLoss, radius_constraint
 
 PROPERTY_SETTINGS = settings(
     max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

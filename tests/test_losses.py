@@ -11,8 +11,8 @@ from helpers.reference import LOSS_VARIANTS, make_loss, random_pairs, reference_
 from transformers import ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.configuration_supclap import _tiny_sub_configs
-from modeling_supclap.losses import pair_distance, predictor_features, support_vectors
+from modeling_supclap.model.configuration_supclap import _tiny_sub_configs
+from modeling_supclap.model.losses import pair_distance, predictor_features, support_vectors
 
 ATOL = 1e-5
 

@@ -14,8 +14,8 @@ from helpers.processes import run_bounded
 from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput
-from modeling_supclap.configuration_supclap import LOSS_TERM_OUTPUTS, _tiny_sub_configs
-from modeling_supclap.losses import RadiusPredictor
+from modeling_supclap.model.configuration_supclap import LOSS_TERM_OUTPUTS, _tiny_sub_configs
+from modeling_supclap.model.losses import RadiusPredictor
 
 
 def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:

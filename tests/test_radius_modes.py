@@ -83,7 +83,7 @@ def test_radius_ratio_must_lie_strictly_between_zero_and_one(value):
 
 
 def test_margin_radius_is_the_move_that_would_lift_the_positive_m_above_the_hardest_negative():
-    from modeling_supclap.losses import MarginRadius, pair_distance, support_vectors
+    from modeling_supclap.model.losses import MarginRadius, pair_distance, support_vectors
 
     text, audio = random_pairs(6, 4, seed=5)
     similarities = text @ audio.t()
@@ -101,7 +101,7 @@ def test_margin_radius_is_the_move_that_would_lift_the_positive_m_above_the_hard
 
 
 def test_margin_radius_is_zero_where_the_margin_is_met_and_d_where_far_from_it():
-    from modeling_supclap.losses import MarginRadius, support_vectors
+    from modeling_supclap.model.losses import MarginRadius, support_vectors
 
     similarities = torch.tensor([[0.9, 0.1, 0.0], [0.3, 0.5, 0.45]], dtype=torch.float64)
     distance = torch.sqrt(2 - 2 * similarities[[0, 1], [0, 1]])
@@ -137,7 +137,7 @@ def experimental_predictor_rules(monkeypatch):
 
     from helpers.cli import REPO
 
-    from modeling_supclap.losses import SVR_MODES
+    from modeling_supclap.model.losses import SVR_MODES
 
     registered = dict(SVR_MODES)
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
@@ -152,7 +152,7 @@ def experimental_predictor_rules(monkeypatch):
 def test_the_experimental_predictor_rules_do_what_method_md_says(experimental_predictor_rules):
     """benchmarks/predictor_rules.py: ``bounded`` keeps R strictly inside (0, D); ``margin_target`` is trained
     by regression on the margin radius alone, whatever gradient the SVR loss sends it."""
-    from modeling_supclap.losses import MarginRadius, pair_distance
+    from modeling_supclap.model.losses import MarginRadius, pair_distance
 
     text, audio = random_pairs(8, 6, seed=3)
     scale = torch.tensor(10.0, dtype=torch.float64)

@@ -16,14 +16,14 @@ import pytest
 from helpers.cli import REPO, run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.losses import BASE_LOSSES, SVR_MODES, RadiusMode, StaticRadius, register_svr_mode
+from modeling_supclap.model.losses import BASE_LOSSES, SVR_MODES, RadiusMode, StaticRadius, register_svr_mode
 
 TOY_MODE = textwrap.dedent(
     '''
     import torch
     from torch import nn
 
-    from modeling_supclap.losses import RadiusMode, register_svr_mode
+    from modeling_supclap.model.losses import RadiusMode, register_svr_mode
 
 
     @register_svr_mode
@@ -150,4 +150,7 @@ def test_every_registered_component_describes_itself_without_drawing_random_numb
     assert {
         k: v for k, v in settings.items() if not k.startswith(("logit_scale", "freeze", "gradient_cache"))
     } == (model.loss_fn.get_config_dict())
-    assert sys.modules["modeling_supclap.losses"].BASE_LOSSES[base_loss].summary in model.loss_fn.describe()
+    assert (
+        sys.modules["modeling_supclap.model.losses"].BASE_LOSSES[base_loss].summary
+        in model.loss_fn.describe()
+    )

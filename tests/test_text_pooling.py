@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.configuration_supclap import _tiny_sub_configs
+from modeling_supclap.model.configuration_supclap import _tiny_sub_configs
 
 
 def _inputs(pad_first_row: bool = True) -> dict[str, torch.Tensor]:

@@ -251,7 +251,7 @@ def test_trainer_under_two_processes_uses_global_negatives(tmp_path):
     records = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     from helpers.reference import reference_terms
 
-    from modeling_supclap.losses import SupClapLoss
+    from modeling_supclap.model.losses import SupClapLoss
 
     for step in range(len(records[0])):
         first, second = records[0][step], records[1][step]

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests folder, fo
 from helpers.toy import toy_processor, toy_rows  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
-import modeling_supclap.losses as losses  # noqa: E402
+import modeling_supclap.model.losses as losses  # noqa: E402
 from modeling_supclap import SupClapConfig, SupClapModel  # noqa: E402
 from modeling_supclap.data import SupClapCollator  # noqa: E402
 

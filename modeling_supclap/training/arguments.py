@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
 from ..data.collator import parse_language_weights
 from ..data.demo_corpus import check_demo_languages
 from ..data.demo_languages import DEMO_LANGUAGES
 from ..data.loading import ON_BAD_SAMPLE_CHOICES, CaptionLanguages, check_on_bad_sample
-from ..losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
+from ..model.configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
+from ..model.losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
 
 _DEFAULTS = SupClapConfig.__dataclass_fields__
 # The flags that are SupClapConfig fields: the loss's, and text_pooling (filled by _loss_flag).

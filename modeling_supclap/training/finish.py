@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..evaluation import evaluate_records, find_zero_shot_templates
-from ..modeling_supclap import SupClapModel
+from ..model.modeling_supclap import SupClapModel
 from ..reporting import format_data_report, format_results
 from .run import TrainingRun
 from .state import TrainState

@@ -23,13 +23,13 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, TorchDynamoPlugin, set_seed
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
-from ..configuration_supclap import SupClapConfig
 from ..data.loading import AudioTextRecord
 from ..data.processor import build_demo_processor, processor_for_corpus
 from ..data.sources import Corpus, TrainingData, build_training_data, load_splits, resolve_corpus
 from ..data.streaming import open_stream, stream_records
-from ..losses import SupClapLoss
-from ..modeling_supclap import SupClapModel
+from ..model.configuration_supclap import SupClapConfig
+from ..model.losses import SupClapLoss
+from ..model.modeling_supclap import SupClapModel
 from ..peft_utils import unwrap_supclap
 from ..towers import PretrainedTowers, model_with_pretrained_towers
 from .arguments import MULTILINGUAL_DEMO_VOCAB_SIZE, DataArguments, ModelArguments, TrainArguments

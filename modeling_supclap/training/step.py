@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..configuration_supclap import LOSS_TERM_OUTPUTS
+from ..model.configuration_supclap import LOSS_TERM_OUTPUTS
 from ..peft_utils import unwrap_supclap
 
 if TYPE_CHECKING:

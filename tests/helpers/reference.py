@@ -1,6 +1,6 @@
 """Plain per-sample reference of the SupCLAP losses, written from svr-method.md with loops.
 
-Nothing here is vectorised or shared with ``modeling_supclap.losses``: it reads the learnable
+Nothing here is vectorised or shared with ``modeling_supclap.model.losses``: it reads the learnable
 parameters of a ``SupClapLoss`` (so gradients can be compared) and recomputes every term one
 anchor and one candidate at a time.
 """
@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from modeling_supclap.losses import SupClapLoss
+from modeling_supclap.model.losses import SupClapLoss
 
 
 def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
