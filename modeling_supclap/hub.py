@@ -49,6 +49,17 @@ def loss_summary(config) -> str:
     return SupClapLoss.settings_only(config).describe()
 
 
+def loss_config_dict(config) -> dict[str, Any]:
+    """The loss settings in use, for people (the card's table, logs): the loss's own ``get_config_dict``
+    (only the fields its base loss and radius mode read), plus the logit-scale and batch settings."""
+    return {
+        **SupClapLoss.settings_only(config).get_config_dict(),
+        "logit_scale_max": config.logit_scale_max,
+        "freeze_logit_scale": config.freeze_logit_scale,
+        "gradient_cache_chunk_size": config.gradient_cache_chunk_size,
+    }
+
+
 _RETRIEVAL_TASK = ("audio-text-retrieval", "Audio-text retrieval")
 _ZERO_SHOT_TASK = ("zero-shot-audio-classification", "Zero-shot audio classification")
 
@@ -167,7 +178,7 @@ def render_model_card(
         loss_summary=loss_summary(config),
         base_model_text=base_text,
         data_description=data_description,
-        loss_table=_table(config.loss_config_dict()),
+        loss_table=_table(loss_config_dict(config)),
         training_table=_table(dict(train_args or {})) or "| - | - |",
         results_text=_results_text(results),
         sampling_rate=sampling_rate,

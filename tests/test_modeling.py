@@ -14,6 +14,7 @@ from helpers.processes import run_bounded
 from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput
+from modeling_supclap.hub import loss_config_dict
 from modeling_supclap.model.configuration_supclap import LOSS_TERM_OUTPUTS, _tiny_sub_configs
 from modeling_supclap.model.losses import RadiusPredictor
 
@@ -91,7 +92,7 @@ def test_config_round_trip_and_defaults(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, SupClapConfig)
-    assert loaded.loss_config_dict() == config.loss_config_dict()
+    assert loss_config_dict(loaded) == loss_config_dict(config)
     default = SupClapConfig()
     assert (default.base_loss, default.svr_mode, default.svr_bilateral) == ("infonce", "dynamic", True)
     assert (default.svr_weight, default.constraint_weight, default.logit_scale_max) == (1.0, 0.01, 100.0)

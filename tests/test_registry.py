@@ -16,6 +16,7 @@ import pytest
 from helpers.cli import REPO, run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.hub import loss_config_dict
 from modeling_supclap.model.losses import BASE_LOSSES, SVR_MODES, RadiusMode, StaticRadius, register_svr_mode
 
 TOY_MODE = textwrap.dedent(
@@ -142,7 +143,7 @@ def test_every_registered_component_describes_itself_without_drawing_random_numb
 
     config = SupClapConfig.tiny(base_loss=base_loss, svr_mode=svr_mode)
     state = torch.get_rng_state()
-    settings = config.loss_config_dict()
+    settings = loss_config_dict(config)
     assert torch.equal(state, torch.get_rng_state())
     assert settings["base_loss"] == base_loss and settings["svr_mode"] == svr_mode
     # The model's loss reports the same settings as the config.

@@ -23,13 +23,15 @@ and with gradients flowing back through the gather (summed over processes) the p
 gradients after DDP's average are exactly the single-process gradients.
 
 This file is part of the model's load-time import closure (copied next to the weights for
-``trust_remote_code``): it imports only its flat sibling ``configuration_supclap`` (lazily).
+``trust_remote_code``): it imports nothing of this package. It owns the loss's settings
+(:class:`SupClapLossSettings`: every field, its default, documentation and validation); the model
+configurations inherit them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -618,12 +620,172 @@ def _register(registry: dict, cls: type, base: type) -> type:
 
 
 # ---------------------------------------------------------------------------------------------
+# The settings: one definition of every loss field
+# ---------------------------------------------------------------------------------------------
+def _setting(default: Any, help: str, **metadata: Any) -> Any:
+    """A loss field: its default, and its documentation (``help``: what the CLI flag and docs print)."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass(kw_only=True)
+class SupClapLossSettings:
+    """The settings of the SupCLAP loss family, defined once.
+
+    Every model family's configuration inherits these fields (``SupClapConfig(ClapConfig,
+    SupClapLossSettings)``), the command line makes one flag per field with the field's ``help``, and
+    :class:`SupClapLoss` reads them from any such object. Invalid values fail at construction with a
+    ``ValueError`` naming the field and what it accepts (:meth:`check_loss_settings`).
+
+    Fields (name, default: meaning):
+    """
+
+    base_loss: str = _setting(
+        "infonce",
+        "Base contrastive loss: 'infonce' (symmetric cross-entropy, both directions trained) or 'siglip' "
+        "(pairwise sigmoid with a learned bias, Zhai et al. 2023); any name registered in BASE_LOSSES.",
+        choices=BASE_LOSSES.keys(),  # a live view: a loss registered at run time is a choice too
+    )
+    svr_mode: str = _setting(
+        "dynamic",
+        "Support Vector Regularization: 'none', 'static' (one learned radius), 'dynamic' (a radius per pair "
+        "from a small MLP), 'ratio' (R = radius_ratio * D), 'margin' (the radius that would lift the "
+        "positive radius_margin above the hardest negative; does not saturate at D) or 'spreading' (R = D, "
+        "the control a saturated radius reduces SVR to); any name registered in SVR_MODES.",
+        choices=SVR_MODES.keys(),
+    )
+    svr_bilateral: bool = _setting(True, "Support vectors for the audio anchors too (the paper's best).")
+    svr_weight: float = _setting(1.0, "alpha: the weight of the SVR term (>= 0).")
+    constraint_weight: float = _setting(
+        0.01, "beta: the weight of the radius constraint mean(ReLU(R - D) + ReLU(-R)) (>= 0)."
+    )
+    radius_init: float = _setting(
+        0.1, "Initial semantic radius R (the static scalar, and the predictor's output bias at start)."
+    )
+    radius_ratio: float = _setting(
+        0.5,
+        "rho of svr_mode 'ratio': R = rho * D scales the perpendicular push by exactly 1 - rho; in (0, 1).",
+    )
+    radius_margin: float = _setting(
+        0.2, "m of svr_mode 'margin' (cosine units, > 0): R = 2 (m - (s_pos - s_hardest)) / D."
+    )
+    radius_clamp: bool = _setting(
+        True,
+        "Clamp R to [0, D] per pair where it is used, so a radius never flips (R > D) or amplifies (R < 0) "
+        "the perpendicular push even before the constraint acts.",
+    )
+    predictor_top_k: int = _setting(
+        16,
+        "DynamicSVR predictor input width k: the positive similarity and the top k-1 negative similarities, "
+        "descending (padded with -1 in small batches); >= 2.",
+    )
+    predictor_hidden_sizes: list[int] | None = _setting(
+        None, "Hidden widths of the 3-layer predictor MLP: two positive integers (default 64 64)."
+    )
+    predictor_activation: str = _setting(
+        "relu", "DynamicSVR predictor activation: relu, gelu or silu.", choices=PREDICTOR_ACTIVATIONS
+    )
+    predictor_detach_input: bool = _setting(
+        True, "Feed the radius predictor detached similarities (its gradient then trains only the predictor)."
+    )
+    siglip_logit_scale_init: float = _setting(
+        10.0, "Initial logit scale of a new model when base_loss is 'siglip' (CLIP's is 1/0.07); > 0."
+    )
+    siglip_bias_init: float = _setting(-10.0, "Initial SigLIP bias of a new model.")
+    logit_scale_max: float | None = _setting(
+        100.0, "Clamp of the (exponentiated) logit scales 1/tau, as LAION-CLAP and CLIP do (> 1; None: off)."
+    )
+    freeze_logit_scale: bool = _setting(False, "Keep the logit scales fixed.")
+    gather_across_processes: bool = _setting(
+        True,
+        "With torch.distributed initialised, score against every process's embeddings (with gradients), so "
+        "the global batch defines the loss.",
+    )
+    gradient_cache_chunk_size: int = _setting(
+        0,
+        "Cached negatives (GradCache): in training, embed each batch this many pairs at a time with the loss "
+        "over the whole batch (model/gradient_cache.py), so the contrastive batch can exceed what fits in "
+        "memory; gradients equal the whole-batch loss's. 0: off.",
+    )
+    compile_loss: bool = _setting(
+        False,
+        "torch.compile the loss (after the gather) into one graph: fuses SVR's many small kernels, whose "
+        "launch latency is most of its cost on a GPU; on a CPU it does not pay (docs/BENCHMARKS.md). "
+        "Values and gradients equal the eager loss's; ignored without gradients.",
+    )
+
+    def __post_init__(self) -> None:
+        self.check_loss_settings()
+
+    @classmethod
+    def loss_fields(cls) -> tuple[Any, ...]:
+        """The ``dataclasses.Field`` of every loss setting, in definition order."""
+        return fields(SupClapLossSettings)
+
+    def loss_settings(self) -> dict[str, Any]:
+        """Every loss setting of this object (a config or a settings object), by field name."""
+        return {f.name: getattr(self, f.name) for f in self.loss_fields()}
+
+    def check_loss_settings(self) -> None:
+        """Fill the list default, then fail naming the field and what it accepts."""
+        owner = type(self).__name__
+        if self.predictor_hidden_sizes is None:
+            self.predictor_hidden_sizes = [64, 64]
+        self.predictor_hidden_sizes = list(self.predictor_hidden_sizes)
+
+        def fail(name: str, expected: str) -> None:
+            raise ValueError(f"{owner}.{name} must be {expected}, got {getattr(self, name)!r}.")
+
+        def number(name: str, low: float | None = None, low_inclusive: bool = True) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                fail(name, "a finite number")
+            if low is not None and (value < low or (not low_inclusive and value == low)):
+                fail(name, f"{'>=' if low_inclusive else '>'} {low}")
+
+        for name, registry in (
+            ("base_loss", BASE_LOSSES),
+            ("svr_mode", SVR_MODES),
+            ("predictor_activation", PREDICTOR_ACTIVATIONS),
+        ):
+            if getattr(self, name) not in registry:
+                fail(name, f"one of {list(registry)}")
+        for f in self.loss_fields():
+            if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
+                fail(f.name, "True or False")
+        number("svr_weight", 0.0)
+        number("constraint_weight", 0.0)
+        number("radius_init", 0.0)
+        number("radius_ratio", 0.0, low_inclusive=False)
+        if self.radius_ratio >= 1.0:
+            fail("radius_ratio", "< 1")
+        number("radius_margin", 0.0, low_inclusive=False)
+        number("siglip_logit_scale_init", 0.0, low_inclusive=False)
+        number("siglip_bias_init")
+        if self.logit_scale_max is not None:
+            number("logit_scale_max", 1.0, low_inclusive=False)
+        chunk = self.gradient_cache_chunk_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            fail("gradient_cache_chunk_size", "an integer >= 0 (0: off)")
+        top_k = self.predictor_top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 2:
+            fail("predictor_top_k", "an integer >= 2 (the positive and at least one negative)")
+        sizes = self.predictor_hidden_sizes
+        if len(sizes) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+            fail("predictor_hidden_sizes", "two positive integers (the predictor is a 3-layer MLP)")
+
+
+SupClapLossSettings.__doc__ += "".join(
+    f"\n        {f.name} (default {f.default!r}): {f.metadata['help']}" for f in fields(SupClapLossSettings)
+)
+
+
+# ---------------------------------------------------------------------------------------------
 # The composed loss
 # ---------------------------------------------------------------------------------------------
 class SupClapLoss(nn.Module):
     """Base loss + alpha * SVR term + beta * radius constraint, on the (gathered) global batch.
 
-    Built from a :class:`~modeling_supclap.SupClapConfig` (its loss fields and defaults), or from
+    Built from any object with the :class:`SupClapLossSettings` fields (a model's config), or from
     keyword settings, which make one: ``SupClapLoss(svr_mode="static")``.
 
     Inputs (``forward``): L2-normalised text and audio embeddings (n, d) of paired rows, and the
@@ -651,9 +813,7 @@ class SupClapLoss(nn.Module):
     def __init__(self, config: Any = None, **settings: Any) -> None:
         super().__init__()
         if config is None:
-            from .configuration_supclap import SupClapConfig  # lazy: the config imports this file
-
-            config = SupClapConfig(**settings)
+            config = SupClapLossSettings(**settings)
         elif settings:
             raise TypeError("SupClapLoss takes a config or keyword settings, not both")
         self.base_loss_name, self.svr_mode, self.svr_bilateral = (
@@ -851,6 +1011,7 @@ __all__ = [
     "BASE_LOSSES",
     "SVR_MODES",
     "BaseContrastiveLoss",
+    "MarginRadius",
     "GatheredBatch",
     "InfoNCELoss",
     "LossComponent",
@@ -861,6 +1022,7 @@ __all__ = [
     "SpreadingControl",
     "StaticRadius",
     "SupClapLoss",
+    "SupClapLossSettings",
     "gather_features",
     "pair_distance",
     "predictor_features",

@@ -18,29 +18,37 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, get_type_hints
 
 from ..data.collator import parse_language_weights
 from ..data.demo_corpus import check_demo_languages
 from ..data.demo_languages import DEMO_LANGUAGES
 from ..data.loading import ON_BAD_SAMPLE_CHOICES, CaptionLanguages, check_on_bad_sample
 from ..model.configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
-from ..model.losses import BASE_LOSSES, PREDICTOR_ACTIVATIONS, SVR_MODES
+from ..model.losses import SupClapLossSettings
 
 _DEFAULTS = SupClapConfig.__dataclass_fields__
-# The flags that are SupClapConfig fields: the loss's, and text_pooling (filled by _loss_flag).
-LOSS_FLAGS: list[str] = []
 
 
-def _loss_flag(name: str, help: str, default_help: str | None = None, **metadata: Any) -> Any:
-    """A loss flag: ``None`` unless given, its help naming the ``SupClapConfig`` default."""
-    LOSS_FLAGS.append(name)
+def _config_flag(name: str, help: str, default_help: str | None = None, **metadata: Any) -> Any:
+    """A flag that sets a config field: ``None`` unless given, its help naming the field's default."""
     default = _DEFAULTS[name].default
     if isinstance(default, bool):  # --flag alone means True, as for HfArgumentParser's bool fields
         metadata.update(nargs="?", const=True)
     help = f"{help} Default: the checkpoint's, else {default_help or repr(default)}."
     return field(default=None, metadata={"help": help, **metadata})
+
+
+def _loss_flags() -> list[tuple[str, Any, Any]]:
+    """One flag per loss setting (``SupClapLossSettings``: its help, choices and default, written once)."""
+    hints = get_type_hints(SupClapLossSettings)
+    flags = []
+    for setting in SupClapLossSettings.loss_fields():
+        extra = {k: v for k, v in setting.metadata.items() if k != "help"}
+        flag = _config_flag(setting.name, setting.metadata["help"], **extra)
+        flags.append((setting.name, hints[setting.name] | None, flag))
+    return flags
 
 
 # The multilingual demo's captions cut to 64 tokens by a 1,000-token BPE lose their ends (French and
@@ -49,7 +57,7 @@ MULTILINGUAL_DEMO_VOCAB_SIZE = 2000
 
 
 @dataclass
-class ModelArguments:
+class _ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -89,47 +97,10 @@ class ModelArguments:
         default=False,
         metadata={"help": "Allow code from --model_name_or_path to run (see README: security)."},
     )
-    # Choices are live views of the registry: a mode registered at run time is accepted too.
-    base_loss: str | None = _loss_flag("base_loss", "Base contrastive loss.", choices=BASE_LOSSES.keys())
-    svr_mode: str | None = _loss_flag("svr_mode", "Support Vector Regularization.", choices=SVR_MODES.keys())
-    svr_bilateral: bool | None = _loss_flag("svr_bilateral", "Support vectors on the audio side too.")
-    svr_weight: float | None = _loss_flag("svr_weight", "alpha: weight of the SVR term.")
-    constraint_weight: float | None = _loss_flag(
-        "constraint_weight", "beta: weight of the radius constraint."
-    )
-    radius_init: float | None = _loss_flag("radius_init", "Initial semantic radius R.")
-    radius_ratio: float | None = _loss_flag("radius_ratio", "--svr_mode ratio: R = rho * D, rho in (0, 1).")
-    radius_margin: float | None = _loss_flag(
-        "radius_margin", "--svr_mode margin: the cosine margin m over the hardest negative R aims for."
-    )
-    predictor_top_k: int | None = _loss_flag(
-        "predictor_top_k", "DynamicSVR predictor input: positive + top-(k-1) negative similarities."
-    )
-    predictor_activation: str | None = _loss_flag(
-        "predictor_activation", "DynamicSVR predictor activation.", choices=PREDICTOR_ACTIVATIONS
-    )
-    predictor_detach_input: bool | None = _loss_flag(
-        "predictor_detach_input", "Feed the radius predictor detached similarities."
-    )
-    logit_scale_init_value: float | None = _loss_flag(
+    logit_scale_init_value: float | None = _config_flag(
         "logit_scale_init_value", "Initial InfoNCE logit scale 1/tau of a new model (CLAP's 1/0.07)."
     )
-    siglip_logit_scale_init: float | None = _loss_flag(
-        "siglip_logit_scale_init", "Initial SigLIP logit scale of a new model."
-    )
-    logit_scale_max: float | None = _loss_flag("logit_scale_max", "Clamp of the logit scale 1/tau.")
-    freeze_logit_scale: bool | None = _loss_flag("freeze_logit_scale", "Keep the logit scale fixed.")
-    gradient_cache_chunk_size: int | None = _loss_flag(
-        "gradient_cache_chunk_size",
-        "Cached negatives (GradCache): embed each batch this many pairs at a time, with the loss over the "
-        "whole batch, so --per_device_train_batch_size can exceed what fits in memory (0: off).",
-    )
-    compile_loss: bool | None = _loss_flag(
-        "compile_loss",
-        "torch.compile the loss (after the gather) into one graph: fuses SVR's small kernels, which pays "
-        "on a GPU (launch latency); on CPU it does not (docs/BENCHMARKS.md). See also --torch_compile.",
-    )
-    text_pooling: str | None = _loss_flag(
+    text_pooling: str | None = _config_flag(
         "text_pooling",
         "Text embedding: 'pooler' (CLAP's first-token pooler, as checkpoints were trained) or 'mean' (mean "
         "over the caption's tokens; learns faster from scratch, see docs/BENCHMARKS.md).",
@@ -149,8 +120,21 @@ class ModelArguments:
     )
 
     def loss_overrides(self) -> dict[str, Any]:
-        """The ``SupClapConfig`` loss fields given on the command line (the others keep their value)."""
-        return {name: getattr(self, name) for name in LOSS_FLAGS if getattr(self, name) is not None}
+        """The config fields given on the command line: the loss settings, ``logit_scale_init_value`` and
+        ``text_pooling`` (the others keep the checkpoint's value, or the default)."""
+        return {name: getattr(self, name) for name in CONFIG_FLAGS if getattr(self, name) is not None}
+
+
+# The model's flags, then one per loss setting (generated: each documented once, in SupClapLossSettings).
+ModelArguments = make_dataclass("ModelArguments", _loss_flags(), bases=(_ModelArguments,))
+ModelArguments.__module__ = __name__
+ModelArguments.__doc__ = "Which model to train: a checkpoint or a preset, pretrained towers, the loss, LoRA."
+# The flags that set config fields (loss_overrides).
+CONFIG_FLAGS = (
+    *(setting.name for setting in SupClapLossSettings.loss_fields()),
+    "logit_scale_init_value",
+    "text_pooling",
+)
 
 
 @dataclass
