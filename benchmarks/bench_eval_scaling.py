@@ -3,9 +3,9 @@
 
 Methods (each run in its OWN subprocess, so each gets its own peak-memory figure):
 
-* ``one_pass``: ``modeling_supclap.metrics.load_metric("retrieval").compute(...)`` -- the shipped evaluate
-  module: both directions from one chunked pass over ``text @ audio.T`` (chunks of ``--chunk_size``
-  captions), exact capped ranks, pessimistic ties.
+* ``one_pass``: ``modeling_supclap.evaluation.metrics.load_metric("retrieval").compute(...)`` -- the
+  shipped evaluate module: both directions from one chunked pass over ``text @ audio.T`` (chunks of
+  ``--chunk_size`` captions), exact capped ranks, pessimistic ties.
 * ``floor``: the bare chunked matmul the metric cannot beat: ``audio.T.contiguous()``, then for every
   chunk ``torch.matmul(text[chunk], audio_t, out=buf)`` into one reused buffer, each result consumed by a
   ``.sum()`` (one read, so nothing is optimised away).  Every exact R@k in both directions needs each
@@ -131,7 +131,7 @@ def worker(args: argparse.Namespace) -> None:
     text, audio, ids = make_data(args.n, args.captions_per_clip, args.dim)
     load_s = 0.0
     if args.worker == "one_pass":
-        from modeling_supclap.metrics import load_metric
+        from modeling_supclap.evaluation.metrics import load_metric
 
         t0 = time.perf_counter()
         metric = load_metric("retrieval")

@@ -67,7 +67,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 from loss_variants import VARIANTS  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-from modeling_supclap.metrics import RETRIEVAL_METRICS  # noqa: E402  (loss_variants put the repo on sys.path)
+from modeling_supclap.evaluation.metrics import RETRIEVAL_METRICS  # noqa: E402  (loss_variants put the repo on sys.path)
 
 RETRIEVAL_KEYS = tuple(RETRIEVAL_METRICS)
 # The variants that answer a question: each base loss, its bilateral Static and Dynamic SVR (the

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
-from .metrics import RETRIEVAL_METRICS
+from .evaluation.metrics import RETRIEVAL_METRICS
 from .model.losses import SupClapLoss
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def _result(
 
 
 def eval_results(results: Mapping[str, Any] | None, dataset_name: str) -> list[EvalResult]:
-    """``model-index`` entries from :func:`modeling_supclap.evaluation.evaluate_records` output: retrieval
+    """``model-index`` entries from :func:`~modeling_supclap.evaluation.evaluate_records` output: retrieval
     (pooled, then per caption language) and zero-shot accuracy (per prompt language, then pooled)."""
     if not results:
         return []
@@ -130,7 +130,7 @@ def _table(rows: Mapping[str, Any]) -> str:
 def _results_text(results: Mapping[str, Any] | None) -> str:
     if not results:
         return "No evaluation results were recorded."
-    from .reporting import format_results
+    from .evaluation.report import format_results
 
     return "Test split:\n\n```\n" + format_results(dict(results)) + "\n```"
 

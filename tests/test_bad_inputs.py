@@ -72,9 +72,8 @@ from modeling_supclap.data import (
     load_records,
     scan_records,
 )
-from modeling_supclap.data.checks import BadSamplesError, check_splits
+from modeling_supclap.data.checks import BadSamplesError, check_splits, format_data_report
 from modeling_supclap.data.sources import load_splits
-from modeling_supclap.reporting import format_data_report
 from modeling_supclap.training import DataArguments
 
 SR = 16000

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_supclap.metrics import compute_crosslingual_consistency, metric_function
+from modeling_supclap.evaluation.metrics import compute_crosslingual_consistency, metric_function
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

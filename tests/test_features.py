@@ -11,7 +11,7 @@ import torch
 from transformers import ClapFeatureExtractor
 
 import modeling_supclap.data.collator as collator_module
-import modeling_supclap.evaluation as evaluation_module
+import modeling_supclap.evaluation.encode as evaluation_module
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.data.features import (
     _prepared_waveforms,

@@ -1,4 +1,5 @@
-"""Tests of the retrieval / zero-shot evaluate modules and the helpers in ``modeling_supclap.metrics``.
+"""Tests of the retrieval / zero-shot evaluate modules and the helpers in
+``modeling_supclap.evaluation.metrics``.
 
 Everything goes through ``evaluate.load`` of the local module folders (offline, no Hub access).
 """
@@ -16,7 +17,7 @@ import pytest
 import torch
 from helpers.processes import run_bounded
 
-from modeling_supclap.metrics import (
+from modeling_supclap.evaluation.metrics import (
     AVAILABLE_METRICS,
     compute_retrieval_metrics,
     compute_zero_shot_metrics,
@@ -24,7 +25,7 @@ from modeling_supclap.metrics import (
     metric_path,
     retrieval_chance_levels,
 )
-from modeling_supclap.reporting import format_retrieval_table
+from modeling_supclap.evaluation.report import format_retrieval_table
 
 # --------------------------------------------------------------------------------------------------
 # Naive reference: full score matrix + one explicit total order per query (np.lexsort).
@@ -335,7 +336,7 @@ def test_load_in_fresh_process_offline(tmp_path):
     """Fresh HF cache, proxies pointing nowhere: loading twice and computing never needs the network."""
     code = textwrap.dedent(
         """
-        from modeling_supclap.metrics import load_metric, compute_zero_shot_metrics
+        from modeling_supclap.evaluation.metrics import load_metric, compute_zero_shot_metrics
         for _ in range(2):
             m = load_metric("retrieval")
             out = m.compute(caption_audio_ids=[0, 1], text_embeds=[[1.0, 0.0], [0.0, 1.0]],

@@ -17,13 +17,13 @@ import torch
 from modeling_supclap.data.collator import choose_caption, parse_language_weights
 from modeling_supclap.data.demo_corpus import DEMO_LANGUAGES, _make_clip, build_demo_corpus
 from modeling_supclap.data.loading import AudioTextRecord, load_records, normalize_language
-from modeling_supclap.evaluation import (
-    EncodedCorpus,
+from modeling_supclap.evaluation.encode import EncodedCorpus
+from modeling_supclap.evaluation.metrics import compute_retrieval_metrics
+from modeling_supclap.evaluation.retrieval import (
     crosslingual_consistency_results,
-    load_zero_shot_templates,
     per_language_retrieval,
 )
-from modeling_supclap.metrics import compute_retrieval_metrics
+from modeling_supclap.evaluation.zero_shot import load_zero_shot_templates
 from tests.helpers.cli import run_script, tiny_train_args
 
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from helpers import retrieval_reference as reference
 
-from modeling_supclap.metrics import compute_retrieval_metrics, metric_function
+from modeling_supclap.evaluation.metrics import compute_retrieval_metrics, metric_function
 
 CHUNKS = (1, 7, 1024)
 

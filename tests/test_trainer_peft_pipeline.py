@@ -20,8 +20,8 @@ from transformers import AutoModel, Trainer, TrainingArguments, pipeline
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.data import SupClapCollator
+from modeling_supclap.evaluation.trainer import compute_retrieval_metrics_for_trainer
 from modeling_supclap.peft_utils import get_lora_model, lora_config_for
-from modeling_supclap.trainer_utils import compute_retrieval_metrics_for_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,9 +15,10 @@ from transformers import AutoModel, AutoProcessor
 import modeling_supclap  # noqa: F401  (registers SupClap with the Auto classes)
 
 from ..data import load_records
-from ..evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records, find_zero_shot_templates
-from ..evaluation_presets import PRESETS, run_benchmark
-from ..reporting import format_benchmark, format_results
+from ..evaluation.report import format_eval_suite, format_results
+from ..evaluation.scoring import evaluate_records
+from ..evaluation.suites import EVAL_SUITES, run_eval_suite
+from ..evaluation.zero_shot import DEFAULT_PROMPT_TEMPLATE, find_zero_shot_templates
 from ..training.arguments import EvalArguments, parse_arguments
 from .errors import run
 
@@ -38,8 +39,8 @@ def _evaluate(argv: Sequence[str]) -> dict:
     processor = AutoProcessor.from_pretrained(
         args.model_name_or_path, trust_remote_code=args.trust_remote_code
     )
-    if args.benchmark:
-        return _benchmark(args, model, processor)
+    if args.eval_suite:
+        return _eval_suite(args, model, processor)
     args.eval_split = args.eval_split or "test"
     records = load_records(
         args.eval_data,
@@ -72,13 +73,13 @@ def _evaluate(argv: Sequence[str]) -> dict:
     return results
 
 
-def _benchmark(args: EvalArguments, model, processor) -> dict:
-    preset = PRESETS[args.benchmark]
-    split = args.eval_split or preset.split
-    records = preset.load(args.eval_data, split)
+def _eval_suite(args: EvalArguments, model, processor) -> dict:
+    suite = EVAL_SUITES[args.eval_suite]
+    split = args.eval_split or suite.split
+    records = suite.load(args.eval_data, split)
     template = args.zero_shot_template if args.zero_shot_template != DEFAULT_PROMPT_TEMPLATE else None
-    results = run_benchmark(
-        preset,
+    results = run_eval_suite(
+        suite,
         model,
         processor,
         records,
@@ -91,8 +92,8 @@ def _benchmark(args: EvalArguments, model, processor) -> dict:
         max_text_length=args.max_text_length,
     )
     results.update(model=args.model_name_or_path, data=args.eval_data, split=split)
-    shown = format_benchmark(results) if preset.task == "zero_shot" else format_results(results)
-    print(f"{args.model_name_or_path} on {args.benchmark} ({args.eval_data}, {split}):\n" + shown)
+    shown = format_eval_suite(results) if suite.task == "zero_shot" else format_results(results)
+    print(f"{args.model_name_or_path} on {args.eval_suite} ({args.eval_data}, {split}):\n" + shown)
     if args.output_json:
         Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output_json).write_text(json.dumps(results, indent=2, default=str))

@@ -6,7 +6,7 @@
 * with ``on_bad_sample="error"`` a bad sample stops the run *before* training, with an error that
   names every bad file and row (not hours later, in a DataLoader worker);
 * with ``on_bad_sample="skip"`` bad samples are dropped, counted and listed in the report that
-  ``train()`` stores in ``metrics.json`` and prints at the end with ``reporting.format_data_report``
+  ``train()`` stores in ``metrics.json`` and prints at the end with :func:`format_data_report`
   (counts taken inside DataLoader worker processes would be lost);
 * clips whose audio is identical (same file listed twice, or byte-identical copies) are reported:
   within a split they are *allowed* but counted (each copy is a false negative of the other in a
@@ -31,7 +31,10 @@ import numpy as np
 from .collator import scan_records
 from .loading import AudioTextRecord, BadSamplesError, check_on_bad_sample
 
-__all__ = ["BadSamplesError", "audio_fingerprint", "check_splits"]
+__all__ = ["BadSamplesError", "audio_fingerprint", "check_splits", "format_data_report"]
+
+# How many bad samples / duplicate groups the printed report lists (metrics.json has all).
+_SHOWN = 10
 
 
 def _audio_path(audio: Any) -> str | None:
@@ -129,3 +132,38 @@ def check_splits(
         "train_overlap": {split: groups for split, groups in overlap.items() if groups},
     }
     return clean, report
+
+
+def _groups_text(groups: list[list[str]]) -> list[str]:
+    lines = ["    - " + " = ".join(group) for group in groups[:_SHOWN]]
+    if len(groups) > _SHOWN:
+        lines.append(f"    ... and {len(groups) - _SHOWN} more (see metrics.json)")
+    return lines
+
+
+def format_data_report(report: dict[str, Any] | None) -> str:
+    """Human-readable summary of :func:`check_splits`'s report ("" when there is nothing to say)."""
+    if not report:
+        return ""
+    lines: list[str] = []
+    skipped = report.get("skipped_samples") or {}
+    if skipped.get("total"):
+        counts = ", ".join(f"{split} {n}" for split, n in skipped["by_split"].items() if n)
+        lines.append(f"Skipped {skipped['total']} bad sample(s) (--on_bad_sample skip): {counts}")
+        lines += [f"    - [{s['split']}] {s['error']}" for s in skipped["samples"][:_SHOWN]]
+        if len(skipped["samples"]) > _SHOWN:
+            lines.append(f"    ... and {len(skipped['samples']) - _SHOWN} more (see metrics.json)")
+    for split, groups in (report.get("duplicates") or {}).items():
+        extra = sum(len(g) - 1 for g in groups)
+        lines.append(
+            f"WARNING: {extra} record(s) of the {split} split repeat an earlier clip (identical audio); "
+            "copies in one batch are each other's negatives:"
+        )
+        lines += _groups_text(groups)
+    for split, groups in (report.get("train_overlap") or {}).items():
+        lines.append(
+            f"WARNING: {len(groups)} clip(s) of the {split} split are also in the train split (identical "
+            f"audio): train/{split} leakage, {split} results are optimistic:"
+        )
+        lines += _groups_text(groups)
+    return "\n".join(lines)

@@ -234,7 +234,7 @@ def build_training_data(
     clips and train/test leakage are reported too. ``log_report``: log the report (main process);
     ``splits``: already loaded (``load_splits``), not to be read again.
     """
-    from ..reporting import format_data_report
+    from .checks import format_data_report
 
     if data_args.streaming:
         return _streaming_data(
@@ -288,7 +288,7 @@ def _streaming_data(
 ) -> TrainingData:
     """``--streaming``: the training split read as a stream, nothing decoded up front; validation and
     test (``--validation_data``, ``--test_data``: small corpora or shards) checked as usual."""
-    from ..reporting import format_data_report
+    from .checks import format_data_report
     from .shards import looks_like_shards
     from .streaming import ShardedAudioStream, StreamingSource, open_stream, stream_records
 

@@ -391,14 +391,18 @@ class EvalArguments(CorpusArguments):
     )
     eval_split: str | None = field(
         default=None,
-        metadata={"help": "Split to evaluate (default: test, or the --benchmark's).", "aliases": ["--split"]},
+        metadata={
+            "help": "Split to evaluate (default: test, or the --eval_suite's).",
+            "aliases": ["--split"],
+        },
     )
-    benchmark: str | None = field(
+    eval_suite: str | None = field(
         default=None,
         metadata={
-            "help": "A standard benchmark's layout and protocol (evaluation_presets.py): esc50, urbansound8k "
-            "(zero-shot accuracy per fold and mean), clotho, audiocaps (retrieval).",
+            "help": "A standard evaluation suite's layout and protocol (evaluation/suites.py): esc50, "
+            "urbansound8k (zero-shot accuracy per fold and mean), clotho, audiocaps (retrieval).",
             "choices": ("esc50", "urbansound8k", "clotho", "audiocaps"),
+            "aliases": ["--benchmark"],
         },
     )
     class_labels: list[str] | None = field(

@@ -7,9 +7,11 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
-from ..evaluation import evaluate_records, find_zero_shot_templates
+from ..data.checks import format_data_report
+from ..evaluation.report import format_results
+from ..evaluation.scoring import evaluate_records
+from ..evaluation.zero_shot import find_zero_shot_templates
 from ..model.modeling_supclap import SupClapModel
-from ..reporting import format_data_report, format_results
 from .run import TrainingRun
 from .state import TrainState
 

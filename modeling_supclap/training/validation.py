@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..evaluation import evaluate_records, mean_recall_at_1
+from ..evaluation.scoring import evaluate_records, mean_recall_at_1
 from .run import TrainingRun
 from .state import TrainState
 

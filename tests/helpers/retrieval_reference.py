@@ -1,7 +1,7 @@
 """The retrieval metric as it was before the one-pass rewrite (issue 15): the exactness reference.
 
 A verbatim copy of ``retrieval_scores`` and its helpers from
-``modeling_supclap/metrics/retrieval/retrieval.py`` at commit 86b4069 (two chunked passes, one per
+``modeling_supclap/evaluation/metrics/retrieval/retrieval.py`` at commit 86b4069 (two chunked passes, one per
 direction, each score row reduced with ``torch.topk``).  Tests compare the shipped module with it
 *exactly* (``==``); do not "fix" or optimise it.
 """

@@ -2,7 +2,7 @@
 """Zero-shot classification metric: top-1 accuracy, balanced accuracy and per-class accuracy (percent).
 
 This file is an ``evaluate`` module (copied to the Hugging Face modules cache by ``evaluate.load``), so it
-must stay self-contained.  Load it with ``modeling_supclap.metrics.load_metric("zero_shot")``.
+must stay self-contained.  Load it with ``modeling_supclap.evaluation.metrics.load_metric("zero_shot")``.
 
 * ``accuracy``: percentage of samples with ``prediction == reference``.
 * ``per_class_accuracy``: ``{label_name: accuracy of the samples whose reference is that class}`` (percent,

@@ -2,7 +2,8 @@
 """Cross-lingual consistency of text-to-audio retrieval: do a caption's translations retrieve alike?
 
 This file is an ``evaluate`` module (copied to the Hugging Face modules cache by ``evaluate.load``), so it
-must stay self-contained.  Load it with ``modeling_supclap.metrics.load_metric("crosslingual_consistency")``.
+must stay self-contained.  Load it with
+``modeling_supclap.evaluation.metrics.load_metric("crosslingual_consistency")``.
 
 Inputs: the same N captions in L >= 2 languages (``text_embeds[l][i]`` is caption i in language l, rows
 aligned across languages) and the M clips they are scored against, all L2-normalised.  For each caption i

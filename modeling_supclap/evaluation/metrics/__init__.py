@@ -12,9 +12,10 @@ only locates, loads and calls them, plus two presentation helpers that need no m
   (computed by the ``retrieval`` module's ``chance_levels``).
 * :data:`RETRIEVAL_METRICS` -- the retrieval keys every report shows (cards, benchmarks), with names.
 
-Printing results for people is ``modeling_supclap.reporting``'s job.
+Printing results for people is ``modeling_supclap.evaluation.report``'s job.
 
-``import modeling_supclap.metrics`` does not import ``evaluate`` or ``datasets``; the first load does.
+``import modeling_supclap.evaluation.metrics`` does not import ``evaluate`` or ``datasets``; the first load
+does.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""Everything printed for people: retrieval tables, evaluation summaries, data-check reports.
+"""Evaluation results printed for people: retrieval tables, per-language tables, suite summaries.
 
-Computing happens elsewhere (``metrics/`` scores, ``evaluation.py`` encodes, ``data/checks.py``
-checks); this module only turns their result dicts into text, so the training run, ``eval_supclap.py``
-and the model card print the same thing.
+Computing happens elsewhere (``metrics/`` scores, ``encode.py`` encodes); this module only turns result
+dicts into text, so the training run, ``eval_supclap.py`` and the model card print the same thing.
 """
 
 from __future__ import annotations
@@ -12,15 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
-    "format_benchmark",
-    "format_data_report",
+    "format_eval_suite",
     "format_language_table",
     "format_results",
     "format_retrieval_table",
 ]
-
-# How many bad samples / duplicate groups the printed report lists (metrics.json has all).
-_SHOWN = 10
 
 
 def _fmt(value: Any) -> str:
@@ -106,47 +101,12 @@ def format_results(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _groups_text(groups: list[list[str]]) -> list[str]:
-    lines = ["    - " + " = ".join(group) for group in groups[:_SHOWN]]
-    if len(groups) > _SHOWN:
-        lines.append(f"    ... and {len(groups) - _SHOWN} more (see metrics.json)")
-    return lines
-
-
-def format_data_report(report: dict[str, Any] | None) -> str:
-    """Human-readable summary of :func:`check_splits`'s report ("" when there is nothing to say)."""
-    if not report:
-        return ""
-    lines: list[str] = []
-    skipped = report.get("skipped_samples") or {}
-    if skipped.get("total"):
-        counts = ", ".join(f"{split} {n}" for split, n in skipped["by_split"].items() if n)
-        lines.append(f"Skipped {skipped['total']} bad sample(s) (--on_bad_sample skip): {counts}")
-        lines += [f"    - [{s['split']}] {s['error']}" for s in skipped["samples"][:_SHOWN]]
-        if len(skipped["samples"]) > _SHOWN:
-            lines.append(f"    ... and {len(skipped['samples']) - _SHOWN} more (see metrics.json)")
-    for split, groups in (report.get("duplicates") or {}).items():
-        extra = sum(len(g) - 1 for g in groups)
-        lines.append(
-            f"WARNING: {extra} record(s) of the {split} split repeat an earlier clip (identical audio); "
-            "copies in one batch are each other's negatives:"
-        )
-        lines += _groups_text(groups)
-    for split, groups in (report.get("train_overlap") or {}).items():
-        lines.append(
-            f"WARNING: {len(groups)} clip(s) of the {split} split are also in the train split (identical "
-            f"audio): train/{split} leakage, {split} results are optimistic:"
-        )
-        lines += _groups_text(groups)
-    return "\n".join(lines)
-
-
-def format_benchmark(results: dict[str, Any]) -> str:
-    """The zero-shot table of a fold-wise benchmark (retrieval results print as any evaluation)."""
+def format_eval_suite(results: dict[str, Any]) -> str:
+    """The zero-shot table of a fold-wise evaluation suite (retrieval results print as any evaluation)."""
     zero_shot = results["zero_shot"]
     folds = zero_shot["per_fold_accuracy"]
     lines = [
-        f"{results['benchmark']}: {results['num_clips']} clips, {results['num_classes']} classes, "
+        f"{results['eval_suite']}: {results['num_clips']} clips, {results['num_classes']} classes, "
         f"prompt {zero_shot['template']!r}",
         "| fold | " + " | ".join(folds) + " | mean |",
         "|---" * (len(folds) + 2) + "|",

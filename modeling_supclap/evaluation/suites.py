@@ -1,6 +1,6 @@
-"""Standard audio-text benchmarks as presets of ``eval_supclap.py --benchmark NAME``.
+"""The standard evaluation suites of the field, by name: ``eval_supclap.py --eval_suite NAME``.
 
-Each preset knows its layout (which columns hold the audio, captions, labels and folds; several rows
+Each suite knows its layout (which columns hold the audio, captions, labels and folds; several rows
 per clip for AudioCaps) and its protocol, so that a user passes only the data:
 
 * ``esc50``: ESC-50 (2,000 clips, 50 classes, 5 folds): zero-shot accuracy per fold and their mean,
@@ -9,9 +9,9 @@ per clip for AudioCaps) and its protocol, so that a user passes only the data:
 * ``clotho``: Clotho evaluation split: retrieval with the five captions ``caption_1..caption_5``.
 * ``audiocaps``: AudioCaps test split: retrieval, one row per (clip, caption), grouped per clip.
 
-``--eval_data`` is a local folder in the layout the preset names (an audiofolder whose metadata has
+``--eval_data`` is a local folder in the layout the suite names (an audiofolder whose metadata has
 those columns, or a ``save_to_disk`` folder) or, for users with the Hub, a dataset id such as the
-``hub_id`` of each preset (not checked here: nothing reaches the Hub in this project's tests).
+``hub_id`` of each suite (not checked here: nothing reaches the Hub in this project's tests).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .data.loading import AudioTextRecord, load_records
-from .evaluation import DEFAULT_PROMPT_TEMPLATE, evaluate_records
+from ..data.loading import AudioTextRecord, load_records
+from .scoring import evaluate_records
+from .zero_shot import DEFAULT_PROMPT_TEMPLATE
 
 
 def _label_words(label: str) -> str:
@@ -30,7 +31,7 @@ def _label_words(label: str) -> str:
 
 
 @dataclass(frozen=True)
-class BenchmarkPreset:
+class EvalSuite:
     name: str
     task: str  # "zero_shot" (per fold) or "retrieval"
     hub_id: str
@@ -76,48 +77,46 @@ def _group_by_audio(records: Sequence[AudioTextRecord]) -> list[AudioTextRecord]
     return list(grouped.values())
 
 
-PRESETS: dict[str, BenchmarkPreset] = {
-    "esc50": BenchmarkPreset("esc50", "zero_shot", "ashraq/esc50", "train", "category", "fold"),
-    "urbansound8k": BenchmarkPreset(
-        "urbansound8k", "zero_shot", "danavery/urbansound8K", "train", "class", "fold"
-    ),
-    "clotho": BenchmarkPreset(
+EVAL_SUITES: dict[str, EvalSuite] = {
+    "esc50": EvalSuite("esc50", "zero_shot", "ashraq/esc50", "train", "category", "fold"),
+    "urbansound8k": EvalSuite("urbansound8k", "zero_shot", "danavery/urbansound8K", "train", "class", "fold"),
+    "clotho": EvalSuite(
         "clotho",
         "retrieval",
         "CLAPv2/Clotho",
         "test",
         caption_columns=tuple(f"caption_{k}" for k in range(1, 6)),
     ),
-    "audiocaps": BenchmarkPreset(
+    "audiocaps": EvalSuite(
         "audiocaps", "retrieval", "d0rj/audiocaps", "test", caption_columns=("caption",), group_by_audio=True
     ),
 }
 
 
-def run_benchmark(
-    preset: BenchmarkPreset,
+def run_eval_suite(
+    suite: EvalSuite,
     model: Any,
     processor: Any,
     records: Sequence[AudioTextRecord],
     template: str | None = None,
     **evaluate_kwargs: Any,
 ) -> dict[str, Any]:
-    """The preset's protocol on ``records``: per-fold zero-shot accuracy and their mean, or retrieval."""
-    template = template or preset.template
-    if preset.task == "retrieval":
+    """The suite's protocol on ``records``: per-fold zero-shot accuracy and their mean, or retrieval."""
+    template = template or suite.template
+    if suite.task == "retrieval":
         results = evaluate_records(model, processor, records, zero_shot=False, **evaluate_kwargs)
-        return {"benchmark": preset.name, **results}
+        return {"eval_suite": suite.name, **results}
     classes = sorted({record.label for record in records})
-    folds = sorted({record.extra.get(preset.fold_column) for record in records}, key=str)
+    folds = sorted({record.extra.get(suite.fold_column) for record in records}, key=str)
     per_fold = {}
     for fold in folds:
-        subset = [r for r in records if r.extra.get(preset.fold_column) == fold]
+        subset = [r for r in records if r.extra.get(suite.fold_column) == fold]
         result = evaluate_records(
             model, processor, subset, class_labels=classes, template=template, **evaluate_kwargs
         )
         per_fold[str(fold)] = result["zero_shot"]["accuracy"]
     return {
-        "benchmark": preset.name,
+        "eval_suite": suite.name,
         "num_clips": len(records),
         "num_classes": len(classes),
         "zero_shot": {

@@ -3,7 +3,8 @@
 
 This file is an ``evaluate`` module: it is copied by ``evaluate.load`` into the Hugging Face modules cache
 and imported from there, so it must stay self-contained (no imports from ``modeling_supclap``).
-Load it with ``modeling_supclap.metrics.load_metric("retrieval")`` or ``evaluate.load(<this folder>)``.
+Load it with ``modeling_supclap.evaluation.metrics.load_metric("retrieval")`` or
+``evaluate.load(<this folder>)``.
 
 Design of the ``compute()`` call
 --------------------------------
