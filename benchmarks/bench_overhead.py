@@ -70,13 +70,8 @@ def trainer_worker(args: argparse.Namespace) -> None:
     import torch
     from transformers import ClapConfig, ClapModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    from modeling_supclap.data import (
-        AudioTextDataset,
-        SupClapCollator,
-        build_demo_corpus,
-        build_demo_processor,
-        load_records,
-    )
+    from modeling_supclap.data import AudioTextDataset, SupClapCollator, load_records
+    from modeling_supclap.demo import build_demo_corpus, build_demo_processor
     from modeling_supclap.model.configuration_supclap import PRESETS
     from modeling_supclap.training import DataArguments, TrainArguments
 
@@ -313,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Path(args.cache_dir) / f"demo_corpus_{args.demo_num_clips}"
     if not (corpus / "corpus_info.json").exists():
         sys.path.insert(0, str(REPO_ROOT))
-        from modeling_supclap.data import build_demo_corpus
+        from modeling_supclap.demo import build_demo_corpus
 
         build_demo_corpus(corpus, num_clips=args.demo_num_clips)
 

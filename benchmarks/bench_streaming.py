@@ -3,7 +3,7 @@
 
 For each corpus size N (default 1k, 10k, 100k clips of 0.25 s at 16 kHz, short captions), the same
 clips as an audiofolder (map-style: listed and decoded up front by the data checks) and as tar shards
-of 1,000 (``python -m modeling_supclap.data.shards``; ``--streaming``). Each run is the real command
+of 1,000 (``python -m modeling_supclap.data.sources.shards``; ``--streaming``). Each run is the real command
 line, ``train_supclap.py``, in a subprocess, on a tiny model (a checkpoint folder with the demo
 processor, so the data path dominates):
 
@@ -65,7 +65,7 @@ def build_corpora(size: int, root: Path) -> tuple[Path, Path]:
     import soundfile as sf
 
     from modeling_supclap.data import load_records
-    from modeling_supclap.data.shards import read_manifest, write_shards
+    from modeling_supclap.data.sources.shards import read_manifest, write_shards
 
     folder, shards = root / f"folder_{size}", root / f"shards_{size}"
     if not (folder / "train" / "metadata.jsonl").exists():
@@ -91,7 +91,7 @@ def tiny_model(root: Path, corpus: Path) -> Path:
     import torch
 
     from modeling_supclap import SupClapConfig, SupClapModel
-    from modeling_supclap.data import build_demo_processor
+    from modeling_supclap.demo import build_demo_processor
 
     folder = root / "tiny_model"
     if not (folder / "model.safetensors").exists():
@@ -99,7 +99,7 @@ def tiny_model(root: Path, corpus: Path) -> Path:
         torch.manual_seed(0)
         SupClapModel(config).save_pretrained(folder)
         # The demo processor fits 2 s clips; the 0.25 s clips are repeat-padded to it, as any short clip.
-        from modeling_supclap.data import build_demo_corpus
+        from modeling_supclap.demo import build_demo_corpus
 
         demo = build_demo_corpus(root / "demo_corpus_80", num_clips=80)
         build_demo_processor(demo, config.audio_config, cache_dir=root / "processors").save_pretrained(folder)

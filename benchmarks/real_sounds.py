@@ -57,7 +57,7 @@ import soundfile as sf
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_supclap.data.loading import decode_audio  # noqa: E402
+from modeling_supclap.data.audio import decode_audio  # noqa: E402
 from modeling_supclap.files import publish_folder, temporary_sibling  # noqa: E402
 
 CORPUS_VERSION = 1

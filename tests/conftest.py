@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def small_corpus_cache(tmp_path_factory) -> Path:
     """A ``--cache_dir`` holding an 80-clip demo corpus (64/8/8), built once per session."""
-    from modeling_supclap.data import build_demo_corpus
+    from modeling_supclap.demo import build_demo_corpus
 
     cache = tmp_path_factory.mktemp("supclap_cache")
     build_demo_corpus(cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}", num_clips=SMALL_CORPUS_CLIPS)

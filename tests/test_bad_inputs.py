@@ -67,14 +67,13 @@ from modeling_supclap.data import (
     AudioTextDataset,
     BadSampleError,
     SupClapCollator,
-    build_demo_processor,
     decode_audio,
     load_records,
     scan_records,
 )
 from modeling_supclap.data.checks import BadSamplesError, check_splits, format_data_report
-from modeling_supclap.data.sources import load_splits
-from modeling_supclap.training import DataArguments
+from modeling_supclap.data.sources import TrainingDataSpec, load_splits
+from modeling_supclap.demo import build_demo_processor
 
 SR = 16000
 
@@ -543,7 +542,7 @@ def test_identical_clip_in_train_and_test_is_reported_as_leakage(tmp_path):
     for split in ("train", "validation", "test"):
         names = sorted(p.name for p in (tmp_path / split).glob("*.wav"))
         _write_metadata(tmp_path / split, [{"file_name": n, "captions": [n]} for n in names])
-    splits = load_splits(DataArguments(), str(tmp_path))
+    splits = load_splits(TrainingDataSpec(str(tmp_path)))
     clean, report = check_splits(splits, SR, "error")
     assert all(len(clean[s]) == len(splits[s]) for s in splits)  # nothing dropped, nothing raised
     assert list(report["train_overlap"]) == ["test"]
@@ -559,10 +558,10 @@ def test_single_table_has_no_validation_or_test_split(tmp_path):
     _clip(tmp_path, "b.wav", 400)
     table = tmp_path / "pairs.csv"
     table.write_text("audio,captions\na.wav,one\nb.wav,two\n")
-    splits = load_splits(DataArguments(), str(table))
+    splits = load_splits(TrainingDataSpec(str(table)))
     assert len(splits["train"]) == 2 and splits["validation"] is None and splits["test"] is None
     # An explicit --test_data pointing at the same table is honoured, and reported as leakage.
-    splits = load_splits(DataArguments(test_data=str(table)), str(table))
+    splits = load_splits(TrainingDataSpec(str(table), test_data=str(table)))
     _, report = check_splits(splits, SR)
     assert len(report["train_overlap"]["test"]) == 2
 
@@ -576,16 +575,16 @@ def test_bad_row_in_an_evaluation_split_is_an_error_not_a_missing_split(tmp_path
     meta = _write_metadata(tmp_path / "test", [{"file_name": "a.wav", "captions": ["a"]},
                                                {"file_name": "b.wav", "captions": ["  "]}])  # fmt: skip
     with pytest.raises(ValueError, match=rf"{meta} line 2: empty caption"):
-        load_splits(DataArguments(), str(tmp_path))
+        load_splits(TrainingDataSpec(str(tmp_path)))
     meta.write_text(json.dumps({"file_name": "a.wav", "captions": ["a"]}) + "\n")
-    splits = load_splits(DataArguments(), str(tmp_path))
+    splits = load_splits(TrainingDataSpec(str(tmp_path)))
     assert splits["validation"] is None and len(splits["test"]) == 1  # absent split: None, as before
 
 
 def test_hub_dataset_without_a_split_is_a_missing_split(monkeypatch):
     import datasets
 
-    from modeling_supclap.data.loading import MissingSplitError
+    from modeling_supclap.data.records import MissingSplitError
 
     def fake_load_dataset(name, split, data_dir=None):
         raise ValueError(f"Unknown split \"{split}\". Should be one of ['train'].")

@@ -18,17 +18,15 @@ from modeling_supclap.data import (
     AudioTextRecord,
     BadSampleError,
     SupClapCollator,
-    build_demo_corpus,
-    build_demo_processor,
     build_processor,
     build_processor_for_audio_config,
     decode_audio,
-    demo_class_labels,
     load_records,
     max_audio_frames,
     scan_records,
     train_caption_tokenizer,
 )
+from modeling_supclap.demo import build_demo_corpus, build_demo_processor, demo_class_labels
 
 SR = 16000
 N_CLIPS = 30

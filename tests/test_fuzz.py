@@ -20,7 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.data.loading import BadSampleError, decode_audio, load_records, row_to_record
+from modeling_supclap.data.audio import decode_audio
+from modeling_supclap.data.readers import load_records
+from modeling_supclap.data.records import BadSampleError, ColumnSpec
+from modeling_supclap.data.rows import row_to_record
 from modeling_supclap.training import checkpointing
 from modeling_supclap.training.state import TrainState
 
@@ -62,7 +65,8 @@ def test_fuzz_rows(captions, label, audio, from_text):
     _count("rows")
     row = {"audio": audio, "captions": captions, "label": label}
     try:
-        record = row_to_record(row, "metadata.jsonl line 7", "audio", ("captions",), "label", (), from_text)
+        columns = ColumnSpec(audio_column="audio", caption_columns=("captions",), label_column="label")
+        record = row_to_record(row, "metadata.jsonl line 7", columns, (), from_text)
     except ValueError as error:  # BadSampleError is a ValueError too
         assert "metadata.jsonl line 7" in str(error)
         return

@@ -144,7 +144,7 @@ def hub(tmp_path, monkeypatch):
 def model_folder(tmp_path_factory) -> Path:
     """A saved tiny SupClap model + demo processor + rendered card (with the token among the arguments)."""
     from modeling_supclap import SupClapConfig, SupClapModel
-    from modeling_supclap.data import build_demo_corpus, build_demo_processor
+    from modeling_supclap.demo import build_demo_corpus, build_demo_processor
     from modeling_supclap.hub import write_model_card
 
     tmp = tmp_path_factory.mktemp("hub_model")

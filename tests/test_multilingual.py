@@ -14,9 +14,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from modeling_supclap.data.collator import choose_caption, parse_language_weights
-from modeling_supclap.data.demo_corpus import DEMO_LANGUAGES, _make_clip, build_demo_corpus
-from modeling_supclap.data.loading import AudioTextRecord, load_records, normalize_language
+from modeling_supclap.data.captions import choose_caption, normalize_language, parse_language_weights
+from modeling_supclap.data.readers import load_records
+from modeling_supclap.data.records import AudioTextRecord
+from modeling_supclap.demo.corpus import DEMO_LANGUAGES, _make_clip, build_demo_corpus
 from modeling_supclap.evaluation.encode import EncodedCorpus
 from modeling_supclap.evaluation.metrics import compute_retrieval_metrics
 from modeling_supclap.evaluation.retrieval import (
@@ -88,7 +89,7 @@ def test_a_missing_language_cell_is_a_counted_skip_for_that_language_only(tmp_pa
         {"file_name": _wav(tmp_path, "2.wav"), "caption_en": "a cow"},  # no caption_fr key at all
     ]
     _jsonl(tmp_path, rows)
-    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data.loading"):
+    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data"):
         records = load_records(tmp_path)
     assert [r.languages for r in records] == [["en"], ["en", "fr"], ["en"]]
     assert "skipped for that language only): fr 2" in caplog.text
@@ -100,7 +101,7 @@ def test_rows_without_any_selected_language_are_skipped_and_counted(tmp_path, ca
         {"file_name": _wav(tmp_path, "1.wav"), "caption_en": "a cat", "caption_ja": "猫の声"},
     ]
     _jsonl(tmp_path, rows)
-    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data.loading"):
+    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data"):
         records = load_records(tmp_path, caption_languages=["ja"])
     assert [r.captions for r in records] == [["猫の声"]]
     assert "1 row(s) have no caption in any of the languages ['ja'] and are skipped" in caplog.text
@@ -135,7 +136,7 @@ def test_csv_language_columns_treat_an_empty_cell_as_missing(tmp_path, caplog):
         writer.writerow(["file_name", "caption_en", "caption_ru"])
         writer.writerow(["0.wav", "a dog", "собака"])
         writer.writerow(["1.wav", "a cat", ""])  # CSV has no null: an empty cell is a missing caption
-    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data.loading"):
+    with caplog.at_level(logging.WARNING, logger="modeling_supclap.data"):
         records = load_records(tmp_path)
     assert [r.languages for r in records] == [["en", "ru"], ["en"]]
     assert "ru 1" in caplog.text
@@ -385,8 +386,8 @@ def test_unknown_demo_language_stops_before_any_work(tmp_path):
 
 
 def test_shards_keep_each_captions_language(tmp_path):
-    from modeling_supclap.data.shards import write_shards
-    from modeling_supclap.data.streaming import open_stream, stream_records
+    from modeling_supclap.data.sources.shards import write_shards
+    from modeling_supclap.data.sources.streaming import open_stream, stream_records
 
     records = [
         AudioTextRecord(

@@ -18,7 +18,7 @@ from helpers.cli import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
 from safetensors.torch import load_file
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.data import build_demo_processor
+from modeling_supclap.demo import build_demo_processor
 
 DRIVER = textwrap.dedent(
     '''

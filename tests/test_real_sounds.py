@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import real_sounds  # noqa: E402
 from real_sounds import Package, build, caption_phrase, category  # noqa: E402
 
-from modeling_supclap.data.loading import load_records  # noqa: E402
+from modeling_supclap.data.readers import load_records  # noqa: E402
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 

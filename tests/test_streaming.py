@@ -24,10 +24,11 @@ from safetensors.torch import load_file
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from modeling_supclap import SupClapConfig, SupClapModel
-from modeling_supclap.data import build_demo_processor, load_records
-from modeling_supclap.data.loading import BadSampleError
-from modeling_supclap.data.shards import read_manifest, write_shards
-from modeling_supclap.data.streaming import ShardedAudioStream, open_stream
+from modeling_supclap.data import load_records
+from modeling_supclap.data.records import BadSampleError
+from modeling_supclap.data.sources.shards import read_manifest, write_shards
+from modeling_supclap.data.sources.streaming import ShardedAudioStream, open_stream
+from modeling_supclap.demo import build_demo_processor
 from modeling_supclap.training import checkpointing
 
 SHARD_SIZE = 10  # 64 training clips -> 7 shards (6 x 10 + 4): they divide evenly over neither 2 nor 4 streams
@@ -90,7 +91,7 @@ def test_shard_writer_manifest(shards, corpus):
 
 
 def test_shards_are_found_by_folder_pattern_range_and_url(shards):
-    from modeling_supclap.data.shards import expand_braces, find_shards
+    from modeling_supclap.data.sources.shards import expand_braces, find_shards
 
     files = [str(shards / f"shard-{i:06d}.tar") for i in range(7)]
     assert find_shards(str(shards)) == files

@@ -9,7 +9,8 @@ from helpers.cli import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
 from safetensors.torch import load_file
 from transformers import ClapConfig, ClapModel, RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaModel
 
-from modeling_supclap.data import build_demo_processor, load_records, train_caption_tokenizer
+from modeling_supclap.data import load_records, train_caption_tokenizer
+from modeling_supclap.demo import build_demo_processor
 from modeling_supclap.model.configuration_supclap import PRESETS
 from modeling_supclap.towers import model_with_pretrained_towers
 

@@ -42,15 +42,7 @@ def _evaluate(argv: Sequence[str]) -> dict:
     if args.eval_suite:
         return _eval_suite(args, model, processor)
     args.eval_split = args.eval_split or "test"
-    records = load_records(
-        args.eval_data,
-        split=args.eval_split,
-        audio_column=args.audio_column,
-        caption_columns=args.caption_columns,
-        label_column=args.label_column,
-        caption_languages=args.caption_languages,
-        default_caption_language=args.default_caption_language,
-    )
+    records = load_records(args.eval_data, args.eval_split, args.columns())
     results = evaluate_records(
         model,
         processor,

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .collator import scan_records
-from .loading import AudioTextRecord, BadSamplesError, check_on_bad_sample
+from .dataset import scan_records
+from .records import AudioTextRecord, BadSamplesError, check_on_bad_sample
 
 __all__ = ["BadSamplesError", "audio_fingerprint", "check_splits", "format_data_report"]
 

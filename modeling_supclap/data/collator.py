@@ -1,4 +1,8 @@
-"""Torch dataset over :class:`AudioTextRecord` lists and the batch collator feeding ``ClapModel.forward``."""
+"""Where a batch is made: items (decoded clips or raw rows) to the keyword arguments of the model's forward.
+
+One caption per clip (``captions.choose_caption``), tokenised; log-mel features by ``features.py``'s
+batched path; every random choice seeded by the batch's dataset indices and epoch.
+"""
 
 from __future__ import annotations
 
@@ -9,93 +13,11 @@ import numpy as np
 import torch
 from transformers import ClapProcessor
 
+from .audio import decode_audio
+from .captions import choose_caption, parse_caption_cell, parse_language_weights
 from .features import clap_features
-from .loading import (
-    AudioTextRecord,
-    BadSampleError,
-    check_on_bad_sample,
-    decode_audio,
-    normalize_language,
-    parse_caption_cell,
-)
 
-__all__ = ["AudioTextDataset", "SupClapCollator", "choose_caption", "parse_language_weights", "scan_records"]
-
-
-class AudioTextDataset(torch.utils.data.Dataset):
-    """Map-style dataset that decodes audio in ``__getitem__`` (so in DataLoader worker processes).
-
-    Items are ``{"audio": float32 mono np.ndarray at target_sr, "captions": list[str], "languages":
-    list[str] | None (the language of each caption), "label": str | None, "index": i, "epoch": e}``.
-    With ``on_bad_sample="skip"`` an undecodable sample yields ``None`` (which :class:`SupClapCollator`
-    drops) and is counted in ``num_bad`` / ``bad_sources``; with ``"error"`` it raises
-    :class:`BadSampleError`.
-
-    Note: with ``num_workers > 0`` each worker process works on its own copy of the dataset, so the
-    counts seen in the main process stay at 0. Run :func:`scan_records` before training to find (and
-    drop) bad samples up front.
-    """
-
-    def __init__(
-        self,
-        records: Sequence[AudioTextRecord],
-        target_sr: int,
-        on_bad_sample: Literal["error", "skip"] = "error",
-    ) -> None:
-        self.records = list(records)
-        self.target_sr = int(target_sr)
-        self.on_bad_sample = check_on_bad_sample(on_bad_sample)
-        self.num_bad = 0
-        self.bad_sources: list[str] = []
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Record the epoch; items carry it so the collator's caption choice changes per epoch."""
-        self.epoch = int(epoch)
-
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
-        record = self.records[i]
-        try:
-            audio = decode_audio(record.audio, self.target_sr, record.source)
-        except BadSampleError:
-            if self.on_bad_sample == "error":
-                raise
-            self.num_bad += 1
-            self.bad_sources.append(record.source)
-            return None
-        return {
-            "audio": audio,
-            "captions": list(record.captions),
-            "languages": None if record.languages is None else list(record.languages),
-            "label": record.label,
-            "index": int(i),
-            "epoch": self.epoch,
-        }
-
-
-def scan_records(
-    records: Sequence[AudioTextRecord], target_sr: int
-) -> tuple[list[AudioTextRecord], list[tuple[AudioTextRecord, str]]]:
-    """Decode every record once; return ``(good_records, [(bad_record, error message), ...])``.
-
-    Use it before training (in the main process) to report and drop bad samples deterministically,
-    instead of relying on ``on_bad_sample="skip"`` counts, which worker processes do not send back.
-    """
-    good: list[AudioTextRecord] = []
-    bad: list[tuple[AudioTextRecord, str]] = []
-    for record in records:
-        try:
-            if not record.captions or any(not isinstance(c, str) or not c.strip() for c in record.captions):
-                raise BadSampleError(record.source, "empty caption")
-            decode_audio(record.audio, target_sr, record.source)
-        except BadSampleError as err:
-            bad.append((record, str(err)))
-        else:
-            good.append(record)
-    return good, bad
+__all__ = ["SupClapCollator"]
 
 
 def _item_captions(item: dict[str, Any], where: str) -> tuple[list[str], list[str] | None]:
@@ -120,57 +42,6 @@ def _item_captions(item: dict[str, Any], where: str) -> tuple[list[str], list[st
                 return captions, None
             raise ValueError(f"{where}: no non-empty caption in '{key}'")
     raise ValueError(f"{where}: item has no 'captions' (keys: {sorted(item)})")
-
-
-def _weight_entry(entry: str) -> tuple[str, str]:
-    language, sep, weight = str(entry).partition("=")
-    if not sep:
-        raise ValueError(f"--caption_language_weights: {entry!r} is not LANGUAGE=WEIGHT (e.g. fr=0.5)")
-    return language, weight
-
-
-def parse_language_weights(spec: Sequence[str] | Mapping[str, float] | None) -> dict[str, float] | None:
-    """``["en=2", "fr=1"]`` (``--caption_language_weights``) as ``{"en": 2.0, "fr": 1.0}``."""
-    if spec is None:
-        return None
-    items = spec.items() if isinstance(spec, Mapping) else [_weight_entry(entry) for entry in spec]
-    weights: dict[str, float] = {}
-    for language, weight in items:
-        try:
-            value = float(weight)
-        except ValueError as err:
-            raise ValueError(
-                f"--caption_language_weights: weight {weight!r} of {language!r} is not a number"
-            ) from err
-        if not np.isfinite(value) or value < 0:
-            raise ValueError(f"--caption_language_weights: weight of {language!r} must be >= 0, got {value}")
-        weights[normalize_language(language, "--caption_language_weights")] = value
-    if weights and not any(weights.values()):
-        raise ValueError("--caption_language_weights: every weight is 0")
-    return weights
-
-
-def choose_caption(
-    captions: Sequence[str],
-    languages: Sequence[str] | None,
-    generator: torch.Generator,
-    language_weights: Mapping[str, float] | None = None,
-) -> str:
-    """One caption: a language among those present (probability ∝ its weight, 1 for unlisted languages),
-    then one of its captions, uniformly. One language: a caption uniformly (the draw of a monolingual
-    corpus does not change with languages)."""
-    distinct = list(dict.fromkeys(languages)) if languages is not None else []
-    if len(distinct) > 1:
-        weights = torch.tensor(
-            [float((language_weights or {}).get(lang, 1.0)) for lang in distinct], dtype=torch.float64
-        )
-        if weights.sum() <= 0:  # every language present has weight 0: fall back to all of them
-            weights = torch.ones(len(distinct), dtype=torch.float64)
-        language = distinct[int(torch.multinomial(weights, 1, generator=generator))]
-        captions = [c for c, lang in zip(captions, languages) if lang == language]
-    if len(captions) == 1:
-        return captions[0]
-    return captions[int(torch.randint(len(captions), (1,), generator=generator))]
 
 
 class SupClapCollator:

@@ -7,10 +7,8 @@ wrapped as a transformers ``RobertaTokenizer`` (the tokenizer class CLAP uses), 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import shutil
 import warnings
 from collections.abc import Iterable, Sequence
@@ -25,11 +23,10 @@ from transformers.audio_utils import mel_filter_bank
 from ..files import publish_folder, temporary_sibling
 
 if TYPE_CHECKING:
-    from .loading import AudioTextRecord
+    from .records import AudioTextRecord
 
 __all__ = [
     "SPECIAL_TOKENS",
-    "build_demo_processor",
     "build_processor",
     "build_processor_for_audio_config",
     "max_audio_frames",
@@ -41,7 +38,7 @@ __all__ = [
 # bos/pad/eos defaults (0/1/2).
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 # Bump when build_demo_processor's output changes, to invalidate cached processors.
-_PROCESSOR_CACHE_VERSION = 1
+PROCESSOR_CACHE_VERSION = 1
 
 
 def train_caption_tokenizer(
@@ -212,75 +209,19 @@ def build_processor_for_audio_config(
     )
 
 
-def _is_saved_processor(folder: Path) -> bool:
+def is_saved_processor(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("processor_config.json", "preprocessor_config.json"))
 
 
-def _atomic_save(processor: ClapProcessor, target: Path) -> None:
+def save_processor_atomically(processor: ClapProcessor, target: Path) -> None:
     """save_pretrained into a temporary sibling, then rename: readers never see a half-written folder."""
     tmp = temporary_sibling(target)
     try:
         processor.save_pretrained(tmp)
         # Another process may have finished the same cache entry first: theirs is equivalent.
-        publish_folder(tmp, target, keep_existing=_is_saved_processor(target))
+        publish_folder(tmp, target, keep_existing=is_saved_processor(target))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def build_demo_processor(
-    corpus_dir: str | os.PathLike,
-    audio_config: ClapAudioConfig,
-    cache_dir: str | os.PathLike | None = None,
-    vocab_size: int = 1000,
-    model_max_length: int = 64,
-    max_length_s: float | None = None,
-) -> ClapProcessor:
-    """Processor for the demo corpus (see ``demo_corpus.build_demo_corpus``), cached on disk.
-
-    The tokenizer is trained on the captions of the corpus' train split (validation/test captions are
-    not looked at), the feature extractor fits ``audio_config``; sampling rate and (by default) maximum
-    length come from the corpus' ``corpus_info.json``. The processor is saved with ``save_pretrained``
-    under ``cache_dir`` (default ``corpus_dir/processors``) in a subfolder keyed by everything it depends
-    on, and later calls load it with ``ClapProcessor.from_pretrained``.
-    """
-    from .loading import load_records  # local import: loading imports datasets, only needed here
-
-    corpus_dir = Path(corpus_dir)
-    try:
-        info = json.loads((corpus_dir / "corpus_info.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{corpus_dir} is not a complete demo corpus (no readable corpus_info.json)"
-        ) from err
-    sampling_rate = int(info["sampling_rate"])
-    if max_length_s is None:
-        max_length_s = max(1, math.ceil(float(info["clip_seconds"])))
-    key_data = {
-        "cache_version": _PROCESSOR_CACHE_VERSION,
-        "corpus": {k: info.get(k) for k in ("version", "num_clips", "seed", "sampling_rate", "clip_seconds")},
-        "spec_size": audio_config.spec_size,
-        "num_mel_bins": audio_config.num_mel_bins,
-        "enable_fusion": bool(getattr(audio_config, "enable_fusion", False)),
-        "vocab_size": vocab_size,
-        "model_max_length": model_max_length,
-        "max_length_s": max_length_s,
-    }
-    if info.get("languages"):  # a multilingual corpus (an English one's key predates languages)
-        key_data["corpus"]["languages"] = info["languages"]
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
-    target = Path(cache_dir if cache_dir is not None else corpus_dir / "processors") / f"processor-{key}"
-    if _is_saved_processor(target):
-        return ClapProcessor.from_pretrained(target)
-
-    records = load_records(str(corpus_dir), split="train")
-    tokenizer = train_caption_tokenizer(
-        (c for r in records for c in r.captions), vocab_size=vocab_size, model_max_length=model_max_length
-    )
-    processor = build_processor_for_audio_config(
-        tokenizer, audio_config, sampling_rate=sampling_rate, max_length_s=max_length_s
-    )
-    _atomic_save(processor, target)
-    return processor
 
 
 def _clip_info(audio: Any) -> tuple[int, float] | None:

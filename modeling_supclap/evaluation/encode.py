@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from transformers import ClapProcessor
 
-from ..data.collator import AudioTextDataset
+from ..data.dataset import AudioTextDataset
 from ..data.features import clap_features
-from ..data.loading import AudioTextRecord
+from ..data.records import AudioTextRecord
 from ..data.workers import ignore_stop_signals
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import ClapProcessor
 
-from ..data.loading import AudioTextRecord
+from ..data.records import AudioTextRecord
 from .encode import encode_records
 from .retrieval import crosslingual_consistency_results, per_language_retrieval, retrieval_results
 from .zero_shot import DEFAULT_PROMPT_TEMPLATE, zero_shot_results

@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.loading import AudioTextRecord, load_records
+from ..data.readers import load_records
+from ..data.records import AudioTextRecord
 from .scoring import evaluate_records
 from .zero_shot import DEFAULT_PROMPT_TEMPLATE
 

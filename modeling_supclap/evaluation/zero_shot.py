@@ -25,7 +25,7 @@ def load_zero_shot_templates(path: str | Path) -> dict[str, dict[str, Any]]:
     Each language maps to a prompt with ``{label}``, or to ``{"template": ..., "labels": {...}}`` where
     ``labels`` gives the class names in that language (labels not listed keep their own name).
     """
-    from ..data.loading import normalize_language
+    from ..data.captions import normalize_language
 
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, get_type_hints
 
-from ..data.collator import parse_language_weights
-from ..data.demo_corpus import check_demo_languages
-from ..data.demo_languages import DEMO_LANGUAGES
-from ..data.loading import ON_BAD_SAMPLE_CHOICES, CaptionLanguages, check_on_bad_sample
+from ..data.captions import CaptionLanguages, parse_language_weights
+from ..data.records import ON_BAD_SAMPLE_CHOICES, ColumnSpec, check_on_bad_sample
+from ..demo.corpus import check_demo_languages
+from ..demo.languages import DEMO_LANGUAGES
 from ..model.configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
 from ..model.losses import SupClapLossSettings
 
@@ -193,15 +193,15 @@ class CorpusArguments:
         self.caption_languages = list(languages.selected) if languages.selected else None
         self.default_caption_language = languages.default
 
-    def column_kwargs(self) -> dict[str, Any]:
-        """The column arguments of ``load_records`` / ``open_stream``."""
-        return {
-            "audio_column": self.audio_column,
-            "caption_columns": self.caption_columns,
-            "label_column": self.label_column,
-            "caption_languages": self.caption_languages,
-            "default_caption_language": self.default_caption_language,
-        }
+    def columns(self) -> ColumnSpec:
+        """How the corpus's columns are read (``load_records``, ``open_stream``)."""
+        return ColumnSpec(
+            audio_column=self.audio_column,
+            caption_columns=self.caption_columns,
+            label_column=self.label_column,
+            caption_languages=self.caption_languages,
+            default_caption_language=self.default_caption_language,
+        )
 
 
 @dataclass

@@ -52,15 +52,12 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
                 template=run.data_args.zero_shot_template,
                 zero_shot_templates=find_zero_shot_templates(
                     run.data_args.zero_shot_templates,
-                    run.data_args.test_data or run.data.corpus.location,
+                    run.data_args.test_data or run.data.location,
                 ),
                 on_bad_sample=run.data_args.on_bad_sample,
                 max_text_length=run.data_args.max_text_length,
             )
-            print(
-                f"\nTest results ({run.data.corpus.location}, test split):\n"
-                + format_results(results["test"])
-            )
+            print(f"\nTest results ({run.data.location}, test split):\n" + format_results(results["test"]))
         final_model.save_pretrained(output_dir, safe_serialization=True)
         run.processor.save_pretrained(output_dir)
         results["history"] = state.history
@@ -100,7 +97,7 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         run.output_dir,
         final_model.config,
         train_args=asdict(run.train_args),
-        data_description=run.data.corpus.location,
+        data_description=run.data.location,
         results=results.get("test"),
         base_model=run.model_args.model_name_or_path,
         # The card's code runs as it is: on this folder, or (pushed) on the Hub repository.

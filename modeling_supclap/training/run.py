@@ -7,7 +7,8 @@ benchmarks and other scripts can build one of them alone; :func:`build_run` wire
    the seed;
 2. the corpus (``--train_data`` or the demo) and the model (``--model_name_or_path`` or ``--preset``);
 3. its processor (the checkpoint's; from scratch, one trained on the corpus), LoRA if asked;
-4. the data (``data.sources.build_training_data``: up-front checks, the training source);
+4. the data (the arguments as a ``TrainingDataSpec``; ``data.sources.build_training_data``: up-front
+   checks, the training source);
 5. optimizer and scheduler, everything prepared by Accelerate.
 """
 
@@ -23,10 +24,11 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, TorchDynamoPlugin, set_seed
 from transformers import AutoProcessor, ClapProcessor, get_scheduler
 
-from ..data.loading import AudioTextRecord
-from ..data.processor import build_demo_processor, processor_for_corpus
-from ..data.sources import Corpus, TrainingData, build_training_data, load_splits, resolve_corpus
-from ..data.streaming import open_stream, stream_records
+from ..data.processor import processor_for_corpus
+from ..data.records import AudioTextRecord
+from ..data.sources import TrainingData, TrainingDataSpec, build_training_data, load_splits
+from ..data.sources.streaming import open_stream, stream_records
+from ..demo import build_demo_corpus, build_demo_processor
 from ..model.configuration_supclap import SupClapConfig
 from ..model.losses import SupClapLoss
 from ..model.modeling_supclap import SupClapModel
@@ -40,6 +42,49 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
 # Devices with a fused AdamW kernel in torch >= 2.4 (torch.utils._foreach_utils lists the same).
 _FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where the training data is: a path or Hub id, and whether it is the built-in demo corpus."""
+
+    location: str
+    is_demo: bool = False
+
+
+def resolve_corpus(data_args: DataArguments, accelerator: Accelerator) -> Corpus:
+    """``--train_data``, or the demo corpus (built once, by the main process first, and cached)."""
+    if data_args.train_data is not None:
+        return Corpus(data_args.train_data)
+    languages = tuple(data_args.demo_languages or ("en",))
+    name = f"demo_corpus_{data_args.demo_num_clips}"
+    if languages != ("en",):
+        name += "_" + "-".join(languages)
+    corpus_dir = Path(data_args.cache_dir) / name
+    with accelerator.main_process_first():
+        build_demo_corpus(corpus_dir, num_clips=data_args.demo_num_clips, languages=languages)
+    return Corpus(str(corpus_dir), is_demo=True)
+
+
+def training_data_spec(
+    data_args: DataArguments, location: str, batch_size: int, seed: int
+) -> TrainingDataSpec:
+    """The data layer's spec of a run's data, from its arguments."""
+    return TrainingDataSpec(
+        location=location,
+        columns=data_args.columns(),
+        train_split=data_args.train_split,
+        validation_data=data_args.validation_data,
+        test_data=data_args.test_data,
+        streaming=data_args.streaming,
+        on_bad_sample=data_args.on_bad_sample,
+        batch_size=batch_size,
+        seed=seed,
+        num_workers=data_args.dataloader_num_workers,
+        max_text_length=data_args.max_text_length,
+        caption_language_weights=data_args.caption_language_weights,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+    )
 
 
 @dataclass
@@ -156,12 +201,14 @@ def _made_processor(
     return processor
 
 
-def _training_records(data_args: DataArguments, corpus: Corpus) -> tuple[dict | None, list[AudioTextRecord]]:
+def _training_records(
+    data_args: DataArguments, spec: TrainingDataSpec
+) -> tuple[dict | None, list[AudioTextRecord]]:
     """(the loaded splits, or None for a stream; the training records a new processor learns from)."""
-    if data_args.streaming:  # a stream is not listed: learn from its first samples
-        stream = open_stream(corpus.location, data_args.train_split, **data_args.column_kwargs())
+    if spec.streaming:  # a stream is not listed: learn from its first samples
+        stream = open_stream(spec.location, spec.train_split, spec.columns)
         return None, stream_records(stream, limit=data_args.processor_sample_size)
-    splits = load_splits(data_args, corpus.location)
+    splits = load_splits(spec)
     return splits, splits["train"]
 
 
@@ -237,6 +284,9 @@ def build_run(
     set_seed(train_args.seed)
 
     corpus = resolve_corpus(data_args, accelerator)
+    data_spec = training_data_spec(
+        data_args, corpus.location, train_args.per_device_train_batch_size, train_args.seed
+    )
     towers = None
     if model_args.text_model_name_or_path or model_args.audio_model_name_or_path:
         if model_args.model_name_or_path:
@@ -264,20 +314,12 @@ def build_run(
         model = build_model(model_args, text_vocab_size)
     splits, train_records = None, None
     if not (model_args.model_name_or_path or corpus.is_demo):  # from scratch on your own data
-        splits, train_records = _training_records(data_args, corpus)
+        splits, train_records = _training_records(data_args, data_spec)
     processor = load_processor(model_args, data_args, model, corpus, train_records, towers)
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 
-    data = build_training_data(
-        data_args,
-        corpus,
-        processor,
-        batch_size=train_args.per_device_train_batch_size,
-        seed=train_args.seed,
-        log_report=accelerator.is_main_process,
-        splits=splits,
-    )
+    data = build_training_data(data_spec, processor, log_report=accelerator.is_main_process, splits=splits)
     optimizer = build_optimizer(model, train_args)
     scheduler = build_scheduler(optimizer, train_args, accelerator.num_processes)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

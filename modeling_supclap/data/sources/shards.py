@@ -9,7 +9,7 @@ remote storage (``data/streaming.py``).
 
 Write shards from any corpus the project loads (audiofolder, CSV/JSONL, ``save_to_disk``, Hub id)::
 
-    python -m modeling_supclap.data.shards SRC OUT --shard_size 1000 [--split train]
+    python -m modeling_supclap.data.sources.shards SRC OUT --shard_size 1000 [--split train]
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..files import publish_folder, temporary_sibling
-from .loading import AudioTextRecord, BadSampleError, load_records
+from ...files import publish_folder, temporary_sibling
+from ..readers import load_records
+from ..records import AudioTextRecord, BadSampleError
 
 __all__ = ["MANIFEST", "find_shards", "main", "read_manifest", "write_shards"]
 

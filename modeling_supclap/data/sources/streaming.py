@@ -4,7 +4,7 @@
 shards (local or remote) through its ``webdataset`` loader, anything else (a Hub dataset id, data
 files) through its own builder; audio stays undecoded bytes. :class:`ShardedAudioStream` (a torch
 ``IterableDataset``) turns it into decoded items, and :class:`StreamingSource` is the training source
-the loop consumes (``data/sources.py``).
+the loop consumes (``training_data.py`` builds it).
 
 What each process and DataLoader worker reads, per epoch: the shards in a permutation seeded by
 ``seed + epoch``, dealt round-robin to the ``num_processes x num_workers`` streams (process ``r``,
@@ -31,29 +31,24 @@ process instead of letting every process read its own shards.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from .collator import SupClapCollator
-from .loading import (
-    AUDIO_COLUMN_NAMES,
-    AudioTextRecord,
-    BadSampleError,
-    CaptionLanguages,
-    check_on_bad_sample,
-    decode_audio,
-    detect_caption_columns,
-    row_to_record,
-)
+from ..audio import decode_audio
+from ..captions import detect_caption_columns
+from ..collator import SupClapCollator
+from ..records import AudioTextRecord, BadSampleError, ColumnSpec, check_on_bad_sample
+from ..rows import AUDIO_COLUMN_NAMES, row_to_record
+from ..workers import ignore_stop_signals
+from .base import TrainingSource
 from .shards import AUDIO_EXTENSIONS, find_shards, looks_like_shards, read_manifest
-from .sources import TrainingSource
-from .workers import ignore_stop_signals
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -71,11 +66,8 @@ class OpenedStream:
     name: str
     shard_names: list[str]
     num_samples: int | None
-    audio_column: str
-    caption_columns: tuple[str, ...]
-    label_column: str | None
+    columns: ColumnSpec  # caption columns known (detected or given)
     webdataset: bool
-    languages: CaptionLanguages = CaptionLanguages()
 
     @property
     def num_shards(self) -> int:
@@ -92,29 +84,25 @@ class OpenedStream:
                 # Shards keep each caption's language (write_shards): as {language: caption} mappings.
                 captions = [{lang: text} for lang, text in zip(meta["caption_languages"], captions)]
             row = {"audio": audio, "captions": captions, "label": meta.get("label")}
-            return row_to_record(row, where, "audio", ("captions",), "label", languages=self.languages)
-        return row_to_record(
-            row, where, self.audio_column, self.caption_columns, self.label_column, languages=self.languages
-        )
+        return row_to_record(row, where, self.columns)
 
 
 def open_stream(
-    spec: str,
-    split: str = "train",
-    audio_column: str = "audio",
-    caption_columns: tuple[str, ...] | list[str] | None = None,
-    label_column: str | None = "label",
-    caption_languages: Sequence[str] | None = None,
-    default_caption_language: str = "en",
+    spec: str, split: str = "train", columns: ColumnSpec | None = None, **column_settings: Any
 ) -> OpenedStream:
     """``spec`` (tar shards: a folder, a pattern, remote URLs; or a Hub dataset id) as a stream.
 
-    Caption languages as ``load_records`` reads them; a streamed row lacking every selected language is
-    a bad sample (skipped and counted as met).
+    ``columns`` (or its fields as keywords) as ``load_records`` reads them; shards written by
+    ``write_shards`` have their own layout (``audio``, ``captions``, ``label``) and only the caption
+    languages apply. A streamed row lacking every selected language is a bad sample (skipped and counted
+    as met).
     """
     from datasets import Audio, Features, Value, load_dataset
 
-    languages = CaptionLanguages.make(caption_languages, default_caption_language)
+    if columns is None:
+        columns = ColumnSpec(**column_settings)
+    elif column_settings:
+        raise TypeError("open_stream takes a ColumnSpec or column keywords, not both")
     if looks_like_shards(spec) or "://" in spec:
         files = find_shards(spec)
         probe = load_dataset("webdataset", data_files={split: files}, split=split, streaming=True)
@@ -126,36 +114,26 @@ def open_stream(
             "webdataset", data_files={split: files}, split=split, streaming=True, features=features
         )
         manifest = read_manifest(spec) if not ("*" in spec or "://" in spec) else None
-        return OpenedStream(
-            dataset,
-            spec,
-            files,
-            manifest["num_samples"] if manifest else None,
-            "audio",
-            ("captions",),
-            "label",
-            webdataset=True,
-            languages=languages,
+        shard_columns = dataclasses.replace(
+            columns,
+            audio_column="audio",
+            caption_columns=("captions",),
+            label_column="label",
+            keep_columns=(),
         )
+        num_samples = manifest["num_samples"] if manifest else None
+        return OpenedStream(dataset, spec, files, num_samples, shard_columns, webdataset=True)
     dataset = load_dataset(spec, split=split, streaming=True)
     features = dataset.features or {}
-    audio = next((c for c in (audio_column, *AUDIO_COLUMN_NAMES) if c in features), audio_column)
+    audio = next(
+        (c for c in (columns.audio_column, *AUDIO_COLUMN_NAMES) if c in features), columns.audio_column
+    )
     if isinstance(features.get(audio), Audio):
         dataset = dataset.cast_column(audio, Audio(decode=False))
     names = [f"{spec} [{split}] shard {i}" for i in range(dataset.n_shards)]
-    if caption_columns is None:
-        caption_columns = detect_caption_columns(features.keys(), spec)
-    return OpenedStream(
-        dataset,
-        spec,
-        names,
-        None,
-        audio,
-        tuple(caption_columns),
-        label_column,
-        webdataset=False,
-        languages=languages,
-    )
+    caption_columns = columns.caption_columns or detect_caption_columns(features.keys(), spec)
+    columns = dataclasses.replace(columns, audio_column=audio, caption_columns=tuple(caption_columns))
+    return OpenedStream(dataset, spec, names, None, columns, webdataset=False)
 
 
 def _rows_of(dataset: Any) -> Iterator[dict[str, Any]]:
@@ -220,7 +198,7 @@ class ShardedAudioStream(torch.utils.data.IterableDataset):
             raise ValueError(
                 f"{self.stream.name} has {self.stream.num_shards} shard(s) for {world_size} processes: each "
                 "process reads whole shards, so write more, smaller ones "
-                "(python -m modeling_supclap.data.shards ... --shard_size N)"
+                "(python -m modeling_supclap.data.sources.shards ... --shard_size N)"
             )
         self.rank, self.world_size = rank, world_size
 
