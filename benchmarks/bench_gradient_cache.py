@@ -7,7 +7,7 @@ subprocess per measurement:
 
 * ``dense B``: the whole batch of B pairs in one forward/backward;
 * ``cached B/k``: the same batch with ``gradient_cache_chunk_size = k`` (gradients equal a dense step
-  whose towers see k pairs at a time; tests/test_gradient_cache.py);
+  whose towers see k pairs at a time; tests/model/test_gradient_cache.py);
 * the reference of the memory goal is ``dense k``: a dense step on one chunk.
 
 Peak memory: the process's RSS high-water mark during the measured steps minus its RSS before them

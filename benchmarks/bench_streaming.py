@@ -3,7 +3,7 @@
 
 For each corpus size N (default 1k, 10k, 100k clips of 0.25 s at 16 kHz, short captions), the same
 clips as an audiofolder (map-style: listed and decoded up front by the data checks) and as tar shards
-of 1,000 (``python -m modeling_supclap.data.sources.shards``; ``--streaming``). Each run is the real command
+of 1,000 (``supclap-shard``; ``--streaming``). Each run is the real command
 line, ``train_supclap.py``, in a subprocess, on a tiny model (a checkpoint folder with the demo
 processor, so the data path dominates):
 

@@ -7,7 +7,7 @@ tower's initialisation or depth); ``dynbi``, ``spreadbi`` and ``ratiobi`` are th
 bilateral DynamicSVR, the spreading control and the ratio radius, for reference. The recipes never
 change the loss. Each run validates every 300 steps and probes a fixed training batch every 100
 steps (``--drift_probe_steps 100``), which records per tower
-(``modeling_supclap.diagnostics.representation_measures``): alignment, uniformity, effective rank
+(``modeling_supclap.training.diagnostics.representation_measures``): alignment, uniformity, effective rank
 and mean pairwise cosine.
 
 Output: a markdown table (test R@1 both directions, zero-shot accuracy, and the probe's measures at
@@ -189,7 +189,7 @@ def summarise(name: str, args: argparse.Namespace) -> dict[str, Any] | None:
             {"step": row["step"], **{k: row[k] for k in (*PROBE_KEYS, *DRIFT_KEYS) if k in row}}
             for row in drift
         ],
-        # Share of probe pairs per R / D bin (modeling_supclap.diagnostics.RADIUS_OVER_DISTANCE_EDGES).
+        # Share of probe pairs per R / D bin (training/diagnostics.py: RADIUS_OVER_DISTANCE_EDGES).
         "radius_over_distance": [
             {"step": row["step"], "shares": row["radius_over_distance"]}
             for row in drift

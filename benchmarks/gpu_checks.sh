@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check that needs a GPU, in one call (a lent GPU machine is held for minutes, not hours):
-#   1. tests/test_cuda.py: the loss against the CPU reference (eager and compiled), no host sync in the
+#   1. tests/model/test_cuda.py: the loss against the CPU reference (eager and compiled), no host sync in the
 #      loss, bf16/fp16 training through the CLI, cached negatives on CUDA, fused AdamW, the pipeline;
 #   2. bench_loss_cost.py: step time of the bilateral DynamicSVR loss, eager and compiled (compile_loss),
 #      against InfoNCE / SigLIP, htsat architecture at batch 64;
@@ -40,7 +40,7 @@ part() {  # part NAME SECONDS COMMAND...: run with a limit, log to OUT/NAME.log,
     tail -n 25 "$out/$name.log"
 }
 
-part test_cuda "${TEST_LIMIT:-210}" python3 -m pytest -q -n 6 -p no:cacheprovider tests/test_cuda.py
+part test_cuda "${TEST_LIMIT:-210}" python3 -m pytest -q -n 6 -p no:cacheprovider tests/model/test_cuda.py
 part loss_cost "${LOSS_LIMIT:-150}" python3 benchmarks/bench_loss_cost.py --device cuda --threads 0 \
     --models htsat --batch_htsat 64 --repeats 15 --variants infonce infonce+dynamic-bi siglip siglip+dynamic-bi \
     --compile_loss --json "$out/loss_cost_htsat_b64_compiled.json"

@@ -7,14 +7,11 @@ The card is rendered from the top-level ``model_card.md`` template (shipped in t
 Tokens come from where ``huggingface_hub`` looks (``HF_TOKEN``, ``huggingface-cli login``) or an
 explicit ``token=``; they are never printed or written into any file.
 
-Standalone push of an existing output folder::
-
-    python -m modeling_supclap.hub outputs/supclap-demo --hub_model_id me/supclap-demo [--hub_private_repo]
+Standalone push of an existing output folder: ``supclap-push`` (``cli/push.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -248,8 +245,7 @@ def _push_failure(error: Exception, folder: Path, repo_id: str, endpoint: str) -
     first_line = (str(error).strip().splitlines() or [""])[0]
     return (
         f"pushing {folder} to '{repo_id}' failed ({type(error).__name__}: {first_line}). {advice} The "
-        f"folder is complete; push it again with: python -m modeling_supclap.hub {folder} "
-        f"--hub_model_id {repo_id}"
+        f"folder is complete; push it again with: supclap-push --output_dir {folder} --hub_model_id {repo_id}"
     )
 
 
@@ -266,33 +262,3 @@ def _write_card_from_folder(folder: Path, repo_id: str) -> None:
     except (OSError, ValueError, AttributeError):  # no processor in the folder
         rate = 48000
     write_model_card(folder, config, results=results, repo_id=repo_id, sampling_rate=rate)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Errors end in one message and an exit status (``cli/errors.py``)."""
-    from .cli.errors import run
-
-    run("python -m modeling_supclap.hub", _push, argv)
-
-
-def _push(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        description="Push a train_supclap.py output folder to the Hugging Face Hub."
-    )
-    parser.add_argument("folder", help="output folder of train_supclap.py")
-    # The names of train_supclap.py's --push_to_hub flags (old spellings still accepted).
-    parser.add_argument(
-        "--hub_model_id", "--repo_id", required=True, help="target repository, e.g. me/supclap-demo"
-    )
-    parser.add_argument(
-        "--hub_private_repo", "--private", action="store_true", help="create the repository as private"
-    )
-    args = parser.parse_args(argv)
-    import modeling_supclap  # noqa: F401  (registers the config class for AutoConfig)
-
-    repo = push_output_folder(args.folder, args.hub_model_id, private=args.hub_private_repo)
-    print(f"pushed {args.folder} to {repo}")
-
-
-if __name__ == "__main__":
-    main()

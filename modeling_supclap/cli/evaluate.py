@@ -1,4 +1,5 @@
-"""``eval_supclap.py``: retrieval (R@1/5/10, mAP@10, both directions) and zero-shot accuracy.
+"""``supclap-eval`` (``eval_supclap.py``, ``python -m modeling_supclap.cli.evaluate``): retrieval
+(R@1/5/10, mAP@10, both directions) and zero-shot accuracy, or a standard evaluation suite.
 
 Works on any SupClap or plain CLAP folder or Hub id, and any corpus ``load_records`` reads.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,13 +21,61 @@ from ..evaluation.report import format_eval_suite, format_results
 from ..evaluation.scoring import evaluate_records
 from ..evaluation.suites import EVAL_SUITES, run_eval_suite
 from ..evaluation.zero_shot import DEFAULT_PROMPT_TEMPLATE, find_zero_shot_templates
-from ..training.arguments import EvalArguments, parse_arguments
+from ..training.arguments import CorpusArguments
 from .errors import run
+from .parsing import parse_arguments
+
+
+@dataclass(kw_only=True)
+class EvalArguments(CorpusArguments):
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Model folder or Hub id (SupClap or plain CLAP, with its processor).",
+            "aliases": ["--model"],
+        }
+    )
+    eval_data: str = field(
+        metadata={
+            "help": "Corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id.",
+            "aliases": ["--data"],
+        }
+    )
+    eval_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split to evaluate (default: test, or the --eval_suite's).",
+            "aliases": ["--split"],
+        },
+    )
+    eval_suite: str | None = field(
+        default=None,
+        metadata={
+            "help": "A standard evaluation suite's layout and protocol (evaluation/suites.py): esc50, "
+            "urbansound8k (zero-shot accuracy per fold and mean), clotho, audiocaps (retrieval).",
+            "choices": tuple(EVAL_SUITES),
+            "aliases": ["--benchmark"],
+        },
+    )
+    class_labels: list[str] | None = field(
+        default=None, metadata={"help": "Candidate labels for zero-shot (default: the labels in the data)."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Clips per forward pass.", "aliases": ["--batch_size"]}
+    )
+    chunk_size: int = field(
+        default=1024, metadata={"help": "Queries per similarity chunk (memory O(N x chunk))."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the random crops of long clips."})
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1... (default: cuda if present)."}
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow the model folder's code to run."})
+    output_json: str | None = field(default=None, metadata={"help": "Write the results here as JSON."})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Errors end in one message and an exit status (``cli/errors.py``)."""
-    return run("eval_supclap.py", _evaluate, argv)
+    return run("supclap-eval", _evaluate, argv)
 
 
 def _evaluate(argv: Sequence[str]) -> dict:

@@ -1,4 +1,5 @@
-"""``train_supclap.py``: train a SupCLAP model with Accelerate.
+"""``supclap-train`` (``train_supclap.py``, ``python -m modeling_supclap.cli.train``): train a SupCLAP model
+with Accelerate.
 
 With no arguments: build (or reuse) the offline demo corpus, train the small preset with bilateral
 DynamicSVR for a few minutes on CPU, evaluate on the test split, print a table and save
@@ -12,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from ..training import DataArguments, ModelArguments, TrainArguments, train
-from ..training.arguments import parse_arguments
 from ..training.resilience import PREEMPTED_EXIT_CODE, Preempted
 from .errors import run
+from .parsing import parse_arguments
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainArguments]:

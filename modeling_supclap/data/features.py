@@ -17,7 +17,7 @@
   ``10 * log10(.)`` (``power_to_db`` with ``reference=1.0``, ``min_value=1e-10``, no ``db_range``) in
   float64, then a cast to float32.
 
-Measured against transformers 5.x (see ``tests/test_features.py``) the features are bitwise identical in
+Measured against transformers 5.x (see ``tests/data/test_features.py``) the features are bitwise identical in
 practice; the tests assert ``atol=1e-4`` dB (a few float32 ulps of values up to ~100 dB), which leaves room
 for float64 rounding differences between torch and numpy (summation order of the mel product, ``log10``).
 

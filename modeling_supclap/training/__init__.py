@@ -6,16 +6,16 @@ optimizer step (:class:`TrainStep`); ``loop.py`` the loop (:func:`train`); ``sta
 what is evaluated and saved. See docs/ARCHITECTURE.md.
 """
 
-from .arguments import CorpusArguments, DataArguments, EvalArguments, ModelArguments, TrainArguments
+from .arguments import ColumnArguments, CorpusArguments, DataArguments, ModelArguments, TrainArguments
 from .loop import train
 from .run import TrainingRun, build_run
 from .state import TrainState
 from .step import NonFiniteLossError, StepPosition, StepResult, TrainStep
 
 __all__ = [
+    "ColumnArguments",
     "CorpusArguments",
     "DataArguments",
-    "EvalArguments",
     "ModelArguments",
     "NonFiniteLossError",
     "StepPosition",

@@ -1,4 +1,5 @@
-"""Command-line arguments of ``train_supclap.py`` and ``eval_supclap.py`` (``HfArgumentParser`` dataclasses).
+"""Command-line arguments of training (``HfArgumentParser`` dataclasses), and the corpus arguments every
+command that reads a corpus shares.
 
 One vocabulary for every command line of the project: transformers' ``TrainingArguments`` names
 wherever one exists (``--per_device_eval_batch_size``, ``--dataloader_num_workers``, ``--use_cpu``,
@@ -15,10 +16,7 @@ scratch, the config's default.
 
 from __future__ import annotations
 
-import logging
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, get_type_hints
 
 from ..data.captions import CaptionLanguages, parse_language_weights
@@ -138,8 +136,8 @@ CONFIG_FLAGS = (
 
 
 @dataclass
-class CorpusArguments:
-    """How a corpus is read and scored, the same in training and evaluation."""
+class ColumnArguments:
+    """Which columns of a corpus hold what (every command that reads a corpus)."""
 
     audio_column: str = field(default="audio", metadata={"help": "Column holding an audio path or bytes."})
     caption_columns: list[str] | None = field(
@@ -162,6 +160,28 @@ class CorpusArguments:
         metadata={"help": "Language of captions whose column or cell does not name one."},
     )
     label_column: str = field(default="label", metadata={"help": "Class label column (for zero-shot)."})
+
+    def __post_init__(self) -> None:
+        # Normalised now, so that a bad code stops the run before any data is read.
+        languages = CaptionLanguages.make(self.caption_languages, self.default_caption_language)
+        self.caption_languages = list(languages.selected) if languages.selected else None
+        self.default_caption_language = languages.default
+
+    def columns(self) -> ColumnSpec:
+        """How the corpus's columns are read (``load_records``, ``open_stream``)."""
+        return ColumnSpec(
+            audio_column=self.audio_column,
+            caption_columns=self.caption_columns,
+            label_column=self.label_column,
+            caption_languages=self.caption_languages,
+            default_caption_language=self.default_caption_language,
+        )
+
+
+@dataclass
+class CorpusArguments(ColumnArguments):
+    """How a corpus is read and scored, the same in training and evaluation."""
+
     max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})
     dataloader_num_workers: int = field(
         default=1,
@@ -187,21 +207,8 @@ class CorpusArguments:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_on_bad_sample(self.on_bad_sample)
-        # Normalised now, so that a bad code stops the run before any data is read.
-        languages = CaptionLanguages.make(self.caption_languages, self.default_caption_language)
-        self.caption_languages = list(languages.selected) if languages.selected else None
-        self.default_caption_language = languages.default
-
-    def columns(self) -> ColumnSpec:
-        """How the corpus's columns are read (``load_records``, ``open_stream``)."""
-        return ColumnSpec(
-            audio_column=self.audio_column,
-            caption_columns=self.caption_columns,
-            label_column=self.label_column,
-            caption_languages=self.caption_languages,
-            default_caption_language=self.default_caption_language,
-        )
 
 
 @dataclass
@@ -373,76 +380,3 @@ class TrainArguments:
     drift_probe_steps: int = field(
         default=100, metadata={"help": "Log drift diagnostics on a fixed probe batch every N steps (0: off)."}
     )
-
-
-@dataclass(kw_only=True)
-class EvalArguments(CorpusArguments):
-    model_name_or_path: str = field(
-        metadata={
-            "help": "Model folder or Hub id (SupClap or plain CLAP, with its processor).",
-            "aliases": ["--model"],
-        }
-    )
-    eval_data: str = field(
-        metadata={
-            "help": "Corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id.",
-            "aliases": ["--data"],
-        }
-    )
-    eval_split: str | None = field(
-        default=None,
-        metadata={
-            "help": "Split to evaluate (default: test, or the --eval_suite's).",
-            "aliases": ["--split"],
-        },
-    )
-    eval_suite: str | None = field(
-        default=None,
-        metadata={
-            "help": "A standard evaluation suite's layout and protocol (evaluation/suites.py): esc50, "
-            "urbansound8k (zero-shot accuracy per fold and mean), clotho, audiocaps (retrieval).",
-            "choices": ("esc50", "urbansound8k", "clotho", "audiocaps"),
-            "aliases": ["--benchmark"],
-        },
-    )
-    class_labels: list[str] | None = field(
-        default=None, metadata={"help": "Candidate labels for zero-shot (default: the labels in the data)."}
-    )
-    per_device_eval_batch_size: int = field(
-        default=64, metadata={"help": "Clips per forward pass.", "aliases": ["--batch_size"]}
-    )
-    chunk_size: int = field(
-        default=1024, metadata={"help": "Queries per similarity chunk (memory O(N x chunk))."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed of the random crops of long clips."})
-    device: str | None = field(
-        default=None, metadata={"help": "cpu, cuda, cuda:1... (default: cuda if present)."}
-    )
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow the model folder's code to run."})
-    output_json: str | None = field(default=None, metadata={"help": "Write the results here as JSON."})
-
-
-def deprecated_aliases(*dataclass_types: type) -> dict[str, str]:
-    """Old flag spelling -> current one, from the ``aliases`` metadata of the fields."""
-    renamed: dict[str, str] = {}
-    for dataclass_type in dataclass_types:
-        for f in fields(dataclass_type):
-            for alias in f.metadata.get("aliases", []):
-                renamed[alias] = f"--{f.name}"
-    return renamed
-
-
-def parse_arguments(
-    dataclass_types: Sequence[type], argv: Sequence[str] | None, **parser_kwargs: Any
-) -> tuple:
-    """``HfArgumentParser(dataclass_types).parse_args_into_dataclasses(argv)``, warning on old spellings."""
-    from transformers import HfArgumentParser
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    renamed = deprecated_aliases(*dataclass_types)
-    for flag in argv:
-        old = flag.split("=", 1)[0]
-        if old in renamed:
-            logging.getLogger(__name__).warning("%s is deprecated: use %s", old, renamed[old])
-    parser = HfArgumentParser(list(dataclass_types), **parser_kwargs)
-    return tuple(parser.parse_args_into_dataclasses(args=argv))

@@ -105,7 +105,7 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         sampling_rate=run.processor.feature_extractor.sampling_rate,
     )
     try:
-        from ..diagnostics import save_training_plots
+        from .diagnostics import save_training_plots
 
         save_training_plots(results, run.output_dir)
     except ImportError:  # plotting is optional (matplotlib)

@@ -172,7 +172,7 @@ def _drift_probe(run: TrainingRun) -> Any:
     """The fixed batch drift is measured on (``--drift_probe_steps``), or None."""
     if run.train_args.drift_probe_steps <= 0:
         return None
-    from ..diagnostics import DriftProbe
+    from .diagnostics import DriftProbe
 
     return DriftProbe(run.data.train.probe_batch(64))
 

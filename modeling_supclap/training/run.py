@@ -29,10 +29,10 @@ from ..data.records import AudioTextRecord
 from ..data.sources import TrainingData, TrainingDataSpec, build_training_data, load_splits
 from ..data.sources.streaming import open_stream, stream_records
 from ..demo import build_demo_corpus, build_demo_processor
+from ..lora import unwrap_supclap
 from ..model.configuration_supclap import SupClapConfig
 from ..model.losses import SupClapLoss
 from ..model.modeling_supclap import SupClapModel
-from ..peft_utils import unwrap_supclap
 from ..towers import PretrainedTowers, model_with_pretrained_towers
 from .arguments import MULTILINGUAL_DEMO_VOCAB_SIZE, DataArguments, ModelArguments, TrainArguments
 from .resilience import OutputDirLock
@@ -216,7 +216,7 @@ def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Modu
     """Wrap the towers in LoRA adapters (PEFT); the loss parameters stay trainable."""
     if model_args.lora_r <= 0:
         return model
-    from ..peft_utils import get_lora_model
+    from ..lora import get_lora_model
 
     return get_lora_model(
         model,

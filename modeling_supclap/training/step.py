@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..lora import unwrap_supclap
 from ..model.configuration_supclap import LOSS_TERM_OUTPUTS
-from ..peft_utils import unwrap_supclap
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

@@ -4,7 +4,7 @@ It speaks just enough of the Hub API that UNMODIFIED ``huggingface_hub`` 2.4.x (
 of it) can ``create_repo``, ``upload_folder``/``create_commit``, ``push_to_hub``, ``list_repo_files``,
 ``hf_hub_download``, ``snapshot_download`` and ``from_pretrained`` against it. Written against
 huggingface_hub 2.4.0: the endpoints and headers below move between client versions, so re-check them (the
-client code, not this file, is the reference) when the client is upgraded. tests/test_hub.py passes with
+client code, not this file, is the reference) when the client is upgraded. tests/hub/test_hub.py passes with
 huggingface_hub 2.4.0 and 1.31.0 (the oldest that transformers 5.23 accepts).
 
 Point a client at it with ``HF_ENDPOINT=<server.url>`` and a fresh ``HF_HOME`` (``server.client_env``).

@@ -7,14 +7,12 @@ every shard with its sample count, size and sha256, and is written last: a folde
 complete. Hugging Face ``datasets`` reads the shards with its ``webdataset`` loader, locally or from
 remote storage (``data/streaming.py``).
 
-Write shards from any corpus the project loads (audiofolder, CSV/JSONL, ``save_to_disk``, Hub id)::
-
-    python -m modeling_supclap.data.sources.shards SRC OUT --shard_size 1000 [--split train]
+Write shards from any corpus the project loads (audiofolder, CSV/JSONL, ``save_to_disk``, Hub id) with
+``supclap-shard --data SRC --output_dir OUT --shard_size 1000`` (``cli/shard.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import io
@@ -22,8 +20,7 @@ import json
 import os
 import re
 import tarfile
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +28,9 @@ import numpy as np
 import soundfile as sf
 
 from ...files import publish_folder, temporary_sibling
-from ..readers import load_records
 from ..records import AudioTextRecord, BadSampleError
 
-__all__ = ["MANIFEST", "find_shards", "main", "read_manifest", "write_shards"]
+__all__ = ["MANIFEST", "find_shards", "looks_like_shards", "read_manifest", "write_shards"]
 
 MANIFEST = "manifest.json"
 SHARD_FORMAT = "shard-{:06d}.tar"
@@ -202,36 +198,3 @@ def looks_like_shards(spec: str | None) -> bool:
         return True
     folder = Path(spec).expanduser()
     return folder.is_dir() and (read_manifest(folder) is not None or any(folder.glob("*.tar")))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Write tar shards (webdataset layout) of an audio-caption corpus."
-    )
-    parser.add_argument("src", help="corpus: audiofolder, .csv/.jsonl, save_to_disk folder or Hub dataset id")
-    parser.add_argument("out", help="output folder (replaced if it exists)")
-    parser.add_argument("--shard_size", "--shard-size", type=int, default=1000, help="samples per shard")
-    parser.add_argument("--split", default="train", help="split of SRC to write")
-    parser.add_argument("--audio_column", default="audio")
-    parser.add_argument(
-        "--caption_columns", nargs="+", default=None, help="default: detected (see load_records)"
-    )
-    parser.add_argument("--label_column", default="label")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    records = load_records(
-        args.src,
-        split=args.split,
-        audio_column=args.audio_column,
-        caption_columns=args.caption_columns,
-        label_column=args.label_column,
-    )
-    manifest = write_shards(records, args.out, args.shard_size)
-    print(
-        f"wrote {manifest['num_samples']} samples in {manifest['num_shards']} shard(s) to {args.out} "
-        f"in {time.perf_counter() - start:.1f} s"
-    )
-
-
-if __name__ == "__main__":
-    main()

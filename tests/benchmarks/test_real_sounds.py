@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 import real_sounds  # noqa: E402
 from real_sounds import Package, build, caption_phrase, category  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tests folder, for its helpers package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests folder, for its helpers package
 
 from helpers.toy import toy_processor, toy_rows  # noqa: E402
 from transformers import Trainer, TrainingArguments  # noqa: E402

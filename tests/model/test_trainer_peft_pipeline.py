@@ -21,9 +21,9 @@ from transformers import AutoModel, Trainer, TrainingArguments, pipeline
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.evaluation.trainer import compute_retrieval_metrics_for_trainer
-from modeling_supclap.peft_utils import get_lora_model, lora_config_for
+from modeling_supclap.lora import get_lora_model, lora_config_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _training_args(output_dir: Path, steps: int, **overrides) -> TrainingArguments:
@@ -240,7 +240,7 @@ def test_trainer_under_two_processes_uses_global_negatives(tmp_path):
             "2",
             "--master_port",
             str(free_port()),
-            str(REPO / "tests" / "trainer_ddp_worker.py"),
+            str(REPO / "tests" / "model" / "trainer_ddp_worker.py"),
             str(tmp_path),
         ],
         cwd=REPO,

@@ -4,6 +4,7 @@ the Hub, through the real command lines (issue 11)."""
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 import re
 import shlex
@@ -42,6 +43,14 @@ def _my_sounds(folder: Path, count: int = 30, rate: int = 22050, extra_columns: 
     return folder
 
 
+# The installed console scripts, by name: "supclap-push" -> "modeling_supclap.cli.push".
+CONSOLE_SCRIPTS = {
+    entry.name: entry.module
+    for entry in importlib.metadata.entry_points(group="console_scripts")
+    if entry.name.startswith("supclap-")
+}
+
+
 def _readme_walkthrough() -> list[str]:
     block = re.search(r"### Your own data\n.*?```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)[1]
     return [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
@@ -61,8 +70,11 @@ def test_readme_walkthrough_runs_as_written(tmp_path, hub):
     outputs = []
     for command in _readme_walkthrough():
         words = shlex.split(command)
-        assert words[0] == "python"
-        args = [str(REPO / words[1]), *words[2:]] if words[1] != "-m" else words[1:]
+        assert words[0] == "python" or words[0] in CONSOLE_SCRIPTS, command
+        if words[0] in CONSOLE_SCRIPTS:  # the console script's own module, as pip installs it
+            args = ["-c", f"from {CONSOLE_SCRIPTS[words[0]]} import main; main()", *words[1:]]
+        else:
+            args = [str(REPO / words[1]), *words[2:]] if words[1] != "-m" else words[1:]
         result = run_script(args, cwd=tmp_path)
         assert result.returncode == 0, f"{command}\n{result.stderr[-4000:]}"
         outputs.append(result)

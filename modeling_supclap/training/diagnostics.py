@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from .model.losses import SupClapLoss, pair_distance
-from .peft_utils import active_loss_fn
+from ..lora import active_loss_fn
+from ..model.losses import SupClapLoss, pair_distance
 
 
 def pull_directions(text: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from modeling_supclap.diagnostics import (
+from modeling_supclap.model.losses import InfoNCELoss, SupClapLoss
+from modeling_supclap.training.diagnostics import (
     drift_measures,
     drift_of_gradient,
     pull_directions,
@@ -15,7 +16,6 @@ from modeling_supclap.diagnostics import (
     representation_measures,
     save_training_plots,
 )
-from modeling_supclap.model.losses import InfoNCELoss, SupClapLoss
 
 
 def test_drift_on_hand_built_three_vectors():

@@ -270,12 +270,17 @@ def test_transformers_push_to_hub(hub, model_folder):
     _assert_token_kept_secret(hub)
 
 
+PUSH = ["-m", "modeling_supclap.cli.push"]  # supclap-push
+
+
 def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     # A folder without a card: the CLI renders one from config.json and metrics.json before pushing.
     folder = shutil.copytree(model_folder, tmp_path / "no_card")
     (folder / "README.md").unlink()
     (folder / "metrics.json").write_text(json.dumps({"test": RESULTS}))
-    result = run_script(["-m", "modeling_supclap.hub", str(folder), "--repo_id", "ns/cli", "--private"])
+    result = run_script(
+        ["-m", "modeling_supclap.cli.push", "--output_dir", str(folder), "--repo_id", "ns/cli", "--private"]
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "pushed" in result.stdout and "ns/cli" in result.stdout
     stored = hub.files("ns/cli")
@@ -287,18 +292,22 @@ def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     # Someone else's token cannot write to "ns", and the failure does not print that token either.
     # It ends in one message that says what to do, and the command to push again.
     monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
-    result = run_script(["-m", "modeling_supclap.hub", str(model_folder), "--repo_id", "ns/cli-2"])
+    result = run_script(
+        ["-m", "modeling_supclap.cli.push", "--output_dir", str(model_folder), "--repo_id", "ns/cli-2"]
+    )
     assert result.returncode == 1 and "ns/cli-2" not in hub.repos
     assert "Traceback" not in result.stderr and "403" in result.stderr
     assert "The token cannot write to 'ns/cli-2'" in result.stderr
-    assert f"python -m modeling_supclap.hub {model_folder} --hub_model_id ns/cli-2" in result.stderr
+    assert f"supclap-push --output_dir {model_folder} --hub_model_id ns/cli-2" in result.stderr
     assert OTHER_TOKEN not in result.stdout + result.stderr
     # No Hub to reach (no network, or a wrong HF_ENDPOINT): the same, naming the address.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
         monkeypatch.setenv("HF_ENDPOINT", nowhere)
-        result = run_script(["-m", "modeling_supclap.hub", str(model_folder), "--repo_id", "ns/cli-3"])
+        result = run_script(
+            ["-m", "modeling_supclap.cli.push", "--output_dir", str(model_folder), "--repo_id", "ns/cli-3"]
+        )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"Could not reach {nowhere}: check the network" in result.stderr
 

@@ -31,8 +31,8 @@ from helpers.toy import toy_processor, toy_rows
 
 from modeling_supclap import SupClapModel
 from modeling_supclap.data import SupClapCollator
+from modeling_supclap.lora import get_lora_model
 from modeling_supclap.model import gradient_cache
-from modeling_supclap.peft_utils import get_lora_model
 
 
 @pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)

@@ -1,7 +1,7 @@
 """CUDA paths: the loss against the CPU reference, bf16 autocast, fused AdamW, the CLI and the pipeline.
 
 Skipped where no GPU is present (CI has none); run on a GPU machine with ``python -m pytest -q
-tests/test_cuda.py``.
+tests/model/test_cuda.py``.
 """
 
 from __future__ import annotations

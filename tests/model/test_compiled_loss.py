@@ -8,7 +8,7 @@ Inductor compiles C++ kernels on CPU, 10-25 s per variant on 2 cores. The suite 
 the two bilateral DynamicSVR variants, whose graphs contain every operation of the other eight (those are
 their sub-graphs: no SVR, a static radius, one side), and traces the other eight with ``aot_eager`` (the
 same graph capture and autograd, executed by eager kernels). ``SUPCLAP_COMPILE_TESTS=inductor`` runs all
-10 under inductor (about 3 minutes). The CUDA version of the parity check is in tests/test_cuda.py.
+10 under inductor (about 3 minutes). The CUDA version of the parity check is in tests/model/test_cuda.py.
 """
 
 from __future__ import annotations

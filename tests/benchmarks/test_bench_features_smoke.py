@@ -7,7 +7,7 @@ from pathlib import Path
 
 from helpers.processes import run_bounded
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_bench_features_smoke() -> None:

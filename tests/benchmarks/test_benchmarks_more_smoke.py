@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from helpers.processes import run_bounded
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH = REPO_ROOT / "benchmarks"
 
 

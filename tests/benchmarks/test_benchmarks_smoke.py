@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers.processes import run_bounded
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
