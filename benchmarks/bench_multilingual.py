@@ -1,4 +1,4 @@
-"""InfoNCE vs bilateral DynamicSVR per caption language on the seven-language demo corpus (issue 13).
+"""InfoNCE vs bilateral DynamicSVR per caption language on the seven-language demo corpus.
 
 Every run is the real command line, ``train_supclap.py --demo_languages en fr de es ru zh ja``, with the
 default job's budget (small preset, 1,200 steps, the CLI's learning rate and batch) and only the loss and

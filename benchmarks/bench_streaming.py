@@ -12,7 +12,7 @@ processor, so the data path dominates):
 * **samples/s**: ``--max_steps`` steps x batch / ``train_state.train_seconds`` (the loop's own span,
   from the first batch to the last step), on the largest corpus, the two kinds alternating.
 
-Goals (issue 14): streaming's first step flat in N; its samples/s at least 0.95x map-style's.
+Goals: streaming's first step flat in N; its samples/s at least 0.95x map-style's.
 
 Usage::
 

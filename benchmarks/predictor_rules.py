@@ -1,4 +1,4 @@
-"""Experimental training rules for the DynamicSVR radius predictor (issue 10, item 3), registered at run time.
+"""Experimental training rules for the DynamicSVR radius predictor registered at run time.
 
 Trained on L_svr, the predictor climbs to R = D for every pair (docs/METHOD.md: dL_svr/dR < 0 on [0, D]).
 These rules train the same MLP (``RadiusPredictor``: the same input, layers and initialisation) another way,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .evaluation.metrics import RETRIEVAL_METRICS
-from .model.losses import SupClapLoss
+from .model.losses import SupClapLoss, SupClapLossSettings
 
 if TYPE_CHECKING:
     from .model.configuration_supclap import SupClapConfig
@@ -39,6 +39,19 @@ PUSH_IGNORE_PATTERNS = [
     ".heartbeat/**",
 ]
 _SECRET_KEYS = ("token", "hub_token", "password", "secret")
+# Run arguments that are paths of the machine that trained: a card never carries them (a push publishes it).
+_LOCAL_PATH_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "cache_dir")
+
+
+def public_name(location: str | None) -> str | None:
+    """How a card names a corpus or a model: a Hub id as it is, a local folder or file by its name only
+    (``/home/me/sounds/my_corpus`` -> ``my_corpus``), so a pushed card holds no local path."""
+    if not location:
+        return location
+    path = Path(location).expanduser()
+    if path.exists() or path.is_absolute() or str(location).startswith((".", "~")) or len(path.parts) > 2:
+        return path.name
+    return str(location)
 
 
 def loss_summary(config) -> str:
@@ -55,6 +68,16 @@ def loss_config_dict(config) -> dict[str, Any]:
         "freeze_logit_scale": config.freeze_logit_scale,
         "gradient_cache_chunk_size": config.gradient_cache_chunk_size,
     }
+
+
+def loss_settings_table() -> str:
+    """Every loss setting as a markdown table (field, default, meaning), from ``SupClapLossSettings``: the
+    one definition the configs, the flags and docs/USAGE.md share."""
+    rows = ["| field | default | meaning |", "| --- | --- | --- |"]
+    for setting in SupClapLossSettings.loss_fields():
+        default = "[64, 64]" if setting.name == "predictor_hidden_sizes" else repr(setting.default)
+        rows.append(f"| `{setting.name}` | `{default}` | {setting.metadata['help']} |")
+    return "\n".join(rows)
 
 
 _RETRIEVAL_TASK = ("audio-text-retrieval", "Audio-text retrieval")
@@ -148,7 +171,8 @@ def render_model_card(
     sentence-transformers' cards do), so a newly registered base loss or radius mode needs no edit here.
     """
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "supclap-model")
-    dataset_name = Path(data_description).name if data_description else "unspecified"
+    data_description = public_name(data_description) or "unspecified"
+    base_model_name = public_name(base_model)
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
@@ -161,11 +185,13 @@ def render_model_card(
             "contrastive-learning",
             "support-vector-regularization",
         ],
-        base_model=base_model if base_model and not Path(base_model).exists() else None,
-        eval_results=eval_results(results, dataset_name) or None,
+        base_model=base_model if base_model_name == base_model else None,  # only a Hub id
+        eval_results=eval_results(results, data_description) or None,
     )
     base_text = (
-        f"Fine-tuned from `{base_model}`." if base_model else "Trained from scratch (random initialisation)."
+        f"Fine-tuned from `{base_model_name}`."
+        if base_model
+        else "Trained from scratch (random initialisation)."
     )
     return ModelCard.from_template(
         card_data,
@@ -176,7 +202,8 @@ def render_model_card(
         base_model_text=base_text,
         data_description=data_description,
         loss_table=_table(loss_config_dict(config)),
-        training_table=_table(dict(train_args or {})) or "| - | - |",
+        training_table=_table({k: v for k, v in (train_args or {}).items() if k not in _LOCAL_PATH_ARGUMENTS})
+        or "| - | - |",
         results_text=_results_text(results),
         sampling_rate=sampling_rate,
     )

@@ -14,8 +14,6 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoProcessor
 
-import modeling_supclap  # noqa: F401  (registers SupClap with the Auto classes)
-
 from ..data import load_records
 from ..evaluation.report import format_eval_suite, format_results
 from ..evaluation.scoring import evaluate_records

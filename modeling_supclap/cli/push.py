@@ -37,7 +37,6 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 def _push(argv: Sequence[str]) -> str:
     (args,) = parse_arguments((PushArguments,), argv, description=__doc__.splitlines()[0])
-    import modeling_supclap  # noqa: F401  (registers the config class for AutoConfig)
 
     repo = push_output_folder(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
     print(f"pushed {args.output_dir} to {repo}")

@@ -6,7 +6,7 @@
   predictions, which :func:`compute_retrieval_metrics_for_trainer` scores with the same
   ``retrieval`` evaluate module as ``eval_supclap.py``.
 
-Example (see docs/TRAINER.md for the full runnable version)::
+Example (docs/INTEGRATIONS.md has the full runnable version)::
 
     trainer = Trainer(
         model=SupClapModel.from_pretrained(folder),

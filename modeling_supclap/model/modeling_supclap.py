@@ -17,6 +17,7 @@ import torch
 from transformers import ClapModel
 from transformers import initialization as init
 from transformers.models.clap.modeling_clap import ClapOutput
+from transformers.utils import can_return_tuple
 
 from .configuration_supclap import SupClapConfig
 from .gradient_cache import cached_loss
@@ -196,6 +197,7 @@ class SupClapModel(ClapModel):
         weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
+    @can_return_tuple
     def get_text_features(
         self,
         input_ids: torch.Tensor,
@@ -203,8 +205,8 @@ class SupClapModel(ClapModel):
         position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        """ClapModel's, with ``config.text_pooling``: ``pooler_output`` is the L2-normalised embedding."""
-        kwargs.pop("return_dict", None)
+        """ClapModel's, with ``config.text_pooling``: ``pooler_output`` is the L2-normalised embedding (a
+        tuple under ``return_dict=False``, as ClapModel's)."""
         text_outputs, text_features = self._project_text(input_ids, attention_mask, position_ids, **kwargs)
         text_outputs.pooler_output = torch.nn.functional.normalize(text_features, dim=-1)
         return text_outputs

@@ -1,4 +1,4 @@
-"""The real-sounds benchmark corpus builder (benchmarks/real_sounds.py, issue 10 item 5), on a .deb the
+"""The real-sounds benchmark corpus builder (benchmarks/real_sounds.py), on a .deb the
 test writes: selection, captions from names, per-file licences, duplicates, splits, pins, no network."""
 
 from __future__ import annotations

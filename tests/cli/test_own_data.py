@@ -1,5 +1,5 @@
 """Your own sounds, as a new user has them: a folder of WAVs with a `caption` column, from scratch to
-the Hub, through the real command lines (issue 11)."""
+the Hub, through the real command lines."""
 
 from __future__ import annotations
 

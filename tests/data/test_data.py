@@ -299,7 +299,7 @@ def test_load_csv_with_several_caption_columns(tmp_path):
     assert records[1].source == f"{path} line 3"
     decode_audio(records[0].audio, SR, records[0].source)
 
-    # No --caption_columns and no usual name (issue 11: detection replaced the 'captions' default).
+    # No --caption_columns and no usual name: detection finds nothing, and the error says what it looked for.
     with pytest.raises(
         ValueError, match=r"data\.csv: no caption column found .*columns are \['audio', 'caption_a'"
     ):

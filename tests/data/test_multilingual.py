@@ -1,4 +1,4 @@
-"""Multilingual captions (issue 13): both layouts, counted skips and clear errors, the per-pair language
+"""Multilingual captions: both layouts, counted skips and clear errors, the per-pair language
 draw, the seven-language demo corpus, per-language evaluation and the end-to-end command lines."""
 
 from __future__ import annotations

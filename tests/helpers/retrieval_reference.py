@@ -1,4 +1,4 @@
-"""The retrieval metric as it was before the one-pass rewrite (issue 15): the exactness reference.
+"""The retrieval metric as it was before the one-pass rewrite (two passes): the exactness reference.
 
 A verbatim copy of ``retrieval_scores`` and its helpers from
 ``modeling_supclap/evaluation/metrics/retrieval/retrieval.py`` at commit 86b4069 (two chunked passes, one per

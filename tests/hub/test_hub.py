@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.cli import run_script, tiny_train_args
+from helpers.cli import REPO, run_script, tiny_train_args
 from helpers.hub_server import HubServer, point_clients_at
 
 # Planted token of the user "ns": it may travel in Authorization headers and nowhere else.
@@ -333,3 +333,38 @@ def test_train_push_to_hub(hub, small_corpus_cache, tmp_path):
     local = [p.read_bytes() for p in out.rglob("*") if p.is_file()]
     assert local and all(TOKEN.encode() not in data for data in local)
     _assert_token_kept_secret(hub, result.stdout, result.stderr)
+
+
+def test_the_usage_docs_loss_table_is_the_loss_settings_definition():
+    """docs/USAGE.md's table of loss fields is the one definition (SupClapLossSettings), not a copy that
+    can drift: a field, default or meaning changed there must be regenerated into the docs."""
+    from modeling_supclap.hub import loss_settings_table
+
+    usage = (REPO / "docs" / "USAGE.md").read_text()
+    table = usage.split("<!-- loss settings table: generated -->\n")[1].split("\n<!-- end of")[0]
+    assert table == loss_settings_table()
+    assert "| `svr_mode` | `'dynamic'` |" in table and "| `gradient_cache_chunk_size` | `0` |" in table
+
+
+def test_a_card_names_local_corpora_and_models_by_their_folder_and_holds_no_local_path(tmp_path):
+    """A push publishes the card: a run on /home/<user>/.../my_corpus must not carry that path."""
+    from modeling_supclap import SupClapConfig
+    from modeling_supclap.hub import render_model_card
+
+    corpus, start = tmp_path / "sounds" / "my_corpus", tmp_path / "runs" / "stage1"
+    corpus.mkdir(parents=True)
+    card = str(
+        render_model_card(
+            SupClapConfig.tiny(),
+            train_args={"output_dir": str(tmp_path / "out"), "learning_rate": 1e-3, "seed": 3},
+            data_description=str(corpus),
+            base_model=str(start),
+            repo_id="me/model",
+        )
+    )
+    assert "- Data: my_corpus" in card and "Fine-tuned from `stage1`" in card
+    assert str(tmp_path) not in card and "output_dir" not in card and "`learning_rate`" in card
+    hub_card = str(
+        render_model_card(SupClapConfig.tiny(), data_description="someone/sounds", base_model="laion/x")
+    )
+    assert "- Data: someone/sounds" in hub_card and "base_model: laion/x" in hub_card

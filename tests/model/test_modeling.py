@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,7 +35,7 @@ def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
     "field, value, message",
     [
         ("base_loss", "triplet", r"base_loss must be one of \['infonce', 'siglip'\]"),
-        # The registry's modes (issue 10 added ratio, margin and spreading).
+        # Every mode of the registry, the diagnostic ones (ratio, margin, spreading) included.
         (
             "svr_mode",
             "adaptive",
@@ -264,3 +265,31 @@ def test_loss_term_outputs_are_the_scalar_fields_of_supclap_output():
     assert set(LOSS_TERM_OUTPUTS) == scalar_fields
     assert "loss" not in SupClapConfig.keys_to_ignore_at_inference
     assert scalar_fields - {"loss"} <= set(SupClapConfig.keys_to_ignore_at_inference)
+
+
+@pytest.mark.parametrize("text_pooling", ["pooler", "mean"])
+def test_feature_methods_return_tuples_under_return_dict_false_as_clap_does(text_pooling):
+    config = SupClapConfig.tiny(text_pooling=text_pooling)
+    model, clap = SupClapModel(config).eval(), ClapModel(ClapConfig(**config.to_dict())).eval()
+    clap.load_state_dict(model.state_dict(), strict=False)
+    ids, features = torch.randint(3, 100, (2, 5)), torch.randn(2, 1, 100, 16)
+    with torch.no_grad():
+        text = model.get_text_features(input_ids=ids, return_dict=False)
+        audio = model.get_audio_features(input_features=features, return_dict=False)
+        clap_audio = clap.get_audio_features(input_features=features, return_dict=False)
+        as_output = model.get_text_features(input_ids=ids)
+    assert isinstance(text, tuple) and isinstance(audio, tuple)
+    assert len(text) == len(clap.get_text_features(input_ids=ids, return_dict=False))
+    torch.testing.assert_close(text[1], as_output.pooler_output)  # (last_hidden_state, pooler_output, ...)
+    torch.testing.assert_close(audio[1], clap_audio[1])
+
+
+def test_save_pretrained_copies_exactly_the_model_room(tmp_path):
+    """The model's load-time files are the modules of modeling_supclap/model/, no more and no fewer: what a
+    trust_remote_code folder needs is exactly what that room holds (its __init__.py, which only documents
+    the room, aside)."""
+    import modeling_supclap.model
+
+    SupClapModel(SupClapConfig.tiny()).save_pretrained(tmp_path)
+    room = Path(modeling_supclap.model.__file__).parent
+    assert {p.name for p in tmp_path.glob("*.py")} == {p.name for p in room.glob("*.py")} - {"__init__.py"}

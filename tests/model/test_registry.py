@@ -155,3 +155,66 @@ def test_every_registered_component_describes_itself_without_drawing_random_numb
         sys.modules["modeling_supclap.model.losses"].BASE_LOSSES[base_loss].summary
         in model.loss_fn.describe()
     )
+
+
+TOY_BASE_LOSS = textwrap.dedent(
+    '''
+    import torch
+    import torch.nn.functional as F
+
+    from modeling_supclap.model.losses import BaseContrastiveLoss, register_base_loss
+
+
+    @register_base_loss
+    class HardestNegativeHinge(BaseContrastiveLoss):
+        """max(0, 0.2 - s(positive) + s(hardest negative)) per anchor (a toy base loss for this test)."""
+
+        name = "hardest_hinge"
+        summary = "a hardest-negative hinge"
+
+        def loss_from_logits(self, logits, ground_truth):
+            rows = torch.arange(logits.shape[0], device=logits.device)
+            positive = logits[rows, ground_truth]
+            negatives = logits.scatter(1, ground_truth[:, None], float("-inf"))
+            return F.relu(0.2 - positive + negatives.max(dim=1).values)
+    '''
+)
+
+
+@pytest.mark.slow
+def test_a_base_loss_registered_at_run_time_trains_with_svr_and_is_named_in_the_card(
+    small_corpus_cache, tmp_path
+):
+    driver = tmp_path / "train_with_toy_base_loss.py"
+    driver.write_text(
+        TOY_BASE_LOSS + "\nimport sys\nfrom modeling_supclap.cli.train import main\nmain(sys.argv[1:])\n"
+    )
+    out = tmp_path / "run"
+    args = tiny_train_args(
+        small_corpus_cache, out, "--base_loss", "hardest_hinge", "--svr_mode", "static", "--max_steps", "3"
+    )
+    result = run_script([str(driver), *args])
+    assert result.returncode == 0, result.stderr[-4000:]
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    assert len(history) == 3 and all("loss_svr" in row and "loss_contrastive" in row for row in history)
+    assert json.loads((out / "config.json").read_text())["base_loss"] == "hardest_hinge"
+    card = (out / "README.md").read_text()
+    assert "a hardest-negative hinge plus bilateral StaticSVR" in card
+
+
+def test_register_base_loss_refuses_what_is_not_a_named_base_loss_or_takes_a_name_twice():
+    from modeling_supclap.model.losses import InfoNCELoss, register_base_loss
+
+    class Nameless(InfoNCELoss):
+        name = ""
+
+    class Impostor(InfoNCELoss):
+        name = "infonce"
+
+    with pytest.raises(TypeError, match="BaseContrastiveLoss subclass with a non-empty `name`"):
+        register_base_loss(Nameless)
+    with pytest.raises(TypeError, match="BaseContrastiveLoss subclass"):
+        register_base_loss(StaticRadius)
+    with pytest.raises(ValueError, match="'infonce' is already registered to InfoNCELoss"):
+        register_base_loss(Impostor)
+    assert register_base_loss(InfoNCELoss) is InfoNCELoss and BASE_LOSSES["infonce"] is InfoNCELoss

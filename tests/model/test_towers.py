@@ -1,5 +1,5 @@
 """Pretrained towers: a RoBERTa-family text encoder and a CLAP audio tower, tiny checkpoints the test
-saves, through the real command line (issue 11) and, for XLM-R, against a direct forward (issue 13)."""
+saves, through the real command line and, for XLM-R, against a direct forward of the tower."""
 
 from __future__ import annotations
 
