@@ -106,7 +106,8 @@ def test_compile_loss_is_a_validated_config_field_and_a_flag():
     assert SupClapConfig.tiny(compile_loss=True).compile_loss is True
     with pytest.raises(ValueError, match="compile_loss"):
         SupClapConfig.tiny(compile_loss="yes")
-    from modeling_supclap.training.arguments import ModelArguments, parse_arguments
+    from modeling_supclap.cli.parsing import parse_arguments
+    from modeling_supclap.training.arguments import ModelArguments
 
     (given,) = parse_arguments([ModelArguments], ["--compile_loss", "--text_pooling", "mean"])
     assert given.loss_overrides() == {"compile_loss": True, "text_pooling": "mean"}
