@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from helpers.cli import REPO
 from helpers.processes import run_bounded
 
@@ -69,6 +70,7 @@ def _pytest(tmp_path: Path, test_file: str, *args: str, **env: str):
     return result, time.monotonic() - started
 
 
+@pytest.mark.slow
 def test_a_test_past_the_limit_fails_by_itself_naming_itself(tmp_path):
     result, seconds = _pytest(tmp_path, "test_sleeps.py")
     output = result.stdout + result.stderr
@@ -78,6 +80,7 @@ def test_a_test_past_the_limit_fails_by_itself_naming_itself(tmp_path):
     assert seconds < 60, f"the limit of 3 s took {seconds:.0f} s to act"
 
 
+@pytest.mark.slow
 def test_a_timed_out_test_leaves_no_process_behind(tmp_path):
     """Its clean-up kills what it started before the next test begins (and nothing outlives the session)."""
     pid_file = tmp_path / "child.pid"
@@ -91,6 +94,7 @@ def test_a_timed_out_test_leaves_no_process_behind(tmp_path):
     assert not _alive(pid), f"the child {pid} of the timed-out test still runs"
 
 
+@pytest.mark.slow
 def test_a_test_deaf_to_the_limit_is_ended_by_the_watchdog_and_named(tmp_path):
     """With pytest-xdist (as the README's command runs): the worker is ended, the test reported as crashed
     by name, and the session goes on with the next test."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from helpers.processes import run_bounded
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_features_smoke() -> None:
     """``bench_features.py --smoke`` prints one table row per case, with parity between the two paths."""
     proc = run_bounded(

@@ -67,6 +67,7 @@ def test_bench_gradient_cache_smoke():
     assert cells[5].endswith("x") and cells[9].endswith("x"), cells  # the two ratios
 
 
+@pytest.mark.slow
 def test_bench_gradient_cache_breakdown_smoke():
     """Where a cached step's time goes: every piece measured, and the floor above a dense step."""
     rows = _rows(_run("bench_gradient_cache.py", "--breakdown", "tiny:16:4", "--repeats", "2"))

@@ -45,6 +45,7 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_worker_ignores_a_strangers_stop_signals_and_ends_on_its_parents():
     process = start(
         [sys.executable, "-c", _SCRIPT],

@@ -54,6 +54,7 @@ json_values = st.recursive(
 
 
 # --- caption cells and rows ----------------------------------------------------------------------
+@pytest.mark.slow
 @fuzz(3500)
 @given(
     captions=json_values,
@@ -86,6 +87,7 @@ lines = st.lists(
 )
 
 
+@pytest.mark.slow
 @fuzz(1500)
 @given(content=lines, kind=st.sampled_from(["jsonl", "csv"]), raw=st.binary(max_size=20))
 def test_fuzz_metadata_files(tmp_path_factory, content, kind, raw):
@@ -140,6 +142,7 @@ def audio_bytes(draw):
     return b"" if how == "empty" else base
 
 
+@pytest.mark.slow
 @fuzz(4500)
 @given(data=audio_bytes(), target=st.sampled_from([16000, 48000]))
 def test_fuzz_audio_bytes(data, target):
@@ -197,6 +200,7 @@ def _tiny_inputs() -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow
 @fuzz(1500)
 @given(
     damage=st.lists(

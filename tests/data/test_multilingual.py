@@ -345,6 +345,7 @@ def test_zero_shot_templates_file_errors_name_the_language(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path):
     out = tmp_path / "run"
     languages = ["en", "fr", "de", "es", "ru", "zh", "ja"]
@@ -373,6 +374,7 @@ def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path
     assert set(evaluated["retrieval_per_language"]) == {"zh", "ja", "mean"}
 
 
+@pytest.mark.slow
 def test_unknown_demo_language_stops_before_any_work(tmp_path):
     proc = run_script(
         [

@@ -271,6 +271,7 @@ def test_chance_levels_closed_forms():
         retrieval_chance_levels(num_audio=3, captions_per_clip=[2, 2])
 
 
+@pytest.mark.slow
 def test_chance_levels_monte_carlo():
     """Random embeddings give uniformly random rankings: the metric averages to the exact chance levels."""
     num_audio, per_clip, trials, ks = 30, 3, 60, (1, 5, 10)
@@ -332,6 +333,7 @@ def test_zero_shot_absent_class_and_errors():
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_load_in_fresh_process_offline(tmp_path):
     """Fresh HF cache, proxies pointing nowhere: loading twice and computing never needs the network."""
     code = textwrap.dedent(

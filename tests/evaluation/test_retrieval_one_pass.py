@@ -137,15 +137,6 @@ def test_ranks_equal_reference_ranks(chunk_size):
         assert torch.equal(pairs, old_pairs) and torch.equal(best, old_best)
 
 
-def test_torch_hit_finder(monkeypatch):
-    """The ``torch.nonzero`` hit finder (used off CPU) gives the same results as the numpy one."""
-    module = metric_function("retrieval", "one_pass_ranks").__globals__
-    text, audio, ids = _tied(13, list(np.random.default_rng(13).integers(1, 5, size=40)), dim=2)
-    monkeypatch.setitem(module, "NUMPY_HITS", False)
-    for chunk_size in CHUNKS:
-        assert _new(text, audio, ids, chunk_size=chunk_size) == _old(text, audio, ids, chunk_size=chunk_size)
-
-
 def test_thread_count_restored_and_public_wrapper():
     torch_threads = torch.get_num_threads()
     text, audio, ids = _gaussian(12, 20, [2] * 20)

@@ -67,3 +67,24 @@ def _end_leftover_processes():
     leftovers = processes.kill_leftovers()
     if leftovers:
         print(f"killed processes left running by the test: {leftovers}", file=sys.stderr)
+
+
+# The fast tier (``-m "not slow"``, README: "The tests") stays under three minutes on two cores only if
+# slow tests carry the marker: name the unmarked ones that took longer than this, after every run.
+FAST_TIER_LIMIT_SECONDS = 5.0
+_unmarked_slow: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and "slow" not in report.keywords and report.duration > FAST_TIER_LIMIT_SECONDS:
+        _unmarked_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.section("tests for the slow tier")
+        terminalreporter.write_line(
+            f"over {FAST_TIER_LIMIT_SECONDS:.0f} s without @pytest.mark.slow (they slow the fast tier):"
+        )
+        for nodeid, seconds in sorted(_unmarked_slow, key=lambda item: -item[1]):
+            terminalreporter.write_line(f"  {seconds:6.1f} s  {nodeid}")

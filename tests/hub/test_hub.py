@@ -214,6 +214,7 @@ def test_stand_in_hub_itself(model_folder):
         conn.close()
 
 
+@pytest.mark.slow
 def test_push_output_folder_private_roundtrip(hub, model_folder, tmp_path):
     from transformers import AutoProcessor
 
@@ -261,6 +262,7 @@ def test_push_output_folder_private_roundtrip(hub, model_folder, tmp_path):
     _assert_token_kept_secret(hub)
 
 
+@pytest.mark.slow
 def test_transformers_push_to_hub(hub, model_folder):
     report = json.loads(_client(PUSH_TO_HUB_CLIENT, model_folder, "ns/pushed").stdout.splitlines()[-1])
     # (modeling_supclap is imported in that client, so transformers picks the registered local class.)
@@ -273,6 +275,7 @@ def test_transformers_push_to_hub(hub, model_folder):
 PUSH = ["-m", "modeling_supclap.cli.push"]  # supclap-push
 
 
+@pytest.mark.slow
 def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     # A folder without a card: the CLI renders one from config.json and metrics.json before pushing.
     folder = shutil.copytree(model_folder, tmp_path / "no_card")

@@ -44,6 +44,7 @@ def _assert_same(got, expected):
             torch.testing.assert_close(grad, expected_grad, atol=ATOL, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", LOSS_VARIANTS, ids=variant_id)
 def test_compiled_loss_equals_eager_values_and_gradients(variant, monkeypatch):
     monkeypatch.setattr(SupClapLoss, "compile_backend", _backend(variant))
@@ -69,6 +70,7 @@ def test_compiled_loss_is_skipped_without_gradients():
     assert "_compiled_batch_terms" not in loss_fn.__dict__
 
 
+@pytest.mark.slow
 def test_a_model_with_compile_loss_trains_like_the_eager_model(monkeypatch):
     """One training step of a tiny model: the loss and every parameter's gradient equal the eager model's.
 

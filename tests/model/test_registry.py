@@ -87,6 +87,7 @@ def test_a_radius_mode_registered_at_run_time_trains_and_is_named_in_the_card(sm
     assert reloaded["ratio"] != 0.25  # trained, saved and loaded back (not re-initialised)
 
 
+@pytest.mark.slow
 def test_the_cli_and_the_benchmarks_list_a_registered_mode(tmp_path):
     script = TOY_MODE + textwrap.dedent(
         f"""
@@ -106,6 +107,7 @@ def test_the_cli_and_the_benchmarks_list_a_registered_mode(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_config_and_loss_reject_an_unregistered_name_listing_the_registered_ones():
     with pytest.raises(
         ValueError,

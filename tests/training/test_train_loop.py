@@ -25,6 +25,7 @@ def _give_gradients(model: torch.nn.Module, seed: int) -> None:
         param.grad = torch.randn(param.shape, generator=generator)
 
 
+@pytest.mark.slow
 def test_default_optimizer_is_fused_adamw_and_matches_per_tensor_adamw():
     fused_model = _tiny_model()
     loop_model = copy.deepcopy(fused_model)
@@ -172,6 +173,7 @@ print(json.dumps({"full": full, "resumed": resumed}))
 """
 
 
+@pytest.mark.slow
 def test_resuming_mid_epoch_keeps_the_next_epochs_order(small_corpus_cache, tmp_path):
     """Regression: Accelerate's loader reset the sampler epoch to its own iteration count, so the epoch
     after a resumed (skipped) one repeated epoch 0's order."""
@@ -195,6 +197,7 @@ print(plugin.backend.value.lower(), plugin.dynamic)
 """
 
 
+@pytest.mark.slow
 def test_torch_compile_flag_makes_accelerate_compile_the_model_with_dynamic_shapes():
     """The flag's wiring (compiling itself takes minutes on CPU: measured in benchmarks/bench_overhead.py)."""
     on = run_script(["-c", COMPILE_DRIVER, "yes"])

@@ -98,7 +98,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -172,7 +171,6 @@ def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
 
 ROW_BLOCK = 16  # A2T filter: maxima of blocks of this many caption rows, per clip column
 GROUP_COLS = 16  # T2A filter: maxima of groups of this many clip columns (strided), per caption row
-NUMPY_HITS = True  # find filter hits with numpy on CPU (False: torch.nonzero, the path used on GPUs)
 GATHER_ROWS = 1024  # rows per step of the positive-score gather (fixed: positives never depend on chunks)
 # relevant scores are lowered by this many eps of max|t| max|a| (see "Rounding slack" above)
 ROUNDING_SLACK_ULPS = 16
@@ -235,46 +233,10 @@ def _ties_in_runs(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _hits(values: torch.Tensor, thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(rows, cols)`` of the entries of the 2-D ``values`` that are >= ``thresholds`` (broadcast).
-
-    The filters below are small (1/16 of a score chunk each) and their hits sparse; on CPU numpy finds
-    them ~5x faster than ``torch.nonzero``.
-    """
+    """``(rows, cols)`` of the entries of the 2-D ``values`` that are >= ``thresholds`` (broadcast)."""
+    flat = (values >= thresholds).flatten().nonzero().squeeze(1)
     cols = values.shape[1]
-    if values.device.type == "cpu" and NUMPY_HITS:
-        flat = torch.from_numpy(np.flatnonzero(values.numpy() >= thresholds.numpy()))
-    else:
-        flat = (values >= thresholds).flatten().nonzero().squeeze(1)
     return flat // cols, flat % cols
-
-
-class _FilterThreads:
-    """Intra-op threads for the two filter reductions, chosen by timing them (CPU with several threads).
-
-    The filters are memory-bound and short: on a shared machine their parallel regions wait for the
-    busiest core, and one thread can be faster than several.  Every ``every`` chunks, chunk ``k + 1`` runs
-    them with all threads and chunk ``k + 2`` with one; the faster setting is used until the next probe.
-    A max is exact in any order, so this changes speed only, never a result.
-    """
-
-    def __init__(self, device: torch.device, threads: int, every: int = 16):
-        self.probing = device.type == "cpu" and threads > 1
-        self.threads, self.every, self.chosen = threads, every, threads
-        self.seconds: dict[int, float] = {}
-
-    def run(self, chunk_index: int, fn: Any) -> Any:
-        if not self.probing:
-            return fn()
-        phase = chunk_index % self.every
-        threads = {1: self.threads, 2: 1}.get(phase, self.chosen)
-        start = time.perf_counter()
-        with _cpu_threads(torch.device("cpu"), threads):
-            out = fn()
-        if phase in (1, 2):
-            self.seconds[threads] = time.perf_counter() - start
-            if phase == 2:
-                self.chosen = min(self.seconds, key=self.seconds.__getitem__)
-        return out
 
 
 @contextlib.contextmanager
@@ -294,12 +256,6 @@ def _cpu_threads(device: torch.device, threads: int) -> Iterator[None]:
 def _row_hits(values: torch.Tensor, thresholds: torch.Tensor, cap: int) -> tuple[torch.Tensor, ...]:
     """``(per_row, rows, cols)``: per row, how many entries of ``values`` are >= its threshold (rows, 1);
     and where they are, only in the rows with at most ``cap`` of them (the others' ranks are capped)."""
-    if values.device.type == "cpu" and NUMPY_HITS:
-        mask = values.numpy() >= thresholds.numpy()
-        per_row = np.count_nonzero(mask, axis=1)
-        rows_ok = np.flatnonzero(per_row <= cap)
-        local, cols = np.divmod(np.flatnonzero(mask[rows_ok]), mask.shape[1])
-        return torch.from_numpy(per_row), torch.from_numpy(rows_ok[local]), torch.from_numpy(cols)
     mask = values >= thresholds
     per_row = mask.sum(1)
     rows_ok = (per_row <= cap).nonzero().squeeze(1)
@@ -322,10 +278,9 @@ def one_pass_ranks(
     ``a``'s captions.  T2A ranks are exact up to ``cap_t2a`` (larger ones are ``cap_t2a + 1``), A2T ranks up
     to ``cap_a2t`` (larger ones ``cap_a2t + 1``).  See the module docstring for the algorithm.
 
-    On CPU only the matmul (and the two filter reductions, see ``_FilterThreads``) use torch's intra-op
-    threads; the small bookkeeping ops in between run on one thread (torch's thread count is lowered, then
-    restored): with several threads, each of them would wait for the busiest core whenever the machine
-    is shared.
+    On CPU only the matmul uses torch's intra-op threads; the filters and the small bookkeeping ops run on
+    one thread (torch's thread count is lowered, then restored): they are memory-bound and short, and with
+    several threads each would wait for the busiest core whenever the machine is shared.
     """
     threads = torch.get_num_threads()
     with _cpu_threads(text.device, 1):
@@ -376,11 +331,6 @@ def _one_pass_ranks(
     first = max(1, blocks // 8)
     first_stages = [(0, first), (first, blocks)] if blocks > 1 else [(0, 1)]
 
-    filter_threads = _FilterThreads(dev, threads)
-
-    def filters() -> tuple[torch.Tensor, torch.Tensor]:  # the only full reads of the chunk
-        return by_cols.amax(1), by_rows.amax(1)[:, :num_audio]  # (captions, groups), (row blocks, clips)
-
     for index, start in enumerate(range(0, num_text, chunk_size)):
         stop = min(start + chunk_size, num_text)
         n = stop - start
@@ -392,7 +342,8 @@ def _one_pass_ranks(
         buf[:, num_audio:] = float("-inf")
         buf[:n].scatter_(1, ids[start:stop, None], pos[start:stop, None])  # the one score of each pair
         pos_pad[:n, 0] = pos[start:stop]
-        group_max, blk_max = filter_threads.run(index, filters)
+        # the filters, the only full reads of the chunk: (captions, groups) and (row blocks, clips)
+        group_max, blk_max = by_cols.amax(1), by_rows.amax(1)[:, :num_audio]
 
         # T2A: rank = #{clips scoring >= the caption's own clip}.  A column group whose max is below the
         # caption's score holds no such clip; more than cap_t2a groups reaching it mean rank > cap_t2a.
