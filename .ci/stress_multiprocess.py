@@ -3,8 +3,8 @@
 
 A multi-process test starts two or more cooperating processes (a gloo process group, ``accelerate
 launch``/``torch.distributed.run`` with two ranks, two training processes signalled one by one).  Each
-round runs all of them once under ``pytest -n 2`` with the suite's time limits; with ``--load`` a copy of
-the fast tier runs beside every round, so the machine is loaded the way two suites side by side load it.
+round runs all of them once under ``pytest -n 2`` with the suite's time limits; with ``--load`` the fast
+tier runs in a loop beside every round, so the machine is loaded as by two suites side by side.
 A hang would show as a test failing by its time limit, named, in the round's JUnit file.
 
 Usage::
@@ -87,7 +87,7 @@ def results(junit: Path) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=20)
-    p.add_argument("--load", action="store_true", help="run the fast tier beside every round")
+    p.add_argument("--load", action="store_true", help="run the fast tier in a loop beside every round")
     p.add_argument("--out", type=Path, default=REPO / "outputs" / "stress")
     p.add_argument(
         "--round_timeout", type=float, default=3600, help="seconds; a round past it counts as hung"
@@ -104,25 +104,11 @@ def main() -> None:
     for index in range(len(summary["rounds"]), args.rounds):
         load = None
         if args.load:
-            load = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "pytest",
-                    "-q",
-                    "-n",
-                    "2",
-                    "-m",
-                    "not slow",
-                    "-p",
-                    "no:cacheprovider",
-                    "tests",
-                ],
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            load = subprocess.Popen(  # the fast tier again and again until the round ends
+                ["bash", "-c", f"while true; do {sys.executable} -m pytest -q -n 2 -m 'not slow' "
+                 "-p no:cacheprovider tests; done"],
+                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
         load_avg = os.getloadavg()[0]
         junit = args.out / f"round{index:02d}.xml"
         try:

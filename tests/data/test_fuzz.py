@@ -244,6 +244,7 @@ def test_fuzz_checkpoint_folders(checkpoint_template, tmp_path_factory, damage):
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_zz_enough_cases_ran():
     """Runs last in this module (pytest keeps file order): the cases the fuzzers really ran."""
     print("fuzz cases:", CASES)

@@ -86,10 +86,10 @@ only full reads of the chunk:
 ``K`` is the largest cut-off below the number of candidates (k >= N gives 100 whatever the rank), so
 ranks are exact up to every requested k.  Extra memory: the score buffer, its two reductions (1/16 of it
 each) and the re-read entries, i.e. O(chunk_size x N) plus O(Na x max captions per clip), never
-N x N.  Time (``benchmarks/bench_eval_scaling.py``, float32, dim 512, chunk 1,024, 2 CPU threads, shared
-machine): 1.16x a bare chunked matmul of the same run at 20k x 20k (4.2 s vs 3.7 s) and 1.24x at 50k
-captions x 10k clips (5.6 s vs 4.5 s); the previous two-pass implementation took 3.2x; extra peak
-memory ~0.2 GB.
+N x N.  Time (``benchmarks/bench_eval_scaling.py``, float32, dim 512, chunk 1,024, 2 CPU threads, quiet
+machine): 1.32x a bare chunked matmul of the same run at 20k x 20k (2.06 s vs 1.56 s) and 1.45x at 50k
+captions x 10k clips (2.67 s vs 1.84 s); the previous two-pass implementation took 3.2x; extra peak
+memory ~0.2-0.3 GB.
 On CPU, ``compute()`` lowers torch's intra-op thread count to 1 for its small per-chunk steps and
 restores it before returning (see ``one_pass_ranks``); other threads using torch at the same time see it.
 """
@@ -278,9 +278,9 @@ def one_pass_ranks(
     ``a``'s captions.  T2A ranks are exact up to ``cap_t2a`` (larger ones are ``cap_t2a + 1``), A2T ranks up
     to ``cap_a2t`` (larger ones ``cap_a2t + 1``).  See the module docstring for the algorithm.
 
-    On CPU only the matmul uses torch's intra-op threads; the filters and the small bookkeeping ops run on
-    one thread (torch's thread count is lowered, then restored): they are memory-bound and short, and with
-    several threads each would wait for the busiest core whenever the machine is shared.
+    On CPU only the matmul and the two filter reductions use torch's intra-op threads; the small bookkeeping
+    ops in between run on one thread (torch's thread count is lowered, then restored): with several
+    threads, each of them would wait for the busiest core whenever the machine is shared.
     """
     threads = torch.get_num_threads()
     with _cpu_threads(text.device, 1):
@@ -343,7 +343,8 @@ def _one_pass_ranks(
         buf[:n].scatter_(1, ids[start:stop, None], pos[start:stop, None])  # the one score of each pair
         pos_pad[:n, 0] = pos[start:stop]
         # the filters, the only full reads of the chunk: (captions, groups) and (row blocks, clips)
-        group_max, blk_max = by_cols.amax(1), by_rows.amax(1)[:, :num_audio]
+        with _cpu_threads(dev, threads):
+            group_max, blk_max = by_cols.amax(1), by_rows.amax(1)[:, :num_audio]
 
         # T2A: rank = #{clips scoring >= the caption's own clip}.  A column group whose max is below the
         # caption's score holds no such clip; more than cap_t2a groups reaching it mean rank > cap_t2a.
