@@ -1,30 +1,40 @@
 """SupCLAP: audio-text contrastive training with Support Vector Regularization.
 
-Importing the package registers ``SupClapConfig``/``SupClapModel`` with transformers' Auto
-classes (so ``AutoModel`` and ``pipeline("zero-shot-audio-classification")`` find them) and marks
-them for ``register_for_auto_class`` (so ``save_pretrained`` writes ``auto_map`` and copies the
-code, and a saved folder loads with ``trust_remote_code=True`` where this package is absent).
+Two model families share the loss: ``SupClapModel`` (a ``ClapModel``: CLAP's HTSAT and RoBERTa-shaped
+towers) and ``SupClapDualEncoderModel`` (any audio encoder with any text encoder). Importing the package
+registers both with transformers' Auto classes (so ``AutoModel``, ``AutoProcessor`` and
+``pipeline("zero-shot-audio-classification")`` find them) and marks them for ``register_for_auto_class``
+(so ``save_pretrained`` writes ``auto_map`` and copies the code, and a saved folder loads with
+``trust_remote_code=True`` where this package is absent).
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, AutoProcessor
 
 from .model.configuration_supclap import SupClapConfig
+from .model.configuration_supclap_dual_encoder import SupClapDualEncoderConfig
+from .model.contrastive_head import SupClapOutput
 from .model.losses import (
     InfoNCELoss,
     RadiusPredictor,
     SigLIPLoss,
     StaticRadius,
     SupClapLoss,
+    SupClapLossSettings,
     gather_features,
     radius_constraint,
     support_vectors,
 )
-from .model.modeling_supclap import SupClapModel, SupClapOutput
+from .model.modeling_supclap import SupClapModel
+from .model.modeling_supclap_dual_encoder import SupClapDualEncoderModel
+from .model.processing_supclap_dual_encoder import SupClapDualEncoderProcessor
 
-AutoConfig.register(SupClapConfig.model_type, SupClapConfig, exist_ok=True)
-AutoModel.register(SupClapConfig, SupClapModel, exist_ok=True)
-SupClapConfig.register_for_auto_class()
-SupClapModel.register_for_auto_class("AutoModel")
+for _config, _model in ((SupClapConfig, SupClapModel), (SupClapDualEncoderConfig, SupClapDualEncoderModel)):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
+    _config.register_for_auto_class()
+    _model.register_for_auto_class("AutoModel")
+AutoProcessor.register(SupClapDualEncoderConfig, SupClapDualEncoderProcessor, exist_ok=True)
+SupClapDualEncoderProcessor.register_for_auto_class("AutoProcessor")
 
 __version__ = "0.1.0"
 
@@ -34,7 +44,11 @@ __all__ = [
     "SigLIPLoss",
     "StaticRadius",
     "SupClapConfig",
+    "SupClapDualEncoderConfig",
+    "SupClapDualEncoderModel",
+    "SupClapDualEncoderProcessor",
     "SupClapLoss",
+    "SupClapLossSettings",
     "SupClapModel",
     "SupClapOutput",
     "gather_features",

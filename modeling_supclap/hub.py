@@ -59,6 +59,17 @@ def loss_summary(config) -> str:
     return SupClapLoss.settings_only(config).describe()
 
 
+def architecture(config) -> str:
+    """The model in words for a card: "a CLAP model (HTSAT audio tower, RoBERTa-style text tower)", or the
+    dual encoder's two tower families."""
+    if config.model_type == "supclap_dual_encoder":
+        return (
+            f"a dual encoder ({config.audio_config.model_type} audio tower, {config.text_config.model_type} "
+            "text tower)"
+        )
+    return "a CLAP model (HTSAT audio tower, RoBERTa-style text tower)"
+
+
 def loss_config_dict(config) -> dict[str, Any]:
     """The loss settings in use, for people (the card's table, logs): the loss's own ``get_config_dict``
     (only the fields its base loss and radius mode read), plus the logit-scale and batch settings."""
@@ -198,6 +209,7 @@ def render_model_card(
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
         repo_id=repo_id or "path/to/this/folder",
+        architecture=architecture(config),
         loss_summary=loss_summary(config),
         base_model_text=base_text,
         data_description=data_description,

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from transformers import ClapProcessor
+from transformers import ProcessorMixin
 
 from .audio import decode_audio
 from .captions import choose_caption, parse_caption_cell, parse_language_weights
-from .features import clap_features
+from .features import audio_model_inputs
 
 __all__ = ["SupClapCollator"]
 
@@ -45,10 +45,12 @@ def _item_captions(item: dict[str, Any], where: str) -> tuple[list[str], list[st
 
 
 class SupClapCollator:
-    """Turn a list of items into the keyword arguments of ``ClapModel.forward``.
+    """Turn a list of items into the keyword arguments of a SupCLAP model's ``forward``.
 
-    Returns ``{"input_ids", "attention_mask", "input_features", "is_longer", "return_loss"}`` (no
-    ``labels``: the Trainer would treat them as targets). ``None`` items (bad samples skipped by
+    Returns ``{"input_ids", "attention_mask", <the audio tower's inputs>, "return_loss"}``: CLAP's
+    ``input_features`` and ``is_longer``, or a dual encoder's ``input_values``/``input_features`` and
+    ``audio_attention_mask`` (``features.audio_model_inputs``); no ``labels`` (the Trainer would treat them
+    as targets). ``None`` items (bad samples skipped by
     :class:`AudioTextDataset`) are dropped.
 
     Items are either :class:`AudioTextDataset` items (decoded ``audio`` array at the processor's rate)
@@ -69,7 +71,7 @@ class SupClapCollator:
 
     def __init__(
         self,
-        processor: ClapProcessor,
+        processor: ProcessorMixin,
         max_text_length: int = 64,
         caption_choice: Literal["random", "first"] = "random",
         seed: int = 0,
@@ -141,14 +143,13 @@ class SupClapCollator:
         state = np.random.get_state()
         np.random.seed(seed)
         try:
-            audio_inputs = clap_features(self.feature_extractor, audios)
+            audio_inputs = audio_model_inputs(self.processor, audios)
         finally:
             np.random.set_state(state)
 
         return {
             "input_ids": text_inputs["input_ids"],
             "attention_mask": text_inputs["attention_mask"],
-            "input_features": audio_inputs["input_features"].to(torch.float32),
-            "is_longer": audio_inputs["is_longer"].to(torch.bool),
+            **audio_inputs,
             "return_loss": self.return_loss,
         }

@@ -36,7 +36,7 @@ import torch
 from transformers import ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
-__all__ = ["clap_features", "fast_clap_features", "fast_path_unsupported_reason"]
+__all__ = ["audio_model_inputs", "clap_features", "fast_clap_features", "fast_path_unsupported_reason"]
 
 # Frame samples (float64) per chunk of clips: keeps the (clips, frames, fft) temporaries around 8 MB, which
 # was faster than one big batch (cache) and bounds memory for long clips (32 x 10 s at 48 kHz would need
@@ -235,3 +235,28 @@ def clap_features(feature_extractor: Any, audios: Sequence[np.ndarray]) -> dict:
     if fast_path_unsupported_reason(feature_extractor, audios) is None:
         return fast_clap_features(feature_extractor, audios)
     return feature_extractor(audios, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
+
+
+def audio_model_inputs(processor: Any, audios: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+    """The audio keyword arguments of a model's forward for a batch of mono clips at the processor's rate.
+
+    One function for every model family: a ``ClapFeatureExtractor`` goes through :func:`clap_features`
+    (``input_features``, ``is_longer``; the fast path where it is exact); a processor with its own
+    ``audio_inputs`` (the dual encoder's: ``input_values`` or ``input_features`` and the padding mask as
+    ``audio_attention_mask``) through that; any other extractor through its ``__call__``, its padding mask
+    renamed ``audio_attention_mask`` (``attention_mask`` is the text tower's). Callers seed and restore
+    ``np.random`` around it: CLAP's extractor crops long clips with it.
+    """
+    extractor = processor.feature_extractor
+    if isinstance(extractor, ClapFeatureExtractor):
+        features = clap_features(extractor, list(audios))
+        return {
+            "input_features": features["input_features"].to(torch.float32),
+            "is_longer": features["is_longer"].to(torch.bool),
+        }
+    if hasattr(processor, "audio_inputs"):
+        return dict(processor.audio_inputs(list(audios), extractor.sampling_rate))
+    features = dict(extractor(list(audios), sampling_rate=extractor.sampling_rate, return_tensors="pt"))
+    if "attention_mask" in features:
+        features["audio_attention_mask"] = features.pop("attention_mask")
+    return features

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from .records import AudioTextRecord
 
 __all__ = [
+    "choose_audio_settings",
+    "clap_feature_extractor",
+    "clap_feature_extractor_for_audio_config",
+    "feature_extractor_for_tower",
     "SPECIAL_TOKENS",
     "build_processor",
     "build_processor_for_audio_config",
@@ -117,8 +121,12 @@ def _fft_size(hop_length: int, num_mel_bins: int, sampling_rate: int, fmin: floa
     return n_fft
 
 
-def build_processor(
-    tokenizer: RobertaTokenizerFast,
+def build_processor(tokenizer: RobertaTokenizerFast, **extractor_settings: Any) -> ClapProcessor:
+    """A ``ClapProcessor``: ``tokenizer`` and :func:`clap_feature_extractor` of ``extractor_settings``."""
+    return ClapProcessor(feature_extractor=clap_feature_extractor(**extractor_settings), tokenizer=tokenizer)
+
+
+def clap_feature_extractor(
     sampling_rate: int = 16000,
     num_mel_bins: int = 16,
     hop_length: int = 160,
@@ -128,8 +136,8 @@ def build_processor(
     frequency_max: float | None = None,
     truncation: str = "rand_trunc",
     padding: str = "repeatpad",
-) -> ClapProcessor:
-    """A ``ClapProcessor`` with a ``ClapFeatureExtractor`` of ``num_mel_bins`` mel bins.
+) -> ClapFeatureExtractor:
+    """A ``ClapFeatureExtractor`` of ``num_mel_bins`` mel bins.
 
     ``truncation="rand_trunc"`` gives 1-channel features ``(B, 1, T, num_mel_bins)`` for unfused audio
     towers (the default "fusion" emits 4 channels), with ``T = max_length_s * sampling_rate // hop_length
@@ -146,7 +154,7 @@ def build_processor(
         )
     if fft_window_size is None:
         fft_window_size = _fft_size(hop_length, num_mel_bins, sampling_rate, frequency_min, fmax)
-    feature_extractor = ClapFeatureExtractor(
+    return ClapFeatureExtractor(
         feature_size=num_mel_bins,
         sampling_rate=sampling_rate,
         hop_length=hop_length,
@@ -157,7 +165,6 @@ def build_processor(
         truncation=truncation,
         padding=padding,
     )
-    return ClapProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
 
 def max_audio_frames(audio_config: ClapAudioConfig) -> int:
@@ -176,7 +183,15 @@ def build_processor_for_audio_config(
     sampling_rate: int = 16000,
     max_length_s: float = 2.0,
 ) -> ClapProcessor:
-    """``build_processor`` with mel bins, hop length and truncation chosen to fit ``audio_config``.
+    """A ``ClapProcessor``: ``tokenizer`` and :func:`clap_feature_extractor_for_audio_config`."""
+    extractor = clap_feature_extractor_for_audio_config(audio_config, sampling_rate, max_length_s)
+    return ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def clap_feature_extractor_for_audio_config(
+    audio_config: ClapAudioConfig, sampling_rate: int = 16000, max_length_s: float = 2.0
+) -> ClapFeatureExtractor:
+    """:func:`clap_feature_extractor` with mel bins, hop length and truncation chosen to fit ``audio_config``.
 
     The hop starts at 10 ms (as in CLAP) and grows only if the frames of ``max_length_s`` seconds would
     exceed :func:`max_audio_frames`. Fused towers (``enable_fusion=True``) get ``truncation="fusion"``
@@ -199,8 +214,7 @@ def build_processor_for_audio_config(
                 "transformers' fusion truncation hard-codes 64 mel bins; use enable_fusion=False"
             )
         truncation = "fusion"
-    return build_processor(
-        tokenizer,
+    return clap_feature_extractor(
         sampling_rate=sampling_rate,
         num_mel_bins=num_mel_bins,
         hop_length=hop_length,
@@ -242,24 +256,15 @@ def _clip_info(audio: Any) -> tuple[int, float] | None:
         return None
 
 
-def processor_for_corpus(
+def choose_audio_settings(
     records: Sequence[AudioTextRecord],
-    audio_config: ClapAudioConfig,
-    vocab_size: int,
-    max_text_length: int = 64,
     sampling_rate: int | None = None,
     max_length_s: float | None = None,
     sample_size: int = 200,
-) -> tuple[ClapProcessor, str]:
-    """A processor for training from scratch on ``records`` (the training split), and what was chosen.
-
-    The tokenizer is a byte-level BPE trained on every caption of ``records`` (``vocab_size``: the text
-    tower's). The feature extractor fits ``audio_config``, at ``sampling_rate`` (default: the most
-    common rate of ``sample_size`` evenly spaced clips) with windows of ``max_length_s`` seconds
-    (default: their 95th-percentile duration, rounded up to whole seconds).
-    """
-    if not records:
-        raise ValueError("cannot build a processor: the training split has no records")
+) -> tuple[int, int, list[str]]:
+    """(sampling rate, window in whole seconds, what was chosen in words) for training from scratch on
+    ``records``: the given values, else the most common rate of ``sample_size`` evenly spaced clips and their
+    95th-percentile duration rounded up."""
     step = max(1, len(records) // sample_size)
     infos = [info for r in records[::step][:sample_size] if (info := _clip_info(r.audio)) is not None]
     if not infos and (sampling_rate is None or max_length_s is None):
@@ -283,6 +288,29 @@ def processor_for_corpus(
         chosen.append(f"{max_length_s} s windows (95th percentile clip: {p95:.2f} s; --max_audio_seconds)")
     else:
         chosen.append(f"{max_length_s:g} s windows (--max_audio_seconds)")
+    return int(sampling_rate), _whole_seconds(max_length_s), chosen
+
+
+def processor_for_corpus(
+    records: Sequence[AudioTextRecord],
+    audio_config: ClapAudioConfig,
+    vocab_size: int,
+    max_text_length: int = 64,
+    sampling_rate: int | None = None,
+    max_length_s: float | None = None,
+    sample_size: int = 200,
+) -> tuple[ClapProcessor, str]:
+    """A processor for training from scratch on ``records`` (the training split), and what was chosen.
+
+    The tokenizer is a byte-level BPE trained on every caption of ``records`` (``vocab_size``: the text
+    tower's). The feature extractor fits ``audio_config``, at the rate and window of
+    :func:`choose_audio_settings`.
+    """
+    if not records:
+        raise ValueError("cannot build a processor: the training split has no records")
+    sampling_rate, max_length_s, chosen = choose_audio_settings(
+        records, sampling_rate, max_length_s, sample_size
+    )
     captions = [caption for record in records for caption in record.captions]
     tokenizer = train_caption_tokenizer(captions, vocab_size=vocab_size, model_max_length=max_text_length)
     processor = build_processor_for_audio_config(
@@ -293,3 +321,40 @@ def processor_for_corpus(
         f"audio at {', '.join(chosen)}"
     )
     return processor, description
+
+
+def feature_extractor_for_tower(audio_config: Any, sampling_rate: int, max_length_s: int) -> Any:
+    """A feature extractor for a randomly initialised audio tower of ``audio_config``'s family, at
+    ``sampling_rate`` with windows of ``max_length_s`` seconds (a 10 ms hop; the tower's input length must
+    match: ``model/configuration_supclap_dual_encoder.audio_tower_config`` builds it so)."""
+    family = audio_config.model_type
+    hop = max(1, sampling_rate // 100)
+    if family == "audio-spectrogram-transformer":
+        from transformers import ASTFeatureExtractor
+
+        return ASTFeatureExtractor(
+            num_mel_bins=audio_config.num_mel_bins,
+            max_length=audio_config.max_length,
+            sampling_rate=sampling_rate,
+        )
+    if family == "whisper":
+        from transformers import WhisperFeatureExtractor
+
+        return WhisperFeatureExtractor(
+            feature_size=audio_config.num_mel_bins,
+            sampling_rate=sampling_rate,
+            hop_length=hop,
+            chunk_length=int(max_length_s),
+            n_fft=1 << math.ceil(math.log2(2.5 * hop)),
+        )
+    if family == "clap_audio_model":
+        return clap_feature_extractor_for_audio_config(audio_config, sampling_rate, max_length_s)
+    if hasattr(audio_config, "conv_stride"):  # the wav2vec2 family reads the waveform itself
+        from transformers import Wav2Vec2FeatureExtractor
+
+        return Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=sampling_rate, do_normalize=True, return_attention_mask=True
+        )
+    raise ValueError(
+        f"no feature extractor is made for a new {family!r} audio tower; start it from a checkpoint"
+    )

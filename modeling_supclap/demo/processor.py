@@ -19,8 +19,16 @@ from ..data.processor import (
     train_caption_tokenizer,
 )
 from ..data.readers import load_records
+from .corpus import read_corpus_info
 
-__all__ = ["build_demo_processor"]
+__all__ = ["build_demo_processor", "demo_audio_settings"]
+
+
+def _corpus_info(corpus_dir: Path) -> dict:
+    info = read_corpus_info(corpus_dir)
+    if info is None:
+        raise ValueError(f"{corpus_dir} is not a complete demo corpus (no readable corpus_info.json)")
+    return info
 
 
 def build_demo_processor(
@@ -40,12 +48,7 @@ def build_demo_processor(
     on, and later calls load it with ``ClapProcessor.from_pretrained``.
     """
     corpus_dir = Path(corpus_dir)
-    try:
-        info = json.loads((corpus_dir / "corpus_info.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(
-            f"{corpus_dir} is not a complete demo corpus (no readable corpus_info.json)"
-        ) from err
+    info = _corpus_info(corpus_dir)
     sampling_rate = int(info["sampling_rate"])
     if max_length_s is None:
         max_length_s = max(1, math.ceil(float(info["clip_seconds"])))
@@ -75,3 +78,9 @@ def build_demo_processor(
     )
     save_processor_atomically(processor, target)
     return processor
+
+
+def demo_audio_settings(corpus_dir: str | os.PathLike) -> tuple[int, int]:
+    """(sampling rate, clip length in whole seconds, rounded up) of the demo corpus in ``corpus_dir``."""
+    info = _corpus_info(Path(corpus_dir))
+    return int(info["sampling_rate"]), max(1, math.ceil(float(info["clip_seconds"])))

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import ClapProcessor
+from transformers import ProcessorMixin
 
 from ..data.dataset import AudioTextDataset
-from ..data.features import clap_features
+from ..data.features import audio_model_inputs
 from ..data.records import AudioTextRecord
 from ..data.workers import ignore_stop_signals
 
@@ -58,7 +58,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 @torch.no_grad()
 def encode_texts(
     model: torch.nn.Module,
-    processor: ClapProcessor,
+    processor: ProcessorMixin,
     texts: Sequence[str],
     batch_size: int = 64,
     max_text_length: int = 64,
@@ -82,22 +82,21 @@ def encode_texts(
 
 @torch.no_grad()
 def encode_audio(
-    model: torch.nn.Module, processor: ClapProcessor, audios: Sequence[np.ndarray], seed: int = 0
+    model: torch.nn.Module, processor: ProcessorMixin, audios: Sequence[np.ndarray], seed: int = 0
 ) -> torch.Tensor:
-    """L2-normalised audio embeddings of one batch. Random crops of long clips are seeded."""
-    extractor = processor.feature_extractor
+    """L2-normalised audio embeddings of one batch (either model family); long clips' crops are seeded."""
     state = np.random.get_state()
     np.random.seed(seed)  # ClapFeatureExtractor crops with the global numpy RNG
     try:
-        features = clap_features(extractor, list(audios))
+        inputs = audio_model_inputs(processor, audios)
     finally:
         np.random.set_state(state)
-    device = _model_device(model)
-    out = model.get_audio_features(
-        input_features=features["input_features"].to(device=device, dtype=next(model.parameters()).dtype),
-        is_longer=features["is_longer"].to(device),
-    )
-    return out.pooler_output.float().cpu()
+    device, dtype = _model_device(model), next(model.parameters()).dtype
+    inputs = {
+        name: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+        for name, value in inputs.items()
+    }
+    return model.get_audio_features(**inputs).pooler_output.float().cpu()
 
 
 def _collate_items(items: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
@@ -107,7 +106,7 @@ def _collate_items(items: list[dict[str, Any] | None]) -> list[dict[str, Any] | 
 @torch.no_grad()
 def encode_records(
     model: torch.nn.Module,
-    processor: ClapProcessor,
+    processor: ProcessorMixin,
     records: Sequence[AudioTextRecord],
     batch_size: int = 32,
     num_workers: int = 0,

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from transformers import ClapProcessor
+from transformers import ProcessorMixin
 
 from ..data.records import AudioTextRecord
 from .encode import encode_records
@@ -20,7 +20,7 @@ from .zero_shot import DEFAULT_PROMPT_TEMPLATE, zero_shot_results
 
 def evaluate_records(
     model: torch.nn.Module,
-    processor: ClapProcessor,
+    processor: ProcessorMixin,
     records: Sequence[AudioTextRecord],
     batch_size: int = 32,
     num_workers: int = 0,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import ClapProcessor
+from transformers import ProcessorMixin
 
 from .encode import EncodedCorpus, encode_texts
 from .metrics import compute_zero_shot_metrics
@@ -69,7 +69,7 @@ def find_zero_shot_templates(explicit: str | None, data: str | None) -> dict[str
 @torch.no_grad()
 def zero_shot_results(
     model: torch.nn.Module,
-    processor: ClapProcessor,
+    processor: ProcessorMixin,
     corpus: EncodedCorpus,
     class_labels: Sequence[str] | None = None,
     template: str = DEFAULT_PROMPT_TEMPLATE,

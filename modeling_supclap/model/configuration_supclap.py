@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import ClapConfig
 
-from .losses import SupClapLossSettings
+from .losses import LOSS_TERM_OUTPUTS, SupClapLossSettings
 
 
 def _tiny_sub_configs(projection_dim: int = 16) -> dict[str, Any]:
@@ -86,19 +86,6 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {"tiny": _tiny_sub_configs, "
 # to nearly one vector, and plain InfoNCE then stalls (docs/BENCHMARKS.md, recipe diagnosis). The tiny
 # preset keeps CLAP's pooler, the structure of every CLAP checkpoint, which the tests compare against.
 PRESET_SETTINGS: dict[str, dict[str, Any]] = {"small": {"text_pooling": "mean"}}
-
-
-# The scalar loss terms and statistics SupClapModel.forward returns (fields of SupClapOutput): logged
-# by the training loop, left out of the Trainer's predictions.
-LOSS_TERM_OUTPUTS = (
-    "loss",
-    "loss_contrastive",
-    "loss_svr",
-    "loss_constraint",
-    "radius_mean",
-    "radius_std",
-    "radius_constraint_active",
-)
 
 
 class SupClapConfig(ClapConfig, SupClapLossSettings):

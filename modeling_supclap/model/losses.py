@@ -47,6 +47,19 @@ _DISTANCE_EPS = 1e-8
 _PREDICTOR_PAD = -1.0
 
 
+# The scalar loss terms and statistics a model's forward returns (fields of SupClapOutput): logged by the
+# training loop, left out of the Trainer's predictions.
+LOSS_TERM_OUTPUTS = (
+    "loss",
+    "loss_contrastive",
+    "loss_svr",
+    "loss_constraint",
+    "radius_mean",
+    "radius_std",
+    "radius_constraint_active",
+)
+
+
 # ---------------------------------------------------------------------------------------------
 # Cross-process gathering
 # ---------------------------------------------------------------------------------------------
@@ -1009,6 +1022,7 @@ def radius_statistics(radius: torch.Tensor, distance: torch.Tensor) -> dict[str,
 
 __all__ = [
     "BASE_LOSSES",
+    "LOSS_TERM_OUTPUTS",
     "SVR_MODES",
     "BaseContrastiveLoss",
     "MarginRadius",

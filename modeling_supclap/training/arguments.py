@@ -24,6 +24,7 @@ from ..data.records import ON_BAD_SAMPLE_CHOICES, ColumnSpec, check_on_bad_sampl
 from ..demo.corpus import check_demo_languages
 from ..demo.languages import DEMO_LANGUAGES
 from ..model.configuration_supclap import PRESET_SETTINGS, PRESETS, TEXT_POOLINGS, SupClapConfig
+from ..model.configuration_supclap_dual_encoder import AUDIO_TOWER_FAMILIES, POOLINGS, TEXT_TOWER_FAMILIES
 from ..model.losses import SupClapLossSettings
 
 _DEFAULTS = SupClapConfig.__dataclass_fields__
@@ -66,15 +67,46 @@ class _ModelArguments:
     text_model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "From scratch: start the text tower (and tokenizer) from a RoBERTa-family checkpoint "
-            "(roberta-base, xlm-roberta-base, ...); the report says what mapped."
+            "help": "A new model's text tower (and tokenizer) from a checkpoint of any text encoder: "
+            "BERT, RoBERTa, XLM-R, ModernBERT, NLLB/M2M100 or SONAR's encoder, T5... A RoBERTa-family "
+            "one goes into the CLAP model (with a CLAP audio tower or none), any other into the dual "
+            "encoder."
         },
     )
     audio_model_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "From scratch: start the audio tower and its projection (and feature extractor) from a "
-            "CLAP checkpoint's (laion/clap-htsat-unfused, ...)."
+            "help": "A new model's audio tower (and feature extractor) from a checkpoint of any audio "
+            "encoder: a CLAP model's HTSAT (laion/clap-htsat-unfused: the CLAP model), or AST, Whisper, "
+            "wav2vec2, HuBERT, WavLM, CED, Dasheng... (the dual encoder, SupClapDualEncoderModel)."
+        },
+    )
+    audio_tower: str | None = field(
+        default=None,
+        metadata={
+            "help": "A new random audio tower of this family and --preset size (the dual encoder; "
+            "default with a text tower given: htsat).",
+            "choices": AUDIO_TOWER_FAMILIES,
+        },
+    )
+    text_tower: str | None = field(
+        default=None,
+        metadata={
+            "help": "A new random text tower of this family and --preset size, with a tokenizer trained "
+            "on the corpus (the dual encoder; default with an audio tower given: roberta).",
+            "choices": TEXT_TOWER_FAMILIES,
+        },
+    )
+    projection_dim: int | None = field(
+        default=None,
+        metadata={"help": "The dual encoder's embedding width (default: the --preset's, 64 for small)."},
+    )
+    audio_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "The dual encoder's audio pooling: auto (the family's), mean (over valid frames), "
+            "pooler, cls (default: auto).",
+            "choices": POOLINGS,
         },
     )
     preset: str = field(
@@ -101,13 +133,14 @@ class _ModelArguments:
     text_pooling: str | None = _config_flag(
         "text_pooling",
         "Text embedding: 'pooler' (CLAP's first-token pooler, as checkpoints were trained) or 'mean' (mean "
-        "over the caption's tokens; learns faster from scratch, see docs/BENCHMARKS.md).",
-        default_help="the preset's: "
+        "over the caption's tokens; learns faster from scratch, see docs/BENCHMARKS.md); the dual encoder "
+        "also takes 'auto' (its text family's: mean) and 'cls'.",
+        default_help="the preset's (the dual encoder: auto): "
         + ", ".join(
             f"{preset} {PRESET_SETTINGS.get(preset, {}).get('text_pooling', 'pooler')!r}"
             for preset in PRESETS
         ),
-        choices=TEXT_POOLINGS,
+        choices=tuple(dict.fromkeys((*TEXT_POOLINGS, *POOLINGS))),
     )
     lora_r: int = field(default=0, metadata={"help": "LoRA rank; 0 trains all weights (no LoRA)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})

@@ -5,10 +5,10 @@ benchmarks and other scripts can build one of them alone; :func:`build_run` wire
 
 1. the ``Accelerator`` (devices, processes, mixed precision, trackers), the output folder's lock and
    the seed;
-2. the corpus (``--train_data`` or the demo) and the model (``--model_name_or_path`` or ``--preset``);
-3. its processor (the checkpoint's; from scratch, one trained on the corpus), LoRA if asked;
-4. the data (the arguments as a ``TrainingDataSpec``; ``data.sources.build_training_data``: up-front
-   checks, the training source);
+2. the corpus (``--train_data`` or the demo), the model and its processor (``model_setup.py``: a
+   checkpoint, towers of any family, or a preset from scratch), LoRA if asked;
+3. the arguments of the data as a ``TrainingDataSpec``;
+4. the data (``data.sources.build_training_data``: up-front checks, the training source);
 5. optimizer and scheduler, everything prepared by Accelerate.
 """
 
@@ -22,19 +22,15 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, TorchDynamoPlugin, set_seed
-from transformers import AutoProcessor, ClapProcessor, get_scheduler
+from transformers import ProcessorMixin, get_scheduler
 
-from ..data.processor import processor_for_corpus
-from ..data.records import AudioTextRecord
-from ..data.sources import TrainingData, TrainingDataSpec, build_training_data, load_splits
-from ..data.sources.streaming import open_stream, stream_records
-from ..demo import build_demo_corpus, build_demo_processor
+from ..data.sources import TrainingData, TrainingDataSpec, build_training_data
+from ..demo import build_demo_corpus
 from ..lora import unwrap_supclap
-from ..model.configuration_supclap import SupClapConfig
-from ..model.losses import SupClapLoss
 from ..model.modeling_supclap import SupClapModel
-from ..towers import PretrainedTowers, model_with_pretrained_towers
-from .arguments import MULTILINGUAL_DEMO_VOCAB_SIZE, DataArguments, ModelArguments, TrainArguments
+from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel
+from .arguments import DataArguments, ModelArguments, TrainArguments
+from .model_setup import Corpus, build_model_and_processor
 from .resilience import OutputDirLock
 
 logger = logging.getLogger(__name__)
@@ -42,14 +38,6 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")
 # Devices with a fused AdamW kernel in torch >= 2.4 (torch.utils._foreach_utils lists the same).
 _FUSED_ADAMW_DEVICES = ("cpu", "cuda", "mps", "xpu")
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Where the training data is: a path or Hub id, and whether it is the built-in demo corpus."""
-
-    location: str
-    is_demo: bool = False
 
 
 def resolve_corpus(data_args: DataArguments, accelerator: Accelerator) -> Corpus:
@@ -93,8 +81,8 @@ class TrainingRun:
 
     accelerator: Accelerator
     model: torch.nn.Module  # as prepared: DDP and PEFT wrappers included
-    supclap: SupClapModel  # the SupClapModel inside those wrappers
-    processor: ClapProcessor
+    supclap: SupClapModel | SupClapDualEncoderModel  # the model inside those wrappers
+    processor: ProcessorMixin
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     data: TrainingData
@@ -124,95 +112,7 @@ def build_accelerator(train_args: TrainArguments) -> Accelerator:
     )
 
 
-def build_model(model_args: ModelArguments, text_vocab_size: int | None = None) -> SupClapModel:
-    """``--model_name_or_path`` (given loss flags override its settings), or ``--preset`` from scratch.
-
-    Continuing a SupClap checkpoint keeps its loss (base loss, SVR mode, radius, SigLIP bias...):
-    only the loss flags given change it, and the log lists every change.
-    """
-    overrides = model_args.loss_overrides()
-    if not model_args.model_name_or_path:
-        config = SupClapConfig.from_preset(model_args.preset, **overrides)
-        if text_vocab_size:
-            config.text_config.vocab_size = int(text_vocab_size)
-        return SupClapModel(config)
-    from transformers import AutoConfig
-
-    saved = AutoConfig.from_pretrained(
-        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
-    )
-    changes = {k: (getattr(saved, k, None), v) for k, v in overrides.items() if getattr(saved, k, None) != v}
-    if isinstance(saved, SupClapConfig):
-        logger.info("%s: loss %s", model_args.model_name_or_path, SupClapLoss.settings_only(saved).describe())
-    for name, (before, after) in changes.items():
-        logger.warning("--%s changes the checkpoint's %s: %r -> %r", name, name, before, after)
-    return SupClapModel.from_pretrained(
-        model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code, **overrides
-    )
-
-
-def load_processor(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    model: SupClapModel,
-    corpus: Corpus,
-    train_records: list[AudioTextRecord] | None = None,
-    towers: PretrainedTowers | None = None,
-) -> ClapProcessor:
-    """The checkpoint's processor; from scratch, one made for the corpus (``train_records``: its
-    training split, for your own data), with what was chosen logged; pretrained towers bring their
-    tokenizer or feature extractor, and only the missing part is made."""
-    if model_args.model_name_or_path:
-        return AutoProcessor.from_pretrained(
-            model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code
-        )
-    if towers is not None and towers.tokenizer is not None and towers.feature_extractor is not None:
-        return ClapProcessor(feature_extractor=towers.feature_extractor, tokenizer=towers.tokenizer)
-    made = _made_processor(data_args, model, corpus, train_records)
-    if towers is not None:
-        return ClapProcessor(
-            feature_extractor=towers.feature_extractor or made.feature_extractor,
-            tokenizer=towers.tokenizer or made.tokenizer,
-        )
-    return made
-
-
-def _made_processor(
-    data_args: DataArguments, model: SupClapModel, corpus: Corpus, train_records: list[AudioTextRecord] | None
-) -> ClapProcessor:
-    if corpus.is_demo:
-        return build_demo_processor(
-            corpus.location,
-            model.config.audio_config,
-            cache_dir=Path(data_args.cache_dir) / "processors",
-            vocab_size=model.config.text_config.vocab_size,
-            model_max_length=data_args.max_text_length,
-            max_length_s=data_args.max_audio_seconds,
-        )
-    processor, chosen = processor_for_corpus(
-        train_records or [],
-        model.config.audio_config,
-        vocab_size=model.config.text_config.vocab_size,
-        max_text_length=data_args.max_text_length,
-        sampling_rate=data_args.sampling_rate,
-        max_length_s=data_args.max_audio_seconds,
-    )
-    logger.info("processor for %s (saved with the model): %s", corpus.location, chosen)
-    return processor
-
-
-def _training_records(
-    data_args: DataArguments, spec: TrainingDataSpec
-) -> tuple[dict | None, list[AudioTextRecord]]:
-    """(the loaded splits, or None for a stream; the training records a new processor learns from)."""
-    if spec.streaming:  # a stream is not listed: learn from its first samples
-        stream = open_stream(spec.location, spec.train_split, spec.columns)
-        return None, stream_records(stream, limit=data_args.processor_sample_size)
-    splits = load_splits(spec)
-    return splits, splits["train"]
-
-
-def apply_lora(model: SupClapModel, model_args: ModelArguments) -> torch.nn.Module:
+def apply_lora(model: torch.nn.Module, model_args: ModelArguments) -> torch.nn.Module:
     """Wrap the towers in LoRA adapters (PEFT); the loss parameters stay trainable."""
     if model_args.lora_r <= 0:
         return model
@@ -287,35 +187,8 @@ def build_run(
     data_spec = training_data_spec(
         data_args, corpus.location, train_args.per_device_train_batch_size, train_args.seed
     )
-    towers = None
-    if model_args.text_model_name_or_path or model_args.audio_model_name_or_path:
-        if model_args.model_name_or_path:
-            raise ValueError(
-                "--text_model_name_or_path / --audio_model_name_or_path start a new model from pretrained "
-                "towers; they cannot be combined with --model_name_or_path (which continues a whole model)"
-            )
-        towers = model_with_pretrained_towers(
-            model_args.preset,
-            model_args.text_model_name_or_path,
-            model_args.audio_model_name_or_path,
-            model_args.trust_remote_code,
-            **model_args.loss_overrides(),
-        )
-        model = towers.model
-    else:
-        text_vocab_size = model_args.text_vocab_size
-        if model_args.model_name_or_path:
-            if text_vocab_size:
-                raise ValueError(
-                    "--text_vocab_size sets a new model's vocabulary; a checkpoint keeps its own"
-                )
-        elif text_vocab_size is None and corpus.is_demo and len(data_args.demo_languages or ()) > 1:
-            text_vocab_size = MULTILINGUAL_DEMO_VOCAB_SIZE
-        model = build_model(model_args, text_vocab_size)
-    splits, train_records = None, None
-    if not (model_args.model_name_or_path or corpus.is_demo):  # from scratch on your own data
-        splits, train_records = _training_records(data_args, data_spec)
-    processor = load_processor(model_args, data_args, model, corpus, train_records, towers)
+    setup = build_model_and_processor(model_args, data_args, corpus, data_spec)
+    model, processor, splits = setup.model, setup.processor, setup.splits
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 

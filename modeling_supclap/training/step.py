@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..lora import unwrap_supclap
-from ..model.configuration_supclap import LOSS_TERM_OUTPUTS
+from ..model.losses import LOSS_TERM_OUTPUTS
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

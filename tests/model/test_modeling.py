@@ -16,8 +16,8 @@ from transformers import AutoConfig, AutoModel, ClapConfig, ClapModel
 
 from modeling_supclap import SupClapConfig, SupClapModel, SupClapOutput
 from modeling_supclap.hub import loss_config_dict
-from modeling_supclap.model.configuration_supclap import LOSS_TERM_OUTPUTS, _tiny_sub_configs
-from modeling_supclap.model.losses import RadiusPredictor
+from modeling_supclap.model.configuration_supclap import _tiny_sub_configs
+from modeling_supclap.model.losses import LOSS_TERM_OUTPUTS, RadiusPredictor
 
 
 def _inputs(batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
