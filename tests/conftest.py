@@ -33,3 +33,20 @@ def small_corpus_cache(tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("supclap_cache")
     build_demo_corpus(cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}", num_clips=SMALL_CORPUS_CLIPS)
     return cache
+
+
+@pytest.fixture(scope="session")
+def tower_checkpoints(small_corpus_cache, tmp_path_factory) -> dict[str, Path]:
+    """A tiny random checkpoint of every tower family (``helpers/towers.py``), built once per session: its
+    folder by family name (audio: ast, whisper, wav2vec2, hubert, wavlm, clap; text: bert, roberta,
+    xlm-roberta, modernbert, sonar, t5), tokenizers made from the small demo corpus's captions."""
+    from helpers.towers import AUDIO, TEXT, audio_checkpoint, text_checkpoint
+
+    from modeling_supclap.data import load_records
+
+    root = tmp_path_factory.mktemp("towers")
+    corpus = small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
+    captions = [c for record in load_records(str(corpus), split="train") for c in record.captions]
+    folders = {family: audio_checkpoint(family, root / family) for family in AUDIO}
+    folders.update({family: text_checkpoint(family, root / family, captions) for family in TEXT})
+    return folders

@@ -293,9 +293,10 @@ def _checked_tower(tower: torch.nn.Module, path: str, wanted: str) -> torch.nn.M
     audio = getattr(tower, "main_input_name", None) in ("input_values", "input_features")
     if (wanted == "audio") != audio:
         other = "audio" if audio else "text"
+        article = {"audio": "an audio", "text": "a text"}
         raise ValueError(
-            f"{path} is a {other} model ({type(tower).__name__}, input {tower.main_input_name!r}), not a "
-            f"{wanted} encoder: give it as --{other}_model_name_or_path"
+            f"{path} is {article[other]} model ({type(tower).__name__}, input {tower.main_input_name!r}), "
+            f"not {article[wanted]} encoder: give it as --{other}_model_name_or_path"
         )
     return tower
 
