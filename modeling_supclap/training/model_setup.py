@@ -112,12 +112,20 @@ def build_model_and_processor(
         )
         model = towers.model
     else:
-        config = SupClapConfig.from_preset(model_args.preset, **model_args.loss_overrides())
-        config.text_config.vocab_size = _text_vocab_size(
-            model_args, data_args, corpus, config.text_config.vocab_size
-        )
-        model = SupClapModel(config)
+        default_vocab = PRESETS[model_args.preset]()["text_config"]["vocab_size"]
+        model = build_model(model_args, _text_vocab_size(model_args, data_args, corpus, default_vocab))
     return ModelSetup(model, _clap_processor(data_args, model, corpus, train_records, towers), splits)
+
+
+def build_model(model_args: ModelArguments, text_vocab_size: int | None = None) -> torch.nn.Module:
+    """``--model_name_or_path`` (:func:`load_model`), or a ``SupClapModel`` of ``--preset`` from scratch (its
+    text tower of ``text_vocab_size`` tokens, default the preset's), the loss flags given applied."""
+    if model_args.model_name_or_path:
+        return load_model(model_args)
+    config = SupClapConfig.from_preset(model_args.preset, **model_args.loss_overrides())
+    if text_vocab_size:
+        config.text_config.vocab_size = int(text_vocab_size)
+    return SupClapModel(config)
 
 
 def load_model(model_args: ModelArguments) -> torch.nn.Module:
@@ -343,6 +351,7 @@ def _probe(model: SupClapDualEncoderModel, processor: SupClapDualEncoderProcesso
 
 __all__ = [
     "Corpus",
+    "build_model",
     "ModelSetup",
     "build_model_and_processor",
     "load_model",

@@ -209,7 +209,7 @@ def test_torch_compile_flag_makes_accelerate_compile_the_model_with_dynamic_shap
 
 def test_logit_scale_init_flags_set_a_new_models_scales():
     from modeling_supclap.cli.train import parse_args
-    from modeling_supclap.training.run import build_model
+    from modeling_supclap.training.model_setup import build_model
 
     model_args, _, _ = parse_args(["--preset", "tiny", "--logit_scale_init_value", "30"])
     assert [float(s) for s in build_model(model_args).logit_scales()] == pytest.approx([30.0, 30.0])
