@@ -285,11 +285,20 @@ def test_feature_methods_return_tuples_under_return_dict_false_as_clap_does(text
 
 
 def test_save_pretrained_copies_exactly_the_model_room(tmp_path):
-    """The model's load-time files are the modules of modeling_supclap/model/, no more and no fewer: what a
-    trust_remote_code folder needs is exactly what that room holds (its __init__.py, which only documents
-    the room, aside)."""
-    import modeling_supclap.model
+    """The load-time files are the modules of modeling_supclap/model/, no more and no fewer: every file that
+    a save_pretrained writes (the model's, and a processor's with the LAION feature extractor) is a module of
+    the room, and together they are the whole room (its __init__.py, which only documents it, aside)."""
+    from transformers import ClapProcessor
 
-    SupClapModel(SupClapConfig.tiny()).save_pretrained(tmp_path)
-    room = Path(modeling_supclap.model.__file__).parent
-    assert {p.name for p in tmp_path.glob("*.py")} == {p.name for p in room.glob("*.py")} - {"__init__.py"}
+    import modeling_supclap.model
+    from modeling_supclap import LaionClapFeatureExtractor
+    from modeling_supclap.data.processor import train_caption_tokenizer
+
+    room = {p.name for p in Path(modeling_supclap.model.__file__).parent.glob("*.py")} - {"__init__.py"}
+    SupClapModel(SupClapConfig.tiny()).save_pretrained(tmp_path / "model")
+    tokenizer = train_caption_tokenizer(["a dog barks", "rain on a roof"], vocab_size=300)
+    ClapProcessor(LaionClapFeatureExtractor(), tokenizer).save_pretrained(tmp_path / "processor")
+    written = {name: {p.name for p in (tmp_path / name).glob("*.py")} for name in ("model", "processor")}
+    assert written["model"] and written["processor"] == {"feature_extraction_laion_clap.py"}
+    assert written["model"] | written["processor"] == room
+    assert all(files <= room for files in written.values())
