@@ -51,13 +51,14 @@ def file_kind(path: str | os.PathLike) -> str:
         return "empty"
     if head.startswith(_ZIP_MAGIC):
         return "zip"
-    if head.startswith(_PICKLE_PROTOCOL):
-        return "pickle"
-    # safetensors: an 8-byte little-endian header length, then the JSON header itself.
+    # safetensors: an 8-byte little-endian header length, then the JSON header itself. Checked before the
+    # pickle opcode: a header length whose low byte is 0x80 starts like a pickle.
     if len(head) >= 9 and head[8:9] == b"{":
         (header_length,) = struct.unpack("<Q", head[:8])
         if 0 < header_length <= os.path.getsize(path) - 8:
             return "safetensors"
+    if head.startswith(_PICKLE_PROTOCOL):
+        return "pickle"
     return "unknown"
 
 

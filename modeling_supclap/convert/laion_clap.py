@@ -599,17 +599,25 @@ def load_tokenizer(name_or_folder: str, architecture: LaionArchitecture) -> Any:
     """The text tower's tokenizer (LAION's captions go through it), checked against the embedding table."""
     from transformers import AutoTokenizer, RobertaTokenizer
 
+    folder = Path(name_or_folder)
+    bare_bpe = folder.is_dir() and not any(
+        (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")
+    )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_folder)
-    except (OSError, ValueError) as first_error:
-        try:  # a bare vocab.json + merges.txt (roberta-base's files) has no config naming its class
-            tokenizer = RobertaTokenizer.from_pretrained(name_or_folder)
-        except (OSError, ValueError, TypeError):
-            raise ConversionError(
-                f"could not load the tokenizer {name_or_folder!r} ({type(first_error).__name__}: "
-                f"{str(first_error).splitlines()[0][:200]}): pass --tokenizer with a local copy of "
-                f"{DEFAULT_TOKENIZERS[architecture.tmodel]}'s tokenizer files"
-            ) from first_error
+        if bare_bpe:  # roberta-base's vocab.json + merges.txt alone: no config names the class
+            if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+                raise OSError(
+                    f"{folder} holds no tokenizer files (tokenizer.json, or vocab.json and merges.txt)"
+                )
+            tokenizer = RobertaTokenizer.from_pretrained(folder)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_folder)
+    except (OSError, ValueError) as error:
+        raise ConversionError(
+            f"could not load the tokenizer {name_or_folder!r} ({type(error).__name__}: "
+            f"{(str(error).strip().splitlines() or [''])[0][:200]}): pass --tokenizer with a local copy of "
+            f"{DEFAULT_TOKENIZERS[architecture.tmodel]}'s tokenizer files"
+        ) from error
     if len(tokenizer) > architecture.text_vocab_size:
         raise ConversionError(
             f"the tokenizer {name_or_folder!r} has {len(tokenizer)} tokens, more than the text tower's "
@@ -628,6 +636,7 @@ def load_tokenizer(name_or_folder: str, architecture: LaionArchitecture) -> Any:
 _LEFT_INITIALISED_REASONS = (
     (r"^loss_fn\.", "SupCLAP loss parameter (SVR radius or predictor): new, learned when training continues"),
     (r"\.token_type_ids$", "zeros buffer (the token types of single-segment text), built by ClapTextModel"),
+    (r"\.position_ids$", "position ids (0, 1, 2, ...), built by ClapTextModel (the checkpoint has none)"),
 )
 _CLAP_PREFIXES = {"audio": "audio_model.", "text": "text_model.", "text_buffer": "text_model."}
 

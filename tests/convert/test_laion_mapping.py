@@ -267,6 +267,36 @@ def test_the_tokenizer_must_fit_the_text_tower(tmp_path, laion_checkpoints):
         convert_laion_clap(laion_checkpoints["unfused"], tokenizer=str(tmp_path / "nowhere"))
 
 
+def test_a_bare_vocab_and_merges_folder_is_a_roberta_tokenizer(tmp_path, laion_checkpoints):
+    """roberta-base's own files are vocab.json and merges.txt: a folder of just those loads; one without
+    tokenizer files is named as such."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe.train_from_iterator(CAPTIONS * 4, vocab_size=300, special_tokens=specials, show_progress=False)
+    (tmp_path / "bare").mkdir()
+    bpe.save_model(str(tmp_path / "bare"))
+    conversion = convert_laion_clap(laion_checkpoints["unfused"], tokenizer=str(tmp_path / "bare"))
+    assert conversion.processor.tokenizer("a car horn")["input_ids"][0] == 0  # <s>
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConversionError, match="holds no tokenizer files"):
+        convert_laion_clap(laion_checkpoints["unfused"], tokenizer=str(tmp_path / "empty"))
+
+
+def test_a_safetensors_header_is_recognised_before_the_pickle_opcode(tmp_path):
+    """A header length whose low byte is 0x80 starts like a pickle: the header says safetensors first."""
+    import struct
+
+    from modeling_supclap.convert.checkpoint_file import file_kind
+
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'.ljust(0x180)
+    (tmp_path / "model.pt").write_bytes(struct.pack("<Q", len(header)) + header + bytes(4))
+    assert file_kind(tmp_path / "model.pt") == "safetensors"
+    with pytest.raises(ConversionError, match="is a safetensors file"):
+        read_laion_state_dict(tmp_path / "model.pt")
+
+
 def test_files_that_are_not_laion_checkpoints_get_one_message_each(tmp_path, laion_checkpoints):
     from safetensors.torch import save_file
 
