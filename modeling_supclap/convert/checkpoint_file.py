@@ -1,6 +1,6 @@
 """Reading a torch ``.pt`` checkpoint safely: the file's kind checked first, then ``weights_only`` unpickling.
 
-A ``.pt`` file is a pickle: ``torch.load(weights_only=False)`` runs whatever code it names. Training
+A ``.pt`` file is a pickle: ``torch.load`` with ``weights_only=False`` runs whatever code it names. Training
 checkpoints of LAION-CLAP are not loadable with ``weights_only=True`` as they are, because the learning
 rate in their optimizer state is a ``numpy.float64`` (``training/scheduler.py`` computes it with
 ``np.cos``). The reader allows exactly the numpy globals such a scalar needs (its reconstructor,
@@ -118,7 +118,7 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
                 f"{path} holds a Python object other than tensors and numbers ({unsupported.group(1)}), "
                 "which is not loaded because unpickling it could run code. If you trust the file, load it "
                 "yourself "
-                "(torch.load(..., weights_only=False)) and save only its state dict: "
+                "(torch.load with weights_only=False) and save only its state dict: "
                 "torch.save({'state_dict': checkpoint['state_dict']}, 'clean.pt')"
             ) from error
         first_line = (message.strip().splitlines() or [""])[0][:300]
