@@ -107,7 +107,7 @@ def slaney_mel_filter_bank(
 def torchlibrosa_stft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """torchlibrosa's STFT ``Conv1d`` kernels, ``(n_fft // 2 + 1, 1, n_fft)`` each: real and imaginary parts
     of ``omega ** (x * y)`` (complex128) times the periodic Hann window, cast to float32 (bit-identical to the
-    ``spectrogram_extractor.stft.conv_{real,imag}.weight`` of LAION checkpoints)."""
+    ``spectrogram_extractor.stft.conv_{real,imag}.weight`` of LAION checkpoints). Cached: read-only."""
     x, y = np.meshgrid(np.arange(n_fft), np.arange(n_fft))
     dft = np.power(np.exp(-2j * np.pi / n_fft), x * y)
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
