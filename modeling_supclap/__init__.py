@@ -5,14 +5,16 @@ towers) and ``SupClapDualEncoderModel`` (any audio encoder with any text encoder
 registers both with transformers' Auto classes (so ``AutoModel``, ``AutoProcessor`` and
 ``pipeline("zero-shot-audio-classification")`` find them) and marks them for ``register_for_auto_class``
 (so ``save_pretrained`` writes ``auto_map`` and copies the code, and a saved folder loads with
-``trust_remote_code=True`` where this package is absent).
+``trust_remote_code=True`` where this package is absent). The same for ``LaionClapFeatureExtractor``
+(LAION-CLAP's exact preprocessing, used by converted models) with ``AutoFeatureExtractor``.
 """
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 
 from .model.configuration_supclap import SupClapConfig
 from .model.configuration_supclap_dual_encoder import SupClapDualEncoderConfig
 from .model.contrastive_head import SupClapOutput
+from .model.feature_extraction_laion_clap import LaionClapFeatureExtractor
 from .model.losses import (
     InfoNCELoss,
     RadiusPredictor,
@@ -35,11 +37,16 @@ for _config, _model in ((SupClapConfig, SupClapModel), (SupClapDualEncoderConfig
     _model.register_for_auto_class("AutoModel")
 AutoProcessor.register(SupClapDualEncoderConfig, SupClapDualEncoderProcessor, exist_ok=True)
 SupClapDualEncoderProcessor.register_for_auto_class("AutoProcessor")
+# Found by the name a preprocessor_config.json gives ("feature_extractor_type"); the config class is only
+# the mapping's key (every SupClap folder's preprocessor config names its extractor class).
+AutoFeatureExtractor.register(SupClapConfig, LaionClapFeatureExtractor, exist_ok=True)
+LaionClapFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
 
 __version__ = "0.1.0"
 
 __all__ = [
     "InfoNCELoss",
+    "LaionClapFeatureExtractor",
     "RadiusPredictor",
     "SigLIPLoss",
     "StaticRadius",

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["fsync_tree", "publish_folder", "temporary_sibling"]
+__all__ = ["fsync_tree", "publish_folder", "staged_folder", "temporary_sibling"]
 
 
 def temporary_sibling(target: str | os.PathLike, tag: str = "tmp") -> Path:
@@ -54,3 +56,20 @@ def publish_folder(tmp: str | os.PathLike, target: str | os.PathLike, *, keep_ex
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+@contextmanager
+def staged_folder(target: str | os.PathLike, tag: str = "tmp") -> Iterator[Path]:
+    """A temporary sibling of ``target`` to write into; published as ``target`` if the block succeeds, and
+    removed if it raises (nothing is left under either name)::
+
+        with staged_folder("out/model") as folder:
+            model.save_pretrained(folder)
+    """
+    tmp = temporary_sibling(target, tag)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    publish_folder(tmp, target)

@@ -39,6 +39,8 @@ PUSH_IGNORE_PATTERNS = [
     ".heartbeat/**",
 ]
 _SECRET_KEYS = ("token", "hub_token", "password", "secret")
+# Written by supclap-convert next to a converted model (modeling_supclap/convert/report.py: REPORT_FILE).
+CONVERSION_REPORT_FILE = "conversion_report.json"
 # Run arguments that are paths of the machine that trained: a card never carries them (a push publishes it).
 _LOCAL_PATH_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "cache_dir")
 
@@ -52,6 +54,28 @@ def public_name(location: str | None) -> str | None:
     if path.exists() or path.is_absolute() or str(location).startswith((".", "~")) or len(path.parts) > 2:
         return path.name
     return str(location)
+
+
+def conversion_source(folder: str | Path | None) -> dict[str, Any] | None:
+    """The checkpoint a converted model folder came from (``source`` of its ``conversion_report.json``: file
+    name, sha256, format), or ``None`` for a folder that was not converted (or a Hub id)."""
+    if not folder:
+        return None
+    report = Path(folder) / CONVERSION_REPORT_FILE
+    if not report.is_file():
+        return None
+    try:
+        source = json.loads(report.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return dict(source) if isinstance(source, dict) else None
+
+
+def _source_text(source: Mapping[str, Any]) -> str:
+    """``the LAION-CLAP checkpoint `x.pt` (sha256 `...`)``: by file name only, never a local path."""
+    kind = {"laion_clap": "LAION-CLAP"}.get(str(source.get("format")), str(source.get("format", "a")))
+    name = Path(str(source.get("file", "unknown"))).name
+    return f"the {kind} checkpoint `{name}` (sha256 `{source.get('sha256', 'unknown')}`)"
 
 
 def loss_summary(config) -> str:
@@ -175,8 +199,12 @@ def render_model_card(
     repo_id: str | None = None,
     model_name: str | None = None,
     sampling_rate: int = 48000,
+    source_checkpoint: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results.
+
+    ``source_checkpoint``: the checkpoint the model (or, with ``base_model``, its base) was converted from
+    (:func:`conversion_source`): the card names it by file name and sha256.
 
     The loss is described by the loss itself (``SupClapLoss.describe`` and ``get_config_dict``, as
     sentence-transformers' cards do), so a newly registered base loss or radius mode needs no edit here.
@@ -199,18 +227,31 @@ def render_model_card(
         base_model=base_model if base_model_name == base_model else None,  # only a Hub id
         eval_results=eval_results(results, data_description) or None,
     )
-    base_text = (
-        f"Fine-tuned from `{base_model_name}`."
-        if base_model
-        else "Trained from scratch (random initialisation)."
-    )
+    summary = loss_summary(config)
+    origin_text = f"trained with {summary}, with the open SupCLAP toolkit."
+    if base_model:
+        base_text = f"Fine-tuned from `{base_model_name}`."
+        if source_checkpoint:
+            base_text = base_text[:-1] + f", itself converted from {_source_text(source_checkpoint)}."
+    elif source_checkpoint:
+        base_text = (
+            f"Converted from {_source_text(source_checkpoint)} by `supclap-convert`, tensor for tensor, "
+            "with a processor that reproduces LAION-CLAP's own preprocessing (see the `supclap` package's "
+            "docs/CONVERSION.md and this folder's `conversion_report.json`). Not trained further."
+        )
+        origin_text = (
+            "converted from a LAION-CLAP checkpoint with the open SupCLAP toolkit; training it further "
+            f"uses {summary}."
+        )
+    else:
+        base_text = "Trained from scratch (random initialisation)."
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
         model_name=model_name,
         repo_id=repo_id or "path/to/this/folder",
         architecture=architecture(config),
-        loss_summary=loss_summary(config),
+        origin_text=origin_text,
         base_model_text=base_text,
         data_description=data_description,
         loss_table=_table(loss_config_dict(config)),
@@ -300,4 +341,11 @@ def _write_card_from_folder(folder: Path, repo_id: str) -> None:
         rate = int(AutoFeatureExtractor.from_pretrained(folder).sampling_rate)
     except (OSError, ValueError, AttributeError):  # no processor in the folder
         rate = 48000
-    write_model_card(folder, config, results=results, repo_id=repo_id, sampling_rate=rate)
+    write_model_card(
+        folder,
+        config,
+        results=results,
+        repo_id=repo_id,
+        sampling_rate=rate,
+        source_checkpoint=conversion_source(folder),
+    )

@@ -24,6 +24,7 @@ LAYERS = {
     "lora": 3,
     "towers": 3,
     "hub": 4,
+    "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
     "training": 5,
     "cli": 6,
     "__init__": 7,  # the package's face: imports what it hands on
@@ -74,6 +75,16 @@ def test_no_module_imports_a_layer_above_it():
         if LAYERS[_room(target)] > LAYERS[_room(source)]
     ]
     assert not wrong, "imports that run back up a layer (docs/ARCHITECTURE.md):\n" + "\n".join(wrong)
+
+
+def test_only_the_command_line_uses_the_converters():
+    """convert/ sits beside hub/: the command line uses it, nothing else depends on it."""
+    users = sorted(
+        source
+        for source, targets in _imports().items()
+        if _room(source) not in ("convert", "cli") and any(_room(t) == "convert" for t in targets)
+    )
+    assert not users, f"modules outside cli/ that import convert/: {users}"
 
 
 def test_no_two_modules_import_each_other_even_through_others():

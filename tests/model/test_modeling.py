@@ -285,11 +285,40 @@ def test_feature_methods_return_tuples_under_return_dict_false_as_clap_does(text
 
 
 def test_save_pretrained_copies_exactly_the_model_room(tmp_path):
-    """The model's load-time files are the modules of modeling_supclap/model/, no more and no fewer: what a
-    trust_remote_code folder needs is exactly what that room holds (its __init__.py, which only documents
-    the room, aside)."""
-    import modeling_supclap.model
+    """The load-time files are the modules of modeling_supclap/model/, no more and no fewer: every file that
+    a save_pretrained writes (either model family's, its processor's, a processor with the LAION feature
+    extractor) is a module of the room, and together they are the whole room (its __init__.py, which only
+    documents it, aside)."""
+    from transformers import ClapProcessor
 
-    SupClapModel(SupClapConfig.tiny()).save_pretrained(tmp_path)
-    room = Path(modeling_supclap.model.__file__).parent
-    assert {p.name for p in tmp_path.glob("*.py")} == {p.name for p in room.glob("*.py")} - {"__init__.py"}
+    import modeling_supclap.model
+    from modeling_supclap import (
+        LaionClapFeatureExtractor,
+        SupClapDualEncoderConfig,
+        SupClapDualEncoderModel,
+        SupClapDualEncoderProcessor,
+    )
+    from modeling_supclap.data.processor import feature_extractor_for_tower, train_caption_tokenizer
+    from modeling_supclap.model.configuration_supclap_dual_encoder import (
+        audio_tower_config,
+        text_tower_config,
+    )
+
+    room = {p.name for p in Path(modeling_supclap.model.__file__).parent.glob("*.py")} - {"__init__.py"}
+    tokenizer = train_caption_tokenizer(["a dog barks", "rain on a roof"], vocab_size=300)
+    SupClapModel(SupClapConfig.tiny()).save_pretrained(tmp_path / "model")
+    ClapProcessor(LaionClapFeatureExtractor(), tokenizer).save_pretrained(tmp_path / "laion_processor")
+    dual = SupClapDualEncoderConfig(
+        audio_config=audio_tower_config("ast", "tiny"), text_config=text_tower_config("bert", "tiny")
+    )
+    SupClapDualEncoderModel(dual).save_pretrained(tmp_path / "dual")
+    extractor = feature_extractor_for_tower(dual.audio_config, sampling_rate=16000, max_length_s=2)
+    SupClapDualEncoderProcessor(extractor, tokenizer).save_pretrained(tmp_path / "dual_processor")
+    written = {
+        name: {p.name for p in (tmp_path / name).glob("*.py")}
+        for name in ("model", "laion_processor", "dual", "dual_processor")
+    }
+    assert written["laion_processor"] == {"feature_extraction_laion_clap.py"}
+    assert "processing_supclap_dual_encoder.py" in written["dual_processor"]
+    assert all(written.values()) and all(files <= room for files in written.values()), (written, room)
+    assert set().union(*written.values()) == room
