@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 MULTI_PROCESS_TESTS = [
     "tests/model/test_gradient_cache.py::test_two_processes_cached_and_gathered_equal_the_dense_global_batch",
     "tests/model/test_distributed_loss.py::test_two_gloo_processes_match_one_process",
+    "tests/model/test_dual_encoder.py::test_two_gloo_processes_equal_one_process_on_the_global_batch",
     "tests/model/test_trainer_peft_pipeline.py::test_trainer_under_two_processes_uses_global_negatives",
     "tests/cli/test_train_cli.py::test_two_cpu_processes_train_and_save_one_model",
     "tests/data/test_streaming.py::test_two_processes_by_two_workers_see_each_sample_once_per_epoch",
