@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..convert.laion_clap import AUDIO_MODELS, FUSIONS, PROCESSORS, TEXT_MODELS, convert_laion_clap
 from ..files import staged_folder
-from ..hub import write_model_card
+from ..hub import local_folder_reference, write_model_card
 from .errors import run
 from .parsing import parse_arguments
 
@@ -114,8 +114,8 @@ def _convert(argv: Sequence[str]) -> Path:
             folder,
             conversion.model.config,
             model_name=output_dir.resolve().name,
-            # The card's code runs as it is, on this folder; supclap-push points it at the repository.
-            repo_id=str(output_dir.resolve()),
+            # The card's code loads this folder by its name; supclap-push points it at the repository.
+            repo_id=local_folder_reference(output_dir),
             sampling_rate=conversion.processor.feature_extractor.sampling_rate,
             source_checkpoint=conversion.report.source,
         )
