@@ -96,7 +96,7 @@ ROBERTA_BASE = {
 }
 BERT_BASE_UNCASED = {"hidden_act": "gelu", "layer_norm_eps": 1e-12, "pad_token_id": 0}
 DEFAULT_TOKENIZERS = {"roberta": "roberta-base", "bert": "bert-base-uncased"}
-# What the text towers pad with (the tokenizer must agree: RoBERTa numbers positions from its padding id).
+# Per text tower, the configuration fields its tensors do not hold; its padding id is the tokenizer's too.
 TEXT_TOWER_DEFAULTS = {"roberta": ROBERTA_BASE, "bert": BERT_BASE_UNCASED}
 # The dual encoder's fields that make its heads LAION's (dual_encoder_config), recorded in the report.
 _DUAL_ENCODER_HEAD_FIELDS = ("projection_type", "projection_hidden_act", "audio_pooling", "text_pooling")

@@ -244,10 +244,15 @@ def test_the_module_entry_point_reports_like_the_other_commands(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "folder_fixture, checkpoint_name", [("converted", "unfused.pt"), ("converted_bert", "bert.pt")]
+)
 def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
-    converted, small_corpus_cache, tmp_path
+    folder_fixture, checkpoint_name, request, small_corpus_cache, tmp_path
 ):
-    """train_supclap.py --model_name_or_path CONVERTED: the LAION processor (48 kHz) is used, SVR trains."""
+    """train_supclap.py --model_name_or_path CONVERTED (either family): the LAION processor (48 kHz) is used,
+    SVR trains."""
+    converted = request.getfixturevalue(folder_fixture)
     out = tmp_path / "run"
     flags = ["--model_name_or_path", str(converted), "--svr_mode", "dynamic", "--max_steps", "3"]
     flags += ["--per_device_train_batch_size", "2", "--warmup_steps", "1", "--learning_rate", "1e-4"]
@@ -264,7 +269,8 @@ def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
     )
     card = (out / "README.md").read_text()
     assert (
-        "Fine-tuned from `clap-small`, itself converted from the LAION-CLAP checkpoint `unfused.pt`" in card
+        f"Fine-tuned from `{converted.name}`, itself converted from the LAION-CLAP checkpoint "
+        f"`{checkpoint_name}`" in card
     )
 
 
