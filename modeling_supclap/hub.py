@@ -13,6 +13,7 @@ Standalone push of an existing output folder: ``supclap-push`` (``cli/push.py``)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ _SECRET_KEYS = ("token", "hub_token", "password", "secret")
 CONVERSION_REPORT_FILE = "conversion_report.json"
 # Run arguments that are paths of the machine that trained: a card never carries them (a push publishes it).
 _LOCAL_PATH_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "cache_dir")
+# Where the card's code names the model it loads (templates/model_card.md): `pipeline(..., model="...")` and
+# `Auto*.from_pretrained("...")`. A push points each at the repository, whatever the card named before.
+_CARD_MODEL_REFERENCE = re.compile(r'(\bmodel=|\.from_pretrained\()"[^"\n]*"')
 
 
 def public_name(location: str | None) -> str | None:
@@ -54,6 +58,36 @@ def public_name(location: str | None) -> str | None:
     if path.exists() or path.is_absolute() or str(location).startswith((".", "~")) or len(path.parts) > 2:
         return path.name
     return str(location)
+
+
+def _is_absolute_local_path(text: str) -> bool:
+    """An absolute or home-relative path of this machine (never a Hub id, which has no leading / or ~)."""
+    return text.startswith("~") or Path(text).is_absolute()
+
+
+def local_folder_reference(folder: str | Path) -> str:
+    """How the card of a model not on the Hub (yet) names its folder in its code: by the folder's name, a
+    relative path that runs from the folder's parent. Never an absolute path: it would publish the
+    machine's directory layout when the folder is pushed, and be wrong once the folder moves;
+    :func:`push_output_folder` points the code at the repository."""
+    return Path(folder).expanduser().resolve().name
+
+
+def _without_local_paths(value: Any) -> Any:
+    """A training argument for the card: an absolute or home-relative path by its last component (a new
+    path argument must not leak the machine's layout), a list or tuple element by element."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_local_paths(item) for item in value)
+    if isinstance(value, str) and _is_absolute_local_path(value):
+        return Path(value).name
+    return value
+
+
+def point_card_at(card_text: str, repo_id: str) -> str:
+    """The card with its code loading ``repo_id``: every ``model="..."`` and ``.from_pretrained("...")``
+    of the template rewritten, whatever it named before (a local folder's name, or the absolute path that
+    cards written before this version hold, possibly of a folder that has moved since)."""
+    return _CARD_MODEL_REFERENCE.sub(lambda match: f'{match.group(1)}"{repo_id}"', card_text)
 
 
 def conversion_source(folder: str | Path | None) -> dict[str, Any] | None:
@@ -203,12 +237,17 @@ def render_model_card(
 ) -> ModelCard:
     """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results.
 
+    It holds no absolute local path: a local ``repo_id``, ``base_model``, corpus or source checkpoint is
+    named by its last component, and so is a path among ``train_args`` (the folders of the run are left out).
+
     ``source_checkpoint``: the checkpoint the model (or, with ``base_model``, its base) was converted from
     (:func:`conversion_source`): the card names it by file name and sha256.
 
     The loss is described by the loss itself (``SupClapLoss.describe`` and ``get_config_dict``, as
     sentence-transformers' cards do), so a newly registered base loss or radius mode needs no edit here.
     """
+    if repo_id and _is_absolute_local_path(repo_id):
+        repo_id = local_folder_reference(repo_id)
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "supclap-model")
     data_description = public_name(data_description) or "unspecified"
     base_model_name = public_name(base_model)
@@ -255,7 +294,13 @@ def render_model_card(
         base_model_text=base_text,
         data_description=data_description,
         loss_table=_table(loss_config_dict(config)),
-        training_table=_table({k: v for k, v in (train_args or {}).items() if k not in _LOCAL_PATH_ARGUMENTS})
+        training_table=_table(
+            {
+                key: _without_local_paths(value)
+                for key, value in (train_args or {}).items()
+                if key not in _LOCAL_PATH_ARGUMENTS
+            }
+        )
         or "| - | - |",
         results_text=_results_text(results),
         sampling_rate=sampling_rate,
@@ -290,8 +335,8 @@ def push_output_folder(
     card = folder / "README.md"
     if not card.exists():
         _write_card_from_folder(folder, repo_id)
-    else:  # a card written by train_supclap.py points its code at the local folder: point it at the repo
-        card.write_text(card.read_text().replace(f'"{folder.resolve()}"', f'"{repo_id}"'))
+    else:  # a card written before the push loads the local folder in its code: point it at the repo
+        card.write_text(point_card_at(card.read_text(), repo_id))
     api = HfApi(token=token)
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -7,12 +7,13 @@ From LAION-CLAP (the ``laion_clap`` package's ``.pt`` files, its releases and fi
     supclap-convert --from laion_clap --checkpoint 630k-audioset-best.pt --amodel HTSAT-tiny \\
         --tmodel roberta --output_dir clap-htsat-unfused
 
-The folder holds the model (safetensors, config, code), a processor (``--processor laion``: LAION's own
-preprocessing, exactly; ``transformers``: ``ClapFeatureExtractor``), a model card naming the checkpoint and
-``conversion_report.json`` (every tensor mapped, unused or left initialised, with reasons). It is written
-completely or not at all. Everything is checked before anything is written: a checkpoint of another
-architecture, a damaged file or a flag the tensors contradict ends with one message and exit status 2.
-See docs/CONVERSION.md.
+The folder holds the model (safetensors, config, code: a ``SupClapModel`` for a RoBERTa text tower, a
+``SupClapDualEncoderModel`` of ``ClapAudioModel`` and ``BertModel`` for a BERT one), a processor
+(``--processor laion``: LAION's own preprocessing, exactly; ``transformers``: ``ClapFeatureExtractor``),
+a model card naming the checkpoint and ``conversion_report.json`` (every tensor mapped, unused or left
+initialised, with reasons). It is written completely or not at all. Everything is checked before anything is
+written: a checkpoint of another architecture, a damaged file or a flag the tensors contradict ends with one
+message and exit status 2. See docs/CONVERSION.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ..convert.laion_clap import AUDIO_MODELS, FUSIONS, PROCESSORS, TEXT_MODELS, convert_laion_clap
 from ..files import staged_folder
-from ..hub import write_model_card
+from ..hub import local_folder_reference, write_model_card
 from .errors import run
 from .parsing import parse_arguments
 
@@ -50,8 +51,8 @@ class ConvertArguments:
     )
     tmodel: str = field(
         metadata={
-            "help": "Its text tower (checked against the tensors). roberta converts; bert needs the "
-            "dual-encoder family, not in this version; bart has no transformers counterpart.",
+            "help": "Its text tower (checked against the tensors). roberta: a SupClapModel; bert: a "
+            "SupClapDualEncoderModel (CLAP's HTSAT + BertModel); bart has no transformers counterpart.",
             "choices": list(TEXT_MODELS),
         }
     )
@@ -73,7 +74,10 @@ class ConvertArguments:
     )
     tokenizer: str | None = field(
         default=None,
-        metadata={"help": "Hub id or folder of the text tower's tokenizer (default: roberta-base)."},
+        metadata={
+            "help": "Hub id or folder of the text tower's tokenizer (default: roberta-base or "
+            "bert-base-uncased; offline, a folder with their vocab.json and merges.txt, or vocab.txt)."
+        },
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Replace --output_dir if it exists and is not empty."}
@@ -110,8 +114,8 @@ def _convert(argv: Sequence[str]) -> Path:
             folder,
             conversion.model.config,
             model_name=output_dir.resolve().name,
-            # The card's code runs as it is, on this folder; supclap-push points it at the repository.
-            repo_id=str(output_dir.resolve()),
+            # The card's code loads this folder by its name; supclap-push points it at the repository.
+            repo_id=local_folder_reference(output_dir),
             sampling_rate=conversion.processor.feature_extractor.sampling_rate,
             source_checkpoint=conversion.report.source,
         )

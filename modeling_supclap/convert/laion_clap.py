@@ -5,15 +5,19 @@ DDP-wrapped ``CLAP`` module (every key prefixed ``module.``) with an ``audio_bra
 ``text_branch`` (a transformers ``RobertaModel``, ``BertModel`` or ``BartModel``), two projections, two
 "mlp loss" transforms and two logit scales. :func:`convert_laion_clap` reads one safely
 (``checkpoint_file.py``), infers the architecture from the tensor shapes, maps every tensor (report:
-``report.py``) and builds a ``SupClapModel`` with a processor that reproduces LAION's preprocessing.
+``report.py``) and builds a model with a processor that reproduces LAION's preprocessing.
 
-What is converted: HTS-AT audio towers (tiny, base, large; unfused or with LAION's ``aff_2d`` fusion) with a
-RoBERTa text tower, which is what transformers' ``ClapModel`` is. What is refused, and why:
+What is converted: HTS-AT audio towers (tiny, base, large; unfused or with LAION's ``aff_2d`` fusion) with
+
+* a RoBERTa text tower: a ``SupClapModel``, which is what transformers' ``ClapModel`` is;
+* a BERT text tower: a ``SupClapDualEncoderModel`` (``ClapAudioModel`` + ``BertModel``; ``ClapTextModel``
+  is RoBERTa-shaped: it numbers positions from the padding id) with LAION's heads: each tower's
+  ``pooler_output`` (HTS-AT's, and BERT's tanh pooler, which LAION's ``encode_text`` takes), then the
+  two-layer ReLU projections (``projection_type="mlp"``), with a ``SupClapDualEncoderProcessor``.
+
+What is refused, and why:
 
 * PANN audio towers (CNN14/10/6): ``ClapAudioModel`` is HTS-AT only.
-* BERT text towers: the tensors map one to one onto transformers' ``BertModel`` (:func:`laion_towers`), but
-  ``ClapTextModel`` is RoBERTa-shaped (it numbers positions from the padding id), so a BERT tower needs the
-  dual-encoder model family (any audio tower with any text tower), which is not in this version yet.
 * BART text towers (an encoder-decoder whose output is averaged over all 77 positions) and the CLIP-style
   ``transformer``: no counterpart in transformers' CLAP.
 * Fusion types other than ``aff_2d`` (``iaff_2d``, ``daf_2d``, the 1-d ones, ``channel_map``): ``ClapModel``
@@ -40,12 +44,14 @@ from typing import Any
 import torch
 
 from ..model.configuration_supclap import SupClapConfig
+from ..model.configuration_supclap_dual_encoder import SupClapDualEncoderConfig
 from ..model.feature_extraction_laion_clap import (
     LaionClapFeatureExtractor,
     slaney_mel_filter_bank,
     torchlibrosa_stft_kernels,
 )
 from ..model.modeling_supclap import SupClapModel
+from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel
 from .checkpoint_file import load_torch_checkpoint, sha256_of
 from .report import ConversionError, ConversionReport
 
@@ -60,6 +66,7 @@ __all__ = [
     "bert_config",
     "convert_laion_clap",
     "detect_architecture",
+    "dual_encoder_config",
     "laion_towers",
     "read_laion_state_dict",
     "supclap_config",
@@ -89,16 +96,12 @@ ROBERTA_BASE = {
 }
 BERT_BASE_UNCASED = {"hidden_act": "gelu", "layer_norm_eps": 1e-12, "pad_token_id": 0}
 DEFAULT_TOKENIZERS = {"roberta": "roberta-base", "bert": "bert-base-uncased"}
+# Per text tower, the configuration fields its tensors do not hold; its padding id is the tokenizer's too.
+TEXT_TOWER_DEFAULTS = {"roberta": ROBERTA_BASE, "bert": BERT_BASE_UNCASED}
+# The dual encoder's fields that make its heads LAION's (dual_encoder_config), recorded in the report.
+_DUAL_ENCODER_HEAD_FIELDS = ("projection_type", "projection_hidden_act", "audio_pooling", "text_pooling")
 # Front-end tensors are float32 functions of the settings: equal up to float32 rounding if they are LAION's.
 FRONT_END_TOLERANCE = 1e-6
-
-BERT_NEEDS_DUAL_ENCODER = (
-    "a LAION-CLAP checkpoint with a BERT text tower needs the dual-encoder model family (any audio tower "
-    "with any text tower), which this version does not have yet: transformers' ClapModel, and so "
-    "SupClapModel, has a RoBERTa-shaped text tower only. The tensors themselves map one to one onto "
-    "transformers' BertModel "
-    "(modeling_supclap.convert.laion_clap.laion_towers)."
-)
 
 
 @dataclass(frozen=True)
@@ -529,6 +532,28 @@ def bert_config(architecture: LaionArchitecture) -> Any:
     return BertConfig(**_text_config(architecture, BERT_BASE_UNCASED))
 
 
+def dual_encoder_config(architecture: LaionArchitecture, **loss_settings: Any) -> SupClapDualEncoderConfig:
+    """The dual-encoder configuration of an HTS-AT + BERT LAION-CLAP model, from its tensors.
+
+    Its heads are LAION's (``CLAP.encode_audio``/``encode_text``, ``audio_projection``/``text_projection``):
+    each tower's ``pooler_output`` (HTS-AT's; BERT's dense + tanh pooler over the first token, where the
+    family default would average the tokens and drop the pooler), then ``Linear, ReLU, Linear`` with biases
+    and a ``projection_dim``-wide hidden layer (``projection_type="mlp"``).
+    """
+    from transformers import ClapAudioConfig
+
+    return SupClapDualEncoderConfig(
+        audio_config=ClapAudioConfig(**_audio_config(architecture)),
+        text_config=bert_config(architecture),
+        projection_dim=architecture.projection_dim,
+        projection_type="mlp",
+        projection_hidden_act="relu",
+        audio_pooling="pooler",
+        text_pooling="pooler",
+        **loss_settings,
+    )
+
+
 # -- the front end -----------------------------------------------------------------------------------------
 def check_front_end(
     state_dict: Mapping[str, torch.Tensor], architecture: LaionArchitecture
@@ -595,38 +620,46 @@ def build_feature_extractor(kind: str, architecture: LaionArchitecture, n_fft: i
     raise ConversionError(f"--processor must be one of {PROCESSORS}, got {kind!r}")
 
 
+# A tokenizer folder as the original Hub repositories hold one (roberta-base's, bert-base-uncased's files),
+# where no tokenizer_config.json names the class: the files each class reads.
+_BARE_TOKENIZER_FILES = {"roberta": ("vocab.json", "merges.txt"), "bert": ("vocab.txt",)}
+
+
 def load_tokenizer(name_or_folder: str, architecture: LaionArchitecture) -> Any:
     """The text tower's tokenizer (LAION's captions go through it), checked against the embedding table."""
-    from transformers import AutoTokenizer, RobertaTokenizer
+    from transformers import AutoTokenizer, BertTokenizer, RobertaTokenizer
 
-    folder = Path(name_or_folder)
-    bare_bpe = folder.is_dir() and not any(
+    tmodel, folder = architecture.tmodel, Path(name_or_folder)
+    bare_files = _BARE_TOKENIZER_FILES[tmodel]
+    bare = folder.is_dir() and not any(
         (folder / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")
     )
     try:
-        if bare_bpe:  # roberta-base's vocab.json + merges.txt alone: no config names the class
-            if not ((folder / "vocab.json").is_file() and (folder / "merges.txt").is_file()):
+        if bare:
+            if not all((folder / f).is_file() for f in bare_files):
                 raise OSError(
-                    f"{folder} holds no tokenizer files (tokenizer.json, or vocab.json and merges.txt)"
+                    f"{folder} holds no tokenizer files (tokenizer.json, or {' and '.join(bare_files)})"
                 )
-            tokenizer = RobertaTokenizer.from_pretrained(folder)
+            tokenizer = {"roberta": RobertaTokenizer, "bert": BertTokenizer}[tmodel].from_pretrained(folder)
         else:
             tokenizer = AutoTokenizer.from_pretrained(name_or_folder)
     except (OSError, ValueError) as error:
         raise ConversionError(
             f"could not load the tokenizer {name_or_folder!r} ({type(error).__name__}: "
             f"{(str(error).strip().splitlines() or [''])[0][:200]}): pass --tokenizer with a local copy of "
-            f"{DEFAULT_TOKENIZERS[architecture.tmodel]}'s tokenizer files"
+            f"{DEFAULT_TOKENIZERS[tmodel]}'s tokenizer files"
         ) from error
     if len(tokenizer) > architecture.text_vocab_size:
         raise ConversionError(
             f"the tokenizer {name_or_folder!r} has {len(tokenizer)} tokens, more than the text tower's "
             f"{architecture.text_vocab_size} embeddings: it is not the tower's tokenizer"
         )
-    if tokenizer.pad_token_id != ROBERTA_BASE["pad_token_id"]:
+    pad_token_id = TEXT_TOWER_DEFAULTS[tmodel]["pad_token_id"]
+    if tokenizer.pad_token_id != pad_token_id:
+        why = " (RoBERTa numbers positions from the padding id)" if tmodel == "roberta" else ""
         raise ConversionError(
-            f"the tokenizer {name_or_folder!r} pads with id {tokenizer.pad_token_id}, roberta-base with 1 "
-            "(RoBERTa numbers positions from the padding id): it is not the tower's tokenizer"
+            f"the tokenizer {name_or_folder!r} pads with id {tokenizer.pad_token_id}, "
+            f"{DEFAULT_TOKENIZERS[tmodel]} with {pad_token_id}{why}: it is not the tower's tokenizer"
         )
     tokenizer.model_max_length = TEXT_MAX_LENGTH
     return tokenizer
@@ -638,15 +671,20 @@ _LEFT_INITIALISED_REASONS = (
     (r"\.token_type_ids$", "zeros buffer (the token types of single-segment text), built by ClapTextModel"),
     (r"\.position_ids$", "position ids (0, 1, 2, ...), built by ClapTextModel (the checkpoint has none)"),
 )
-_CLAP_PREFIXES = {"audio": "audio_model.", "text": "text_model.", "text_buffer": "text_model."}
+# SupClapModel (a ClapModel) and SupClapDualEncoderModel both hold their towers as audio_model and text_model.
+_TOWER_PREFIXES = {"audio": "audio_model.", "text": "text_model.", "text_buffer": "text_model."}
 
 
 @dataclass
 class LaionConversion:
-    """A converted model, its processor and the report of what went where."""
+    """A converted model, its processor and the report of what went where.
 
-    model: SupClapModel
-    processor: Any  # a ClapProcessor
+    ``model``: a ``SupClapModel`` (RoBERTa text tower) or a ``SupClapDualEncoderModel`` (BERT);
+    ``processor``: a ``ClapProcessor`` or a ``SupClapDualEncoderProcessor``, with the same feature extractor.
+    """
+
+    model: SupClapModel | SupClapDualEncoderModel
+    processor: Any
     report: ConversionReport
 
     def save_pretrained(self, folder: str | os.PathLike) -> None:
@@ -656,18 +694,29 @@ class LaionConversion:
         self.report.save(folder)
 
 
-def _load_towers(model: SupClapModel, towers: LaionTowers) -> tuple[list, list]:
-    """Copy the towers into ``model``; returns the report's ``mapped`` and ``left_initialised``."""
+def _load_towers(
+    model: SupClapModel | SupClapDualEncoderModel, towers: LaionTowers
+) -> tuple[list, list, list]:
+    """Copy the towers into ``model``; returns the report's ``mapped``, ``left_initialised`` and the
+    ``unused`` entries of buffers the model rebuilds without saving them (checked equal, not loaded)."""
     target = model.state_dict()
 
     def full_name(tower: str, name: str) -> str:
-        return _CLAP_PREFIXES.get(tower, "") + name
+        return _TOWER_PREFIXES.get(tower, "") + name
 
     state = {
         full_name(tower, name): towers.tower(tower)[name]
         for _, targets in towers.mapped
         for tower, name in targets
     }
+    # BertModel builds its position ids as a buffer it does not save (ClapTextModel saves its own): there is
+    # nothing to load them into, so they are compared with the model's instead.
+    buffers = dict(model.named_buffers())
+    rebuilt = {key: state.pop(key) for key in list(state) if key not in target and key in buffers}
+    for key, value in rebuilt.items():
+        built = buffers[key]
+        if tuple(value.shape) != tuple(built.shape) or not torch.equal(value.to(built.dtype), built):
+            raise ConversionError(f"{key}: the checkpoint's differs from the buffer the model builds")
     problems = [key for key in state if key not in target]
     problems += [
         f"{key}: {list(value.shape)} in the checkpoint, {list(target[key].shape)} in the model"
@@ -694,10 +743,20 @@ def _load_towers(model: SupClapModel, towers: LaionTowers) -> tuple[list, list]:
         raise ConversionError(
             f"the checkpoint does not provide these learned tensors: {[k for k, _ in learned][:6]}"
         )
-    mapped = [
-        (source, [full_name(tower, name) for tower, name in targets]) for source, targets in towers.mapped
-    ]
-    return mapped, left
+    mapped, unused = [], []
+    for source, targets in towers.mapped:
+        names = [full_name(tower, name) for tower, name in targets]
+        if names[0] in rebuilt:
+            owner = type(model.get_submodule(names[0].split(".")[0])).__name__
+            unused.append(
+                (
+                    source,
+                    f"deterministic buffer, verified equal to the one {owner} builds (and does not save)",
+                )
+            )
+        else:
+            mapped.append((source, names))
+    return mapped, left, unused
 
 
 def convert_laion_clap(
@@ -710,7 +769,8 @@ def convert_laion_clap(
     tokenizer: str | None = None,
     **loss_settings: Any,
 ) -> LaionConversion:
-    """A LAION-CLAP ``.pt`` converted to a ``SupClapModel`` and a ``ClapProcessor``, everything checked first.
+    """A LAION-CLAP ``.pt`` converted, everything checked first: HTS-AT + RoBERTa to a ``SupClapModel`` with a
+    ``ClapProcessor``, HTS-AT + BERT to a ``SupClapDualEncoderModel`` with a ``SupClapDualEncoderProcessor``.
 
     Args:
         checkpoint: the ``.pt`` file (read with ``weights_only=True``: no code in it runs).
@@ -719,29 +779,37 @@ def convert_laion_clap(
         fusion: ``"auto"`` (from the tensors), ``"fused"`` or ``"unfused"`` (checked against them).
         processor: ``"laion"`` (LAION's preprocessing, exactly) or ``"transformers"``
             (``ClapFeatureExtractor``).
-        tokenizer: Hub id or folder of the text tower's tokenizer (default ``roberta-base``).
+        tokenizer: Hub id or folder of the text tower's tokenizer (default ``roberta-base`` or
+            ``bert-base-uncased``).
         loss_settings: SupCLAP loss settings for training the converted model (``svr_mode=...``).
 
     Raises :class:`ConversionError` (a ``ValueError``) with one message when the file, its architecture or the
     arguments do not allow an exact conversion, and ``FileNotFoundError`` for a missing file.
     """
+    from transformers import ClapProcessor
+
+    from ..model.processing_supclap_dual_encoder import SupClapDualEncoderProcessor
+
     path = Path(checkpoint)
     state_dict, meta = read_laion_state_dict(path)
     architecture = detect_architecture(state_dict)
     check_request(architecture, amodel, tmodel, fusion)
-    if architecture.tmodel == "bert":
-        raise ConversionError(BERT_NEEDS_DUAL_ENCODER)
     front_end = check_front_end(state_dict, architecture)
     feature_extractor = build_feature_extractor(processor, architecture, front_end["n_fft"])
     tokenizer_name = tokenizer or DEFAULT_TOKENIZERS[architecture.tmodel]
     text_tokenizer = load_tokenizer(tokenizer_name, architecture)
     towers = laion_towers(state_dict, architecture)
-    config = supclap_config(architecture, **loss_settings)
-    model = SupClapModel(config)
-    mapped, left_initialised = _load_towers(model, towers)
+    config: SupClapConfig | SupClapDualEncoderConfig
+    if architecture.tmodel == "bert":  # ClapTextModel is RoBERTa-shaped: the dual-encoder family
+        config = dual_encoder_config(architecture, **loss_settings)
+        model, processor_class = SupClapDualEncoderModel(config), SupClapDualEncoderProcessor
+        heads = {name: getattr(config, name) for name in _DUAL_ENCODER_HEAD_FIELDS}
+    else:
+        config = supclap_config(architecture, **loss_settings)
+        model, processor_class = SupClapModel(config), ClapProcessor
+        heads = {"projection_hidden_act": config.projection_hidden_act, "text_pooling": config.text_pooling}
+    mapped, left_initialised, rebuilt_buffers = _load_towers(model, towers)
     model.eval()
-
-    from transformers import ClapProcessor
 
     report = ConversionReport(
         source={
@@ -753,9 +821,11 @@ def convert_laion_clap(
         },
         architecture=architecture.describe(),
         config={
-            "text_config": _text_config(architecture, ROBERTA_BASE),
+            "model_class": type(model).__name__,
+            "text_config": _text_config(architecture, TEXT_TOWER_DEFAULTS[architecture.tmodel]),
             "audio_config": _audio_config(architecture),
             "projection_dim": architecture.projection_dim,
+            **heads,
         },
         processor={
             "class": type(feature_extractor).__name__,
@@ -768,11 +838,11 @@ def convert_laion_clap(
             "front_end_check": front_end,
         },
         mapped=mapped,
-        verified=[(source, _CLAP_PREFIXES["text_buffer"] + name) for source, name in towers.verified]
+        verified=[(source, _TOWER_PREFIXES["text_buffer"] + name) for source, name in towers.verified]
         + [(source, targets[0]) for source, targets in mapped if source.endswith("relative_position_index")],
-        unused=towers.unused,
+        unused=towers.unused + rebuilt_buffers,
         left_initialised=left_initialised,
     )
     return LaionConversion(
-        model, ClapProcessor(feature_extractor=feature_extractor, tokenizer=text_tokenizer), report
+        model, processor_class(feature_extractor=feature_extractor, tokenizer=text_tokenizer), report
     )

@@ -3,7 +3,8 @@
 Every tensor of the source checkpoint is either *mapped* (copied, possibly split, into named tensors of the
 converted model) or *unused* (with the reason); every tensor of the converted model that no source tensor
 provides is *left initialised* (with the reason). Nothing is dropped silently. Deterministic buffers that
-both sides hold (index tables, position ids) are *verified* equal as well as copied.
+both sides hold (index tables, position ids) are *verified* equal as well as copied, or, where the converted
+model builds the buffer itself and does not save it (``BertModel``'s position ids), verified and unused.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ class ConversionReport:
         source: the checkpoint: ``file`` (its name only, never a local path), ``sha256``, ``bytes``,
             ``format`` and what else the file says about itself (``epoch``, ``name``).
         architecture: what the tensors say the model is (towers, their sizes, the fusion type).
-        config: the configuration fields inferred from the tensors.
+        config: the converted model's class (``model_class``) and the configuration fields inferred from the
+            tensors.
         processor: the preprocessing written with the model, and the front-end tensors it was checked against.
         mapped: ``[source key, [target keys]]`` (several targets: a split, e.g. a fused qkv).
-        verified: ``[source key, target key]``: deterministic buffers compared equal (also in ``mapped``).
+        verified: ``[source key, target key]``: deterministic buffers compared equal (also in ``mapped``, or
+            in ``unused`` where the model rebuilds the buffer without saving it).
         unused: ``[source key, reason]``: source tensors the converted model has no place for.
         left_initialised: ``[target key, reason]``: target tensors no source tensor provides.
     """
@@ -68,7 +71,8 @@ class ConversionReport:
         lines = [
             f"{self.source.get('file')} (sha256 {str(self.source.get('sha256'))[:16]}...): "
             f"{architecture.get('amodel')} + {architecture.get('tmodel')}, "
-            f"{architecture.get('fusion') or 'unfused'}",
+            f"{architecture.get('fusion') or 'unfused'}"
+            + (f" -> {self.config['model_class']}" if self.config.get("model_class") else ""),
             f"mapped: {len(self.mapped)} source tensors -> {self.num_target_tensors_mapped} model tensors "
             f"({len(self.verified)} deterministic buffers verified equal)",
             f"unused: {len(self.unused)} source tensors",

@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from transformers import AutoConfig
+from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from .configuration_supclap import PRESETS
@@ -26,6 +27,10 @@ from .losses import LOSS_TERM_OUTPUTS, SupClapLossSettings
 # choice (TOWER_FAMILIES there), "mean" over valid frames or tokens, "pooler" the tower's pooler_output,
 # "cls" the first token or frame.
 POOLINGS = ("auto", "mean", "pooler", "cls")
+# How a pooled vector reaches the shared space (modeling_supclap_dual_encoder.build_projection): "linear", one
+# matrix without bias; "mlp", CLAP's projection (Linear, activation, Linear, both with bias, the hidden layer
+# projection_dim wide), which LAION-CLAP checkpoints converted to this family need.
+PROJECTION_TYPES = ("linear", "mlp")
 
 
 class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
@@ -39,6 +44,11 @@ class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
             SigLIP starts at `siglip_logit_scale_init`).
         initializer_range (`float`, *optional*, defaults to 0.02): std of the projections' initial weights.
         audio_pooling, text_pooling (`str`, *optional*, defaults to `"auto"`): one of `POOLINGS`.
+        projection_type (`str`, *optional*, defaults to `"linear"`): one of `PROJECTION_TYPES`, for both
+            towers: `"linear"`, one bias-free matrix; `"mlp"`, `linear2(activation(linear1(x)))` with biases
+            and a `projection_dim`-wide hidden layer, as transformers' `ClapProjectionLayer` and LAION-CLAP.
+        projection_hidden_act (`str`, *optional*, defaults to `"relu"`): the activation of the `"mlp"`
+            projection (a name in transformers' `ACT2FN`); unused by `"linear"`.
         audio_tower_class, text_tower_class (`str`, *optional*): the transformers class of a tower when
             `AutoModel.from_config` would build another (`"WhisperEncoder"`, `"M2M100Encoder"`,
             `"T5EncoderModel"`, `"ClapAudioModel"`); `None`: the family's table, else `AutoModel`.
@@ -69,6 +79,8 @@ class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
     initializer_range: float = 0.02
     audio_pooling: str = "auto"
     text_pooling: str = "auto"
+    projection_type: str = "linear"
+    projection_hidden_act: str = "relu"
     audio_tower_class: str | None = None
     text_tower_class: str | None = None
     audio_mask_to_tower: bool | None = None
@@ -79,6 +91,16 @@ class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
         for name in ("audio_pooling", "text_pooling"):
             if (value := getattr(self, name)) not in POOLINGS:
                 raise ValueError(f"{type(self).__name__}.{name} must be one of {POOLINGS}, got {value!r}")
+        if self.projection_type not in PROJECTION_TYPES:
+            raise ValueError(
+                f"{type(self).__name__}.projection_type must be one of {PROJECTION_TYPES}, got "
+                f"{self.projection_type!r}"
+            )
+        if self.projection_hidden_act not in ACT2FN:
+            raise ValueError(
+                f"{type(self).__name__}.projection_hidden_act must be an activation of transformers' ACT2FN "
+                f"(relu, gelu, ...), got {self.projection_hidden_act!r}"
+            )
 
     @classmethod
     def from_audio_text_configs(
@@ -167,6 +189,7 @@ def text_tower_config(family: str, size: str = "small", vocab_size: int = 1000, 
 __all__ = [
     "AUDIO_TOWER_FAMILIES",
     "POOLINGS",
+    "PROJECTION_TYPES",
     "TEXT_TOWER_FAMILIES",
     "SupClapDualEncoderConfig",
     "audio_tower_config",

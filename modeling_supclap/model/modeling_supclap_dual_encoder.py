@@ -3,9 +3,10 @@
 The audio-text analogue of transformers' ``VisionTextDualEncoderModel``. The towers are built from the
 sub-configs (``AutoModel.from_config``, or the encoder-only class of a sequence-to-sequence family:
 :data:`TOWER_FAMILIES`), each pooled to one vector ("mean" over valid frames or tokens, the tower's "pooler"
-output, or the first token: "cls"), projected to ``projection_dim`` and L2-normalised. What follows the towers
-(logit scales, the loss, cached negatives, the output) is ``contrastive_head.py``'s, shared with
-``SupClapModel``, so both families give the same outputs and named loss terms.
+output, or the first token: "cls"), projected to ``projection_dim`` (one matrix, or CLAP's two-layer MLP:
+``projection_type``) and L2-normalised. What follows the towers (logit scales, the loss, cached negatives,
+the output) is ``contrastive_head.py``'s, shared with ``SupClapModel``, so both families give the same
+outputs and named loss terms.
 
 Part of the model's load-time import closure: only flat sibling imports.
 """
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
+from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clap.modeling_clap import ClapOutput
@@ -200,6 +202,31 @@ def tower_width(config: PreTrainedConfig) -> int:
     raise ValueError(f"cannot tell the hidden width of a {type(config).__name__} tower")
 
 
+class SupClapDualEncoderMLPProjection(nn.Module):
+    """CLAP's projection: ``linear2(activation(linear1(x)))``, both with bias, the hidden layer as wide as the
+    output. The layout of transformers' ``ClapProjectionLayer`` (and its tensor names) and of LAION-CLAP's
+    ``nn.Sequential(Linear, ReLU, Linear)``, so CLAP checkpoints' projections load into it unchanged."""
+
+    def __init__(self, in_features: int, projection_dim: int, hidden_act: str) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(in_features, projection_dim)
+        self.activation = ACT2FN[hidden_act]
+        self.linear2 = nn.Linear(projection_dim, projection_dim)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.activation(self.linear1(hidden_states)))
+
+
+def build_projection(in_features: int, config: SupClapDualEncoderConfig) -> nn.Module:
+    """A tower's projection into the shared space, as ``config.projection_type`` says: ``"linear"`` (one
+    bias-free matrix, the family's default) or ``"mlp"`` (:class:`SupClapDualEncoderMLPProjection`)."""
+    if config.projection_type == "mlp":
+        return SupClapDualEncoderMLPProjection(
+            in_features, config.projection_dim, config.projection_hidden_act
+        )
+    return nn.Linear(in_features, config.projection_dim, bias=False)
+
+
 class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
     """Any audio tower and any text tower, trained with the SupCLAP loss (see the module docstring).
 
@@ -250,8 +277,8 @@ class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
         self.config.text_config._attn_implementation = self.text_model.config._attn_implementation
         self.audio_model.config, self.text_model.config = self.config.audio_config, self.config.text_config
 
-        self.audio_projection = nn.Linear(tower_width(config.audio_config), config.projection_dim, bias=False)
-        self.text_projection = nn.Linear(tower_width(config.text_config), config.projection_dim, bias=False)
+        self.audio_projection = build_projection(tower_width(config.audio_config), config)
+        self.text_projection = build_projection(tower_width(config.text_config), config)
         # Their values are set in _init_weights: from_pretrained builds on the meta device.
         self.logit_scale_a = nn.Parameter(torch.empty(()))
         self.logit_scale_t = nn.Parameter(torch.empty(()))
@@ -269,10 +296,23 @@ class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
         # are left alone): only what this model adds is initialised here.
         if isinstance(module, SupClapDualEncoderModel):
             module.init_logit_scales()
-        elif module is self.audio_projection or module is self.text_projection:
+        elif isinstance(module, nn.Linear) and any(module is layer for layer in self.projection_layers()):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, LossComponent):
             module.reset_parameters(init)
+
+    def projection_layers(self) -> list[nn.Linear]:
+        """The linear layers of both projections: each projection itself ("linear"), or the MLP's two. Each
+        layer is initialised on its own: a container without parameters of its own counts as initialised
+        for code outside transformers (``PreTrainedModel._initialize_weights``)."""
+        return [
+            layer
+            for projection in (self.audio_projection, self.text_projection)
+            for layer in projection.modules()
+            if isinstance(layer, nn.Linear)
+        ]
 
     def pooling_of(self, tower: nn.Module) -> str:
         """The pooling a tower uses: the config's, or its family's for "auto" ("auto" again if unknown)."""
@@ -450,8 +490,10 @@ class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
 
 __all__ = [
     "TOWER_FAMILIES",
+    "SupClapDualEncoderMLPProjection",
     "SupClapDualEncoderModel",
     "audio_frame_mask",
+    "build_projection",
     "build_tower",
     "load_tower",
     "pool",

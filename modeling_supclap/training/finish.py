@@ -91,7 +91,7 @@ def _final_model(run: TrainingRun, state: TrainState) -> SupClapModel:
 
 
 def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, results: dict[str, Any]) -> None:
-    from ..hub import conversion_source, write_model_card
+    from ..hub import conversion_source, local_folder_reference, write_model_card
 
     write_model_card(
         run.output_dir,
@@ -100,8 +100,8 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         data_description=run.data.location,
         results=results.get("test"),
         base_model=run.model_args.model_name_or_path,
-        # The card's code runs as it is: on this folder, or (pushed) on the Hub repository.
-        repo_id=run.train_args.hub_model_id or str(run.output_dir.resolve()),
+        # The card's code loads the Hub repository, or this folder by its name until a push points it there.
+        repo_id=run.train_args.hub_model_id or local_folder_reference(run.output_dir),
         sampling_rate=run.processor.feature_extractor.sampling_rate,
         # A model converted from another code base's checkpoint: the card names that checkpoint too.
         source_checkpoint=conversion_source(run.model_args.model_name_or_path),

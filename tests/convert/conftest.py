@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.laion import CAPTIONS, SMALL_CLAP, laion_state_dict, save_laion_checkpoint
+from helpers.laion import CAPTIONS, SMALL_BERT_CLAP, SMALL_CLAP, laion_state_dict, save_laion_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,31 @@ def laion_checkpoints(tmp_path_factory) -> dict[str, Path]:
             laion_state_dict(**SMALL_CLAP, fused=True, seed=1), folder / "fused.pt"
         ),
     }
+
+
+@pytest.fixture(scope="session")
+def bert_vocab(tmp_path_factory) -> Path:
+    """A lower-casing WordPiece vocabulary of CAPTIONS with bert-base-uncased's special ids ([PAD] 0), as a
+    bare ``vocab.txt`` folder (bert-base-uncased's own file), fewer tokens than SMALL_BERT's vocabulary."""
+    folder = tmp_path_factory.mktemp("bert_vocab")
+    words = dict.fromkeys(word.strip(".,").lower() for caption in CAPTIONS for word in caption.split())
+    characters = sorted(set("".join(words)))
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *words,
+        *characters,
+        *(f"##{c}" for c in characters),
+    ]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bert_checkpoint(tmp_path_factory) -> Path:
+    """An unfused HTSAT-tiny + BERT (SMALL_BERT) LAION-style ``.pt`` (seed 2)."""
+    folder = tmp_path_factory.mktemp("laion_bert_checkpoint")
+    return save_laion_checkpoint(laion_state_dict(**SMALL_BERT_CLAP, seed=2), folder / "bert.pt")

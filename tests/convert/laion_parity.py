@@ -19,9 +19,13 @@ Measured (:func:`measure`):
   to_hf.py``, laion_clap version), fed LAION's own model inputs (the weights alone), then end to end with
   ``ClapFeatureExtractor``.
 
+With ``tmodel="bert"`` (a BERT text tower: converted to the dual-encoder family) only ``exact`` is measured:
+the preprocessing is the audio tower's, measured with RoBERTa, and transformers' ``ClapModel`` has no BERT.
+
 Run it for the docs (prints the tables; ``--json`` for all numbers)::
 
     SUPCLAP_LAION_PYTHON=.venv-laion/bin/python python tests/convert/laion_parity.py --workdir /tmp/parity
+        [--kinds unfused fused unfused-bert]
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parents[1])]  # tests/ (helpers) and the repository
 
-from helpers.laion import laion_state_dict  # noqa: E402
+from helpers.laion import BERT_BASE, ROBERTA_BASE, laion_state_dict  # noqa: E402
 from helpers.processes import run_bounded  # noqa: E402
 
 RATE, SEED_BASE, CLIP_SECONDS = 48000, 20240, 2.0
@@ -82,11 +86,23 @@ def demo_material(workdir: Path) -> tuple[list[np.ndarray], list[str], list[str]
     return [clip.astype(np.float32) for clip in clips], chosen, names
 
 
-def write_tokenizer(folder: Path, captions: list[str]) -> Path:
-    """A byte-level BPE with roberta-base's special ids (vocab.json, merges.txt): both sides load it."""
-    from tokenizers import ByteLevelBPETokenizer
+def write_tokenizer(folder: Path, captions: list[str], tmodel: str = "roberta") -> Path:
+    """A byte-level BPE with roberta-base's special ids (vocab.json, merges.txt), or for ``tmodel="bert"`` a
+    lower-casing WordPiece with bert-base-uncased's ([PAD] 0, vocab.txt): both sides load it."""
+    from tokenizers import BertWordPieceTokenizer, ByteLevelBPETokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
+    if tmodel == "bert":
+        wordpiece = BertWordPieceTokenizer(lowercase=True)
+        wordpiece.train_from_iterator(
+            captions * 4,
+            vocab_size=600,
+            min_frequency=1,
+            special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+            show_progress=False,
+        )
+        wordpiece.save_model(str(folder))  # vocab.txt alone, as bert-base-uncased's own files start
+        return folder
     bpe = ByteLevelBPETokenizer()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     bpe.train_from_iterator(
@@ -211,27 +227,30 @@ def _log_mel_difference(
 
 
 @torch.no_grad()
-def measure(python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0) -> dict[str, Any]:
-    """All the numbers of the module docstring for one checkpoint (HTSAT-tiny + RoBERTa, random weights)."""
-    from transformers import AutoProcessor, ClapFeatureExtractor
+def measure(
+    python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0, tmodel: str = "roberta"
+) -> dict[str, Any]:
+    """All the numbers of the module docstring for one checkpoint: HTSAT-tiny + ``tmodel``, random weights."""
+    from transformers import AutoModel, AutoProcessor, ClapFeatureExtractor
 
-    from modeling_supclap import SupClapModel
     from modeling_supclap.cli.convert import main as convert
     from modeling_supclap.convert.laion_clap import read_laion_state_dict
     from modeling_supclap.evaluation.encode import encode_audio, encode_texts
     from modeling_supclap.model.feature_extraction_laion_clap import quantize_int16
 
     workdir = Path(workdir)
-    kind = "fused" if fused else "unfused"
+    kind = ("fused" if fused else "unfused") + ("" if tmodel == "roberta" else f" {tmodel}")
+    stem = kind.replace(" ", "_")
     clips, captions, names = demo_material(workdir)
-    tokenizer = write_tokenizer(workdir / "tokenizer", captions)
+    tokenizer = write_tokenizer(workdir / f"tokenizer_{tmodel}", captions, tmodel)
     inputs = {f"clip_{i}": clip for i, clip in enumerate(clips)}
     np.savez(workdir / "inputs.npz", num_clips=len(clips), captions=json.dumps(captions), **inputs)
-    checkpoint, laion_out = workdir / f"laion_{kind}.pt", workdir / f"laion_{kind}.npz"
+    checkpoint, laion_out = workdir / f"laion_{stem}.pt", workdir / f"laion_{stem}.npz"
     started = time.perf_counter()
     command = [python, str(HERE / "laion_reference.py"), "--tokenizer", str(tokenizer), "--inputs"]
     command += [str(workdir / "inputs.npz"), "--checkpoint", str(checkpoint), "--out", str(laion_out)]
-    command += ["--seed", str(seed), "--seed_base", str(SEED_BASE)] + (["--fusion"] if fused else [])
+    command += ["--seed", str(seed), "--seed_base", str(SEED_BASE), "--tmodel", tmodel]
+    command += ["--fusion"] if fused else []
     result = run_bounded(command, timeout=1200, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if result.returncode != 0:
         raise RuntimeError(f"the LAION side failed:\n{result.stderr[-4000:]}")
@@ -245,14 +264,14 @@ def measure(python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0)
     laion_longer = [torch.tensor(reference[f"longer_{i}"]).reshape(1, 1).bool() for i in range(len(clips))]
 
     # What supclap-convert writes, used the way the project uses models.
-    folder = workdir / f"converted_{kind}"
+    folder = workdir / f"converted_{stem}"
     started = time.perf_counter()
     convert(
-        ["--checkpoint", str(checkpoint), "--amodel", "HTSAT-tiny", "--tmodel", "roberta"]
+        ["--checkpoint", str(checkpoint), "--amodel", "HTSAT-tiny", "--tmodel", tmodel]
         + ["--tokenizer", str(tokenizer), "--output_dir", str(folder), "--overwrite_output_dir"]
     )
     convert_seconds = time.perf_counter() - started
-    model = SupClapModel.from_pretrained(folder).eval()
+    model = AutoModel.from_pretrained(folder).eval()  # SupClapModel, or SupClapDualEncoderModel for BERT
     processor = AutoProcessor.from_pretrained(folder)
     audio = torch.cat(
         [
@@ -266,6 +285,7 @@ def measure(python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0)
     )
     report: dict[str, Any] = {
         "kind": kind,
+        "model_class": type(model).__name__,
         "clips": names,
         "captions": captions,
         "laion_clap_version": str(reference["laion_clap_version"]),
@@ -274,8 +294,13 @@ def measure(python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0)
         "exact": _compare(audio, text, laion),
     }
     shapes = json.loads(str(reference["state_dict_shapes"]))
-    generated = {k: list(v.shape) for k, v in laion_state_dict(fused=fused, position_ids=False).items()}
-    report["synthetic_names_and_shapes_match_laion_clap"] = generated == shapes
+    text_shape = BERT_BASE if tmodel == "bert" else ROBERTA_BASE
+    synthetic = laion_state_dict(text=text_shape, fused=fused, position_ids=False)
+    report["synthetic_names_and_shapes_match_laion_clap"] = {
+        k: list(v.shape) for k, v in synthetic.items()
+    } == shapes
+    if tmodel != "roberta":  # the preprocessing and the Hub's path are measured with RoBERTa (docstring)
+        return report
 
     # The preprocessing alone: each extractor's output against LAION's model inputs, and what it does to the
     # embeddings through the exactly converted weights.
@@ -340,7 +365,7 @@ def measure(python: str, workdir: str | os.PathLike, fused: bool, seed: int = 0)
 
 
 def markdown(reports: list[dict[str, Any]]) -> str:
-    """The docs' table, one column per checkpoint kind."""
+    """The docs' table, one column per checkpoint kind ("—": measured with RoBERTa only, see the module)."""
 
     def ranking(entry: dict[str, Any]) -> str:
         return "ranking identical" if entry["ranking_identical"] else "**ranking changed**"
@@ -351,31 +376,40 @@ def markdown(reports: list[dict[str, Any]]) -> str:
     def audio(entry: dict[str, Any]) -> str:
         return f"{entry['audio_max_abs']:.2e}, {ranking(entry)}"
 
+    def decibels(entry: dict[str, Any]) -> str:
+        return f"{entry['max_dB']:.3g} / {entry['mean_dB']:.3g}"
+
+    def relabelled(entry: dict[str, Any]) -> str:
+        return audio(entry.get("embeddings_with_laions_is_longer", entry["embeddings"]))
+
+    def cells(keys: tuple[str, ...], cell) -> list[str]:
+        """``cell`` of each report's entry at ``keys``, or "—" where the report has none."""
+        row = []
+        for report in reports:
+            entry = report
+            for key in keys:
+                entry = entry.get(key) if isinstance(entry, dict) else None
+            row.append("—" if entry is None else cell(entry))
+        return row
+
     rows = [
-        (
-            "supclap-convert + LaionClapFeatureExtractor: audio / text max abs diff",
-            [both(r["exact"]) for r in reports],
-        )
+        ("supclap-convert + LaionClapFeatureExtractor: audio / text max abs diff", cells(("exact",), both))
     ]
-    for label in reports[0]["log_mel"]:
-        entries = [r["log_mel"][label] for r in reports]
-        rows.append(
-            (f"log-mel, {label}: max / mean dB", [f"{e['max_dB']:.3g} / {e['mean_dB']:.3g}" for e in entries])
-        )
-        rows.append(("→ audio embeddings, exact weights", [audio(e["embeddings"]) for e in entries]))
-        if any("embeddings_with_laions_is_longer" in e for e in entries):
-            relabelled = [e.get("embeddings_with_laions_is_longer", e["embeddings"]) for e in entries]
-            rows.append(("→ the same with LAION's is_longer", [audio(e) for e in relabelled]))
-    for label, entry in reports[0]["hub"].items():
+    measured = next((r for r in reports if "log_mel" in r), {"log_mel": {}, "hub": {}})
+    for label in measured["log_mel"]:
+        rows.append((f"log-mel, {label}: max / mean dB", cells(("log_mel", label), decibels)))
+        rows.append(("→ audio embeddings, exact weights", cells(("log_mel", label, "embeddings"), audio)))
+        if any("embeddings_with_laions_is_longer" in r.get("log_mel", {}).get(label, {}) for r in reports):
+            rows.append(("→ the same with LAION's is_longer", cells(("log_mel", label), relabelled)))
+    for label, entry in measured["hub"].items():
         if isinstance(entry, dict):
-            rows.append(
-                (f"transformers' conversion, {label}: audio / text", [both(r["hub"][label]) for r in reports])
-            )
-    eps = [f"{r['hub']['exact mapping, text layer_norm_eps 1e-12']:.2e}" for r in reports]
-    rows.append(("exact mapping with the script's text layer_norm_eps (1e-12): text max abs diff", eps))
+            rows.append((f"transformers' conversion, {label}: audio / text", cells(("hub", label), both)))
+    if measured["hub"]:
+        eps = cells(("hub", "exact mapping, text layer_norm_eps 1e-12"), lambda value: f"{value:.2e}")
+        rows.append(("exact mapping with the script's text layer_norm_eps (1e-12): text max abs diff", eps))
     header = ["| measurement | " + " | ".join(f"HTSAT-tiny {r['kind']}" for r in reports) + " |"]
     header.append("|---" * (len(reports) + 1) + "|")
-    return "\n".join(header + [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows])
+    return "\n".join(header + [f"| {label} | " + " | ".join(row) + " |" for label, row in rows])
 
 
 def main() -> None:
@@ -385,7 +419,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--kinds", nargs="+", default=["unfused", "fused"], choices=["unfused", "fused"])
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["unfused", "fused", "unfused-bert"],
+        choices=["unfused", "fused", "unfused-bert", "fused-bert"],
+        help="HTSAT-tiny unfused or fused, with RoBERTa or (-bert) BERT",
+    )
     parser.add_argument("--json", help="write every number here")
     args = parser.parse_args()
     python = laion_python()
@@ -396,7 +436,8 @@ def main() -> None:
     for kind in args.kinds:
         workdir = Path(args.workdir) / kind
         workdir.mkdir(parents=True, exist_ok=True)
-        reports.append(measure(python, workdir, fused=kind == "fused"))
+        fusion, _, tmodel = kind.partition("-")
+        reports.append(measure(python, workdir, fused=fusion == "fused", tmodel=tmodel or "roberta"))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=1))
     print(markdown(reports))

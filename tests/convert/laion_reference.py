@@ -1,23 +1,27 @@
 """The LAION side of the parity test: run by the LAION-CLAP environment's python, never by the project's.
 
     $SUPCLAP_LAION_PYTHON tests/convert/laion_reference.py --tokenizer TOK_DIR --inputs in.npz \\
-        --checkpoint laion.pt --out laion.npz [--fusion] [--amodel HTSAT-tiny] [--seed 0]
+        --checkpoint laion.pt --out laion.npz [--fusion] [--amodel HTSAT-tiny] [--tmodel roberta] [--seed 0]
 
-Builds ``laion_clap.CLAP_Module(enable_fusion, amodel, tmodel="roberta")`` offline with random weights (moved
+Builds ``laion_clap.CLAP_Module(enable_fusion, amodel, tmodel)`` offline with random weights (moved
 away from every default, so a tensor dropped by a converter cannot hide behind one), saves it as LAION's
 ``training/main.py`` saves checkpoints (DDP ``module.`` keys, the optimizer state with its numpy learning
 rate, the position-id buffer of the released files), loads it back with LAION's own ``load_ckpt``, and embeds
 the given clips (48 kHz float32) and captions with LAION's public API, one clip per call with
-``np.random.seed(seed_base + i)`` first. Writes the embeddings, the token ids, LAION's own model inputs (the
-log-mel the unfused model computes inside its forward; the fused model's 4-channel mel and ``longer``) and
-the state dict's names and shapes to ``--out``.
+``np.random.seed(seed_base + i)`` first. ``CLAP_Module.tokenizer`` is RoBERTa's whatever ``tmodel`` is, and
+a BERT tower needs the token types it does not give, so BERT captions go through
+``get_text_embedding(tokenizer=...)`` with LAION's training tokenizer (``training.data.tokenizer``,
+``tmodel="bert"``: bert-base-uncased, padded to 77). Writes the embeddings, the token ids, LAION's own model
+inputs (the log-mel the unfused model computes inside its forward; the fused model's 4-channel mel and
+``longer``) and the state dict's names and shapes to ``--out``.
 
-Offline, as laion_clap 1.1.7 needs it (see docs/CONVERSION.md): ``roberta-base`` is not downloaded (its
-config is written out below and the tokenizer is a local folder); ``torchvision``, which laion_clap imports
-for image helpers it never uses on audio, is replaced by stand-in modules registered in ``sys.modules``
-after transformers is imported (a stand-in package on the path would make transformers believe torchvision
-is installed); ``torchvision.transforms.Resize``, which the fused features use, is implemented for tensors
-as torchvision < 0.17 did (bilinear, no antialiasing). Nothing of laion_clap's code is copied here.
+Offline, as laion_clap 1.1.7 needs it (see docs/CONVERSION.md): ``roberta-base`` and ``bert-base-uncased``
+are not downloaded (their configs are written out below and the tokenizer is a local folder);
+``torchvision``, which laion_clap imports for image helpers it never uses on audio, is replaced by stand-in
+modules registered in ``sys.modules`` after transformers is imported (a stand-in package on the path would
+make transformers believe torchvision is installed); ``torchvision.transforms.Resize``, which the fused
+features use, is implemented for tensors as torchvision < 0.17 did (bilinear, no antialiasing). Nothing of
+laion_clap's code is copied here.
 """
 
 from __future__ import annotations
@@ -54,6 +58,19 @@ ROBERTA_BASE = {
     "pad_token_id": 1,
     "bos_token_id": 0,
     "eos_token_id": 2,
+}
+# bert-base-uncased's config.json (the architecture fields): LAION's BERT text tower.
+BERT_BASE_UNCASED = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
 }
 
 
@@ -105,17 +122,32 @@ def install_torchvision_stand_ins() -> None:
     )
 
 
-def offline_text_tower(tokenizer_dir: str) -> None:
-    """``*Tokenizer.from_pretrained(name)`` -> the local tokenizer; ``RobertaModel.from_pretrained`` -> a
-    random RoBERTa of roberta-base's shape."""
-    from transformers import BartTokenizer, BertTokenizer, RobertaConfig, RobertaModel, RobertaTokenizer
+def offline_text_tower(tokenizer_dir: str, tmodel: str) -> None:
+    """``*Tokenizer.from_pretrained(name)`` -> the local tokenizer (a RoBERTa BPE or a BERT WordPiece folder,
+    as ``tmodel``); ``RobertaModel``/``BertModel.from_pretrained`` -> a random tower of roberta-base's or
+    bert-base-uncased's shape."""
+    from transformers import (
+        BartTokenizer,
+        BertConfig,
+        BertModel,
+        BertTokenizer,
+        RobertaConfig,
+        RobertaModel,
+        RobertaTokenizer,
+    )
 
-    load = RobertaTokenizer.from_pretrained
-    local = load(tokenizer_dir)
-    for tokenizer_class in (RobertaTokenizer, BertTokenizer, BartTokenizer):  # laion_clap loads all three
-        tokenizer_class.from_pretrained = classmethod(lambda cls, *args, **kwargs: local)
-    config = RobertaConfig(**ROBERTA_BASE, attn_implementation="eager")
-    RobertaModel.from_pretrained = classmethod(lambda cls, *args, **kwargs: cls(config))
+    tokenizer_class = {"roberta": RobertaTokenizer, "bert": BertTokenizer}[tmodel]
+    local = tokenizer_class.from_pretrained(tokenizer_dir)
+    # laion_clap loads all three at import (training/data.py) and RoBERTa's in CLAP_Module: the one given
+    # stands in for each (only the tower's own is used).
+    for stubbed in (RobertaTokenizer, BertTokenizer, BartTokenizer):
+        stubbed.from_pretrained = classmethod(lambda cls, *args, **kwargs: local)
+    configs = {
+        RobertaModel: RobertaConfig(**ROBERTA_BASE, attn_implementation="eager"),
+        BertModel: BertConfig(**BERT_BASE_UNCASED, attn_implementation="eager"),
+    }
+    for model_class, config in configs.items():
+        model_class.from_pretrained = classmethod(lambda cls, *args, _config=config, **kwargs: cls(_config))
 
 
 @torch.no_grad()
@@ -175,31 +207,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tokenizer", required=True, help="folder with vocab.json and merges.txt")
+    parser.add_argument(
+        "--tokenizer",
+        required=True,
+        help="folder with vocab.json and merges.txt (roberta) or vocab.txt (bert)",
+    )
     parser.add_argument("--inputs", required=True, help=".npz: clip_<i> (48 kHz float32), captions (json)")
     parser.add_argument("--checkpoint", required=True, help="where to save the LAION .pt")
     parser.add_argument("--out", required=True)
     parser.add_argument("--fusion", action="store_true")
     parser.add_argument("--amodel", default="HTSAT-tiny")
+    parser.add_argument("--tmodel", default="roberta", choices=["roberta", "bert"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seed_base", type=int, default=20240)
     args = parser.parse_args()
 
     install_torchvision_stand_ins()
-    offline_text_tower(args.tokenizer)
+    offline_text_tower(args.tokenizer, args.tmodel)
     import laion_clap
     from laion_clap.training.data import float32_to_int16, get_audio_features, int16_to_float32
+    from laion_clap.training.data import tokenizer as training_tokenizer
 
     torch.manual_seed(args.seed)
     built = laion_clap.CLAP_Module(
-        enable_fusion=args.fusion, amodel=args.amodel, tmodel="roberta", device="cpu"
+        enable_fusion=args.fusion, amodel=args.amodel, tmodel=args.tmodel, device="cpu"
     )
     randomize(built.model, args.seed)
     save_like_laion(built, args.checkpoint)
     names_and_shapes = {key: list(value.shape) for key, value in built.model.state_dict().items()}
     del built
     module = laion_clap.CLAP_Module(
-        enable_fusion=args.fusion, amodel=args.amodel, tmodel="roberta", device="cpu"
+        enable_fusion=args.fusion, amodel=args.amodel, tmodel=args.tmodel, device="cpu"
     )
     module.load_ckpt(args.checkpoint, verbose=False)  # LAION's own loader reads what was saved
     module.eval()
@@ -234,9 +272,16 @@ def main() -> None:
         else:
             out[f"model_input_{i}"] = captured["log_mel"][0].numpy()  # (1, 1001, 64): before bn0
     hook.remove()
-    tokens = module.tokenizer(captions)
+    if args.tmodel == "bert":
+
+        def tokenize(texts):
+            return training_tokenizer(texts, tmodel="bert")
+
+    else:  # CLAP_Module's own: the path of LAION's README
+        tokenize = module.tokenizer
+    tokens = tokenize(captions)
     with torch.no_grad():
-        out["text_embeddings"] = module.get_text_embedding(captions)
+        out["text_embeddings"] = module.get_text_embedding(captions, tokenizer=tokenize)
     out.update(
         audio_embeddings=np.stack(embeddings),
         input_ids=tokens["input_ids"].numpy(),

@@ -1,6 +1,7 @@
 """``supclap-convert`` end to end: the folder it writes, what it refuses (one message, exit 2, nothing left
 behind), and a converted model in use: trained further with SVR through ``train_supclap.py``, in the zero-shot
-pipeline (also by remote code where the package is absent), pushed with its card to the stand-in Hub."""
+pipeline (also by remote code where the package is absent), pushed with its card to the stand-in Hub. A BERT
+text tower: a dual-encoder folder, reloaded and run by the pipeline the same ways."""
 
 from __future__ import annotations
 
@@ -31,11 +32,20 @@ FOLDER_FILES = {
     "configuration_supclap.py",
     "losses.py",
     "gradient_cache.py",
+    "contrastive_head.py",
     "feature_extraction_laion_clap.py",
+}
+# A BERT text tower: the dual-encoder family's code (its config imports configuration_supclap's presets).
+BERT_FOLDER_FILES = (FOLDER_FILES - {"modeling_supclap.py"}) | {
+    "modeling_supclap_dual_encoder.py",
+    "configuration_supclap_dual_encoder.py",
+    "processing_supclap_dual_encoder.py",
 }
 
 
-def _arguments(checkpoint: Path, output_dir: Path, tokenizer: Path, *extra: str) -> list[str]:
+def _arguments(
+    checkpoint: Path, output_dir: Path, tokenizer: Path, *extra: str, tmodel: str = "roberta"
+) -> list[str]:
     return [
         "--from",
         "laion_clap",
@@ -44,7 +54,7 @@ def _arguments(checkpoint: Path, output_dir: Path, tokenizer: Path, *extra: str)
         "--amodel",
         "HTSAT-tiny",
         "--tmodel",
-        "roberta",
+        tmodel,
         "--tokenizer",
         str(tokenizer),
         "--output_dir",
@@ -58,6 +68,14 @@ def converted(tmp_path_factory, laion_checkpoints, caption_tokenizer) -> Path:
     """The unfused SMALL checkpoint converted by the command (in this process)."""
     folder = tmp_path_factory.mktemp("converted") / "clap-small"
     convert_main(_arguments(laion_checkpoints["unfused"], folder, caption_tokenizer))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted_bert(tmp_path_factory, bert_checkpoint, bert_vocab) -> Path:
+    """The HTSAT-tiny + BERT checkpoint converted by the command (a dual-encoder folder)."""
+    folder = tmp_path_factory.mktemp("converted") / "clap-bert"
+    convert_main(_arguments(bert_checkpoint, folder, bert_vocab, tmodel="bert"))
     return folder
 
 
@@ -174,19 +192,42 @@ def test_a_failure_while_writing_leaves_nothing_and_a_full_folder_is_not_overwri
     assert [p.name for p in output.iterdir()] == ["mine.txt"]
 
 
-def test_bert_is_refused_until_the_dual_encoder_family(tmp_path, caption_tokenizer, capsys):
-    from helpers.laion import SMALL_ROBERTA
+@pytest.mark.slow
+def test_a_bert_checkpoint_becomes_a_dual_encoder_folder_that_reloads_the_same(
+    converted_bert, bert_checkpoint, bert_vocab
+):
+    """The folder holds the dual-encoder family's code, the LAION extractor and a BERT tokenizer; the model
+    and processor it reloads compute what the conversion computed in memory."""
+    from transformers import AutoModel, AutoProcessor
 
-    checkpoint = save_laion_checkpoint(
-        laion_state_dict(text={**SMALL_ROBERTA, "positions": 80, "types": 2}, projection_dim=32),
-        tmp_path / "bert.pt",
+    from modeling_supclap import SupClapDualEncoderModel, SupClapDualEncoderProcessor
+    from modeling_supclap.convert import convert_laion_clap
+
+    assert {p.name for p in converted_bert.iterdir()} == BERT_FOLDER_FILES
+    report = json.loads((converted_bert / "conversion_report.json").read_text())
+    assert (
+        report["source"]["file"] == "bert.pt" and report["config"]["model_class"] == "SupClapDualEncoderModel"
     )
-    arguments = _arguments(checkpoint, tmp_path / "out", caption_tokenizer)
-    arguments[arguments.index("roberta")] = "bert"
-    with pytest.raises(SystemExit) as exit_info:
-        convert_main(arguments)
-    assert exit_info.value.code == 2 and "needs the dual-encoder model family" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    card = (converted_bert / "README.md").read_text()
+    assert "a dual encoder (clap_audio_model audio tower, bert text tower)" in card
+    assert "Converted from the LAION-CLAP checkpoint `bert.pt` (sha256 `" in card
+
+    model, info = AutoModel.from_pretrained(converted_bert, output_loading_info=True)
+    assert type(model) is SupClapDualEncoderModel
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]), info
+    processor = AutoProcessor.from_pretrained(converted_bert)
+    assert type(processor) is SupClapDualEncoderProcessor
+    assert type(processor.feature_extractor).__name__ == "LaionClapFeatureExtractor"
+    assert processor.tokenizer.model_max_length == 77 and processor.tokenizer.pad_token_id == 0
+
+    in_memory = convert_laion_clap(bert_checkpoint, tmodel="bert", tokenizer=str(bert_vocab))
+    clip = 0.1 * np.random.default_rng(0).standard_normal(48000 * 3).astype(np.float32)
+    captions = ["a dog barks twice", "a low hum"]
+    with torch.no_grad():
+        reloaded = model.eval()(**processor(text=captions, audio=[clip], sampling_rate=48000))
+        original = in_memory.model(**in_memory.processor(text=captions, audio=[clip], sampling_rate=48000))
+    torch.testing.assert_close(reloaded.audio_embeds, original.audio_embeds, atol=0, rtol=0)
+    torch.testing.assert_close(reloaded.text_embeds, original.text_embeds, atol=0, rtol=0)
 
 
 def test_the_module_entry_point_reports_like_the_other_commands(
@@ -203,10 +244,15 @@ def test_the_module_entry_point_reports_like_the_other_commands(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "folder_fixture, checkpoint_name", [("converted", "unfused.pt"), ("converted_bert", "bert.pt")]
+)
 def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
-    converted, small_corpus_cache, tmp_path
+    folder_fixture, checkpoint_name, request, small_corpus_cache, tmp_path
 ):
-    """train_supclap.py --model_name_or_path CONVERTED: the LAION processor (48 kHz) is used, SVR trains."""
+    """train_supclap.py --model_name_or_path CONVERTED (either family): the LAION processor (48 kHz) is used,
+    SVR trains."""
+    converted = request.getfixturevalue(folder_fixture)
     out = tmp_path / "run"
     flags = ["--model_name_or_path", str(converted), "--svr_mode", "dynamic", "--max_steps", "3"]
     flags += ["--per_device_train_batch_size", "2", "--warmup_steps", "1", "--learning_rate", "1e-4"]
@@ -223,7 +269,8 @@ def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
     )
     card = (out / "README.md").read_text()
     assert (
-        "Fine-tuned from `clap-small`, itself converted from the LAION-CLAP checkpoint `unfused.pt`" in card
+        f"Fine-tuned from `{converted.name}`, itself converted from the LAION-CLAP checkpoint "
+        f"`{checkpoint_name}`" in card
     )
 
 
@@ -242,8 +289,13 @@ ZERO_SHOT_CLIENT = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_the_zero_shot_pipeline_runs_a_converted_model_with_and_without_the_package(converted, tmp_path):
+@pytest.mark.parametrize("folder_fixture", ["converted", "converted_bert"])
+def test_the_zero_shot_pipeline_runs_a_converted_model_with_and_without_the_package(
+    folder_fixture, request, tmp_path
+):
     from transformers import pipeline
+
+    converted = request.getfixturevalue(folder_fixture)
 
     rng = np.random.default_rng(0)
     clips = np.stack([0.1 * rng.standard_normal(48000 * 3).astype(np.float32) for _ in range(2)])

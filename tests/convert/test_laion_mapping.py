@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.laion import CAPTIONS, SMALL_ROBERTA, laion_state_dict, pann_state_dict, save_laion_checkpoint
+from helpers.laion import (
+    CAPTIONS,
+    SMALL_BERT_CLAP,
+    SMALL_ROBERTA,
+    laion_state_dict,
+    pann_state_dict,
+    save_laion_checkpoint,
+)
 from helpers.laion import SMALL_CLAP as SMALL
 
 from modeling_supclap.convert import ConversionError, convert_laion_clap
@@ -23,10 +30,7 @@ from modeling_supclap.convert.laion_clap import (
     detect_architecture,
     laion_towers,
     read_laion_state_dict,
-    supclap_config,
 )
-
-SMALL_BERT = {**SMALL_ROBERTA, "positions": 80, "types": 2}
 
 
 @pytest.mark.parametrize("kind", ["unfused", "fused"])
@@ -119,12 +123,19 @@ def test_the_converted_model_runs_and_is_deterministic(laion_checkpoints, captio
     assert torch.isfinite(first.loss) and torch.equal(first.audio_embeds, second.audio_embeds)
 
 
-def test_a_bert_tower_maps_one_to_one_onto_transformers_bert_model_and_is_refused_for_now(tmp_path):
-    """laion_towers gives the BERT tower under BertModel's names and the audio tower under ClapAudioModel's,
-    from one call; the conversion itself waits for the dual-encoder family."""
-    from transformers import BertModel, ClapAudioModel
+@pytest.fixture(scope="module")
+def bert_conversion(bert_checkpoint, bert_vocab):
+    return convert_laion_clap(bert_checkpoint, amodel="HTSAT-tiny", tmodel="bert", tokenizer=str(bert_vocab))
 
-    state = laion_state_dict(text=SMALL_BERT, projection_dim=32)
+
+def test_a_bert_tower_maps_one_to_one_onto_transformers_bert_model(bert_conversion):
+    """laion_towers gives the BERT tower under BertModel's names and the audio tower under ClapAudioModel's,
+    from one call: each loads strictly into its module."""
+    import copy
+
+    from transformers import BertModel
+
+    state = laion_state_dict(**SMALL_BERT_CLAP, seed=2)
     architecture = detect_architecture(state)
     assert architecture.tmodel == "bert" and architecture.text_type_vocab_size == 2
     towers = laion_towers(state, architecture)
@@ -136,7 +147,7 @@ def test_a_bert_tower_maps_one_to_one_onto_transformers_bert_model_and_is_refuse
         bert.embeddings.token_type_embeddings.weight,
         state["text_branch.embeddings.token_type_embeddings.weight"],
     )
-    audio = ClapAudioModel(supclap_config(architecture).audio_config)
+    audio = copy.deepcopy(bert_conversion.model.audio_model)  # a ClapAudioModel (building one is slow)
     missing, unexpected = audio.load_state_dict(towers.audio, strict=True)
     assert not missing and not unexpected
     assert set(towers.projections) == {
@@ -147,9 +158,121 @@ def test_a_bert_tower_maps_one_to_one_onto_transformers_bert_model_and_is_refuse
     }
     assert set(towers.text_buffers) == {"embeddings.position_ids"}
 
-    path = save_laion_checkpoint(state, tmp_path / "bert.pt")
-    with pytest.raises(ConversionError, match="BERT text tower needs the dual-encoder model family"):
-        convert_laion_clap(path, amodel="HTSAT-tiny", tmodel="bert")
+
+def test_a_bert_checkpoint_converts_to_the_dual_encoder_with_every_tensor_accounted_for(bert_conversion):
+    """HTSAT + BERT -> SupClapDualEncoderModel (ClapAudioModel + BertModel) with LAION's heads: every source
+    tensor mapped unchanged or unused with a reason (BERT's position ids: checked against the buffer BertModel
+    builds and does not save), every model tensor mapped or a new loss parameter."""
+    from transformers import BertModel, ClapAudioModel
+
+    from modeling_supclap import SupClapDualEncoderModel, SupClapDualEncoderProcessor
+
+    state, conversion = laion_state_dict(**SMALL_BERT_CLAP, seed=2), bert_conversion
+    model, report, target = conversion.model, conversion.report, conversion.model.state_dict()
+    assert type(model) is SupClapDualEncoderModel
+    assert type(model.audio_model) is ClapAudioModel and type(model.text_model) is BertModel
+
+    sources = [source for source, _ in report.mapped] + [source for source, _ in report.unused]
+    assert sorted(sources) == sorted(state)
+    for source, targets in report.mapped:
+        arrived = torch.cat([target[name] for name in targets]) if len(targets) > 1 else target[targets[0]]
+        assert arrived.dtype == state[source].dtype and torch.equal(arrived, state[source]), source
+    mapped = {name for _, targets in report.mapped for name in targets}
+    left = {name for name, _ in report.left_initialised}
+    assert mapped | left == set(target) and not mapped & left
+    assert left and all(name.startswith("loss_fn.") for name in left)
+    assert {
+        f"{side}_projection.linear{i}.{p}"
+        for side in ("audio", "text")
+        for i in (1, 2)
+        for p in ("weight", "bias")
+    } <= mapped
+    assert "text_model.pooler.dense.weight" in mapped  # LAION's encode_text takes BERT's pooler_output
+    reasons = dict(report.unused)
+    assert "verified equal to the one BertModel builds" in reasons["text_branch.embeddings.position_ids"]
+    assert ("text_branch.embeddings.position_ids", "text_model.embeddings.position_ids") in report.verified
+
+    config = model.config
+    assert (config.projection_type, config.projection_hidden_act) == ("mlp", "relu")
+    assert (config.audio_pooling, config.text_pooling) == ("pooler", "pooler") and config.projection_dim == 32
+    assert config.text_config.layer_norm_eps == 1e-12 and config.text_config.pad_token_id == 0
+    assert config.text_config.type_vocab_size == 2 and config.audio_config.enable_fusion is False
+    assert (
+        report.config["model_class"] == "SupClapDualEncoderModel"
+        and report.config["projection_type"] == "mlp"
+    )
+    assert "HTSAT-tiny + bert, unfused -> SupClapDualEncoderModel" in report.summary()
+
+    processor = conversion.processor
+    assert type(processor) is SupClapDualEncoderProcessor
+    assert type(processor.feature_extractor).__name__ == "LaionClapFeatureExtractor"
+    assert (
+        type(processor.tokenizer).__name__ == "BertTokenizer" and processor.tokenizer.model_max_length == 77
+    )
+    assert processor.tokenizer("A Car horn")["input_ids"] == processor.tokenizer("a car horn")["input_ids"]
+
+
+def _laion_head(state: dict, side: str) -> torch.nn.Sequential:
+    """LAION-CLAP's projection as its model.py builds it (Linear, ReLU, Linear), from the raw tensors."""
+    joint_width, tower_width = state[f"{side}_projection.0.weight"].shape
+    head = torch.nn.Sequential(
+        torch.nn.Linear(tower_width, joint_width), torch.nn.ReLU(), torch.nn.Linear(joint_width, joint_width)
+    )
+    head.load_state_dict(
+        {
+            k.removeprefix(f"{side}_projection."): v
+            for k, v in state.items()
+            if k.startswith(f"{side}_projection.")
+        }
+    )
+    return head
+
+
+@pytest.mark.slow
+def test_the_bert_dual_encoder_embeds_as_laions_encode_text_and_encode_audio(bert_conversion):
+    """The heads, against LAION's code written out (clap_module/model.py): text, a BertModel holding the
+    text_branch tensors under their own names, its pooler_output, Linear-ReLU-Linear, L2 norm; audio, the
+    HTS-AT embedding (pooler_output) through the same head. The processor's BERT tokens (dynamic padding)
+    give what LAION's 77-token padding gives."""
+    import numpy as np
+    from transformers import BertModel
+
+    from modeling_supclap.convert.laion_clap import bert_config
+
+    state = laion_state_dict(**SMALL_BERT_CLAP, seed=2)
+    model, processor = bert_conversion.model, bert_conversion.processor
+    bert = BertModel(bert_config(detect_architecture(state)), add_pooling_layer=True).eval()
+    bert.load_state_dict(
+        {
+            k.removeprefix("text_branch."): v
+            for k, v in state.items()
+            if k.startswith("text_branch.") and not k.endswith("position_ids")
+        },
+        strict=True,
+    )
+    laion_tokens = processor.tokenizer(
+        CAPTIONS, padding="max_length", truncation=True, max_length=77, return_tensors="pt"
+    )
+    clips = [0.1 * np.random.default_rng(0).standard_normal(48000).astype(np.float32)]  # one 10 s window
+    inputs = processor(text=CAPTIONS, audio=clips, sampling_rate=48000)
+    with torch.no_grad():
+        laion_text = torch.nn.functional.normalize(
+            _laion_head(state, "text")(bert(**laion_tokens).pooler_output), dim=-1
+        )
+        text = model.get_text_features(
+            input_ids=inputs["input_ids"],
+            attention_mask=inputs["attention_mask"],
+            token_type_ids=inputs["token_type_ids"],
+        ).pooler_output
+        hts_at = model.audio_model(input_features=inputs["input_features"], is_longer=inputs["is_longer"])
+        laion_audio = torch.nn.functional.normalize(_laion_head(state, "audio")(hts_at.pooler_output), dim=-1)
+        audio = model.get_audio_features(
+            input_features=inputs["input_features"], is_longer=inputs["is_longer"]
+        ).pooler_output
+    assert inputs["input_ids"].shape[1] < 77  # the processor pads to the longest caption, LAION to 77
+    torch.testing.assert_close(text, laion_text, atol=1e-6, rtol=0)
+    torch.testing.assert_close(audio, laion_audio, atol=1e-6, rtol=0)
+    assert torch.equal(model.logit_scale_a.detach(), state["logit_scale_a"])
 
 
 def test_what_the_tensors_say():
@@ -282,6 +405,19 @@ def test_a_bare_vocab_and_merges_folder_is_a_roberta_tokenizer(tmp_path, laion_c
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConversionError, match="holds no tokenizer files"):
         convert_laion_clap(laion_checkpoints["unfused"], tokenizer=str(tmp_path / "empty"))
+
+
+def test_a_bert_tower_needs_a_bert_tokenizer(tmp_path, bert_checkpoint, caption_tokenizer):
+    """bert-base-uncased's tokenizer pads with 0: a RoBERTa one is refused; the messages name BERT's files."""
+    with pytest.raises(
+        ConversionError, match=r"pads with id 1, bert-base-uncased with 0: it is not the tower's"
+    ):
+        convert_laion_clap(bert_checkpoint, tmodel="bert", tokenizer=str(caption_tokenizer))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConversionError, match=r"holds no tokenizer files \(tokenizer.json, or vocab.txt\)"):
+        convert_laion_clap(bert_checkpoint, tokenizer=str(tmp_path / "empty"))
+    with pytest.raises(ConversionError, match=r"pass --tokenizer with a local copy of bert-base-uncased's"):
+        convert_laion_clap(bert_checkpoint, tokenizer=str(tmp_path / "nowhere"))
 
 
 def test_a_safetensors_header_is_recognised_before_the_pickle_opcode(tmp_path):

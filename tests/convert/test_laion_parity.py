@@ -1,4 +1,5 @@
-"""Parity from the waveform with LAION-CLAP's own code: HTSAT-tiny + RoBERTa, unfused and fused.
+"""Parity from the waveform with LAION-CLAP's own code: HTSAT-tiny + RoBERTa, unfused and fused, and
+HTSAT-tiny + BERT (converted to the dual-encoder family).
 
 A ``laion_clap`` model with random weights, saved as LAION saves checkpoints, converted by
 ``supclap-convert``; demo-corpus clips and captions embedded by both (tests/convert/laion_parity.py says what
@@ -47,3 +48,19 @@ def test_parity_from_the_waveform(kind, tmp_path):
     assert hub["text_max_abs"] == pytest.approx(
         report["hub"]["exact mapping, text layer_norm_eps 1e-12"], rel=1e-2, abs=1e-7
     )
+
+
+def test_parity_from_the_waveform_with_a_bert_text_tower(tmp_path):
+    """BERT goes to the dual encoder (ClapAudioModel + BertModel, pooler outputs, LAION's ReLU MLPs): the
+    same bound as RoBERTa's, LAION's captions tokenized by LAION's own BERT tokenizer call."""
+    report = measure(PYTHON, tmp_path, fused=False, tmodel="bert")
+    if folder := os.environ.get("SUPCLAP_PARITY_REPORT"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "parity_unfused_bert.json").write_text(json.dumps(report, indent=1))
+
+    assert report["model_class"] == "SupClapDualEncoderModel"
+    assert report["synthetic_names_and_shapes_match_laion_clap"]
+    assert report["token_ids_identical"]
+    exact = report["exact"]
+    assert exact["audio_max_abs"] <= 1e-5 and exact["text_max_abs"] <= 1e-5, exact
+    assert exact["ranking_identical"]

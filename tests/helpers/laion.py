@@ -34,8 +34,11 @@ ROBERTA_BASE = {
 BERT_BASE = {"vocab": 30522, "hidden": 768, "layers": 12, "intermediate": 3072, "positions": 512, "types": 2}
 # A RoBERTa-shaped tower small enough for quick tests (heads = hidden // 64 = 1).
 SMALL_ROBERTA = {"vocab": 400, "hidden": 64, "layers": 2, "intermediate": 128, "positions": 82, "types": 1}
-# HTS-AT tiny as released, with that small text tower and a small projection (a few seconds to convert).
+# A BERT-shaped one (two token types; positions from 0, so no padding offset).
+SMALL_BERT = {**SMALL_ROBERTA, "positions": 80, "types": 2}
+# HTS-AT tiny as released, with those small text towers and a small projection (a few seconds to convert).
 SMALL_CLAP = {"amodel": "HTSAT-tiny", "text": SMALL_ROBERTA, "projection_dim": 32}
+SMALL_BERT_CLAP = {"amodel": "HTSAT-tiny", "text": SMALL_BERT, "projection_dim": 32}
 CAPTIONS = [
     "a dog barks twice",
     "rain falls on a tin roof",

@@ -350,7 +350,9 @@ def test_the_usage_docs_loss_table_is_the_loss_settings_definition():
 
 
 def test_a_card_names_local_corpora_and_models_by_their_folder_and_holds_no_local_path(tmp_path):
-    """A push publishes the card: a run on /home/<user>/.../my_corpus must not carry that path."""
+    """A push publishes the card: a run on /home/<user>/.../my_corpus must not carry that path, from any of
+    the places a path can come from (the folder itself, the base model, the data, the converted checkpoint,
+    a training argument, today's or a future one)."""
     from modeling_supclap import SupClapConfig
     from modeling_supclap.hub import render_model_card
 
@@ -359,15 +361,67 @@ def test_a_card_names_local_corpora_and_models_by_their_folder_and_holds_no_loca
     card = str(
         render_model_card(
             SupClapConfig.tiny(),
-            train_args={"output_dir": str(tmp_path / "out"), "learning_rate": 1e-3, "seed": 3},
+            train_args={
+                "output_dir": str(tmp_path / "out"),
+                "learning_rate": 1e-3,
+                "seed": 3,
+                "logging_dir": str(tmp_path / "logs" / "tensorboard"),  # not an argument yet: any path is cut
+                "extra_files": [str(tmp_path / "a.json"), "relative/b.json"],
+                "notes": "~/private/notes.txt",
+            },
             data_description=str(corpus),
             base_model=str(start),
-            repo_id="me/model",
+            repo_id=str(tmp_path / "runs" / "stage2"),  # the folder the card is written into
+            source_checkpoint={"file": str(tmp_path / "laion" / "630k-best.pt"), "sha256": "ab" * 32},
         )
     )
     assert "- Data: my_corpus" in card and "Fine-tuned from `stage1`" in card
-    assert str(tmp_path) not in card and "output_dir" not in card and "`learning_rate`" in card
+    assert "`630k-best.pt`" in card and 'model="stage2"' in card and 'from_pretrained("stage2"' in card
+    assert "| `logging_dir` | tensorboard |" in card and "['a.json', 'relative/b.json']" in card
+    assert "| `notes` | notes.txt |" in card
+    assert str(tmp_path) not in card and "~/" not in card
+    assert "output_dir" not in card and "`learning_rate`" in card
     hub_card = str(
         render_model_card(SupClapConfig.tiny(), data_description="someone/sounds", base_model="laion/x")
     )
     assert "- Data: someone/sounds" in hub_card and "base_model: laion/x" in hub_card
+
+
+def test_a_push_points_the_cards_code_at_the_repository_whatever_it_named():
+    """The folder's name (cards of this version) or an absolute path of a folder that has moved since (cards
+    written before): each model reference of the code becomes the repository; nothing else changes."""
+    from modeling_supclap import SupClapConfig
+    from modeling_supclap.hub import point_card_at, render_model_card
+
+    current = str(render_model_card(SupClapConfig.tiny(), repo_id="run"))
+    assert current.count('"run"') == 3  # pipeline(model=...) and two from_pretrained calls
+    legacy = current.replace('"run"', '"/home/someone/old/place/run"')
+    expected = current.replace('"run"', '"ns/run"')
+    assert point_card_at(current, "ns/run") == expected and point_card_at(legacy, "ns/run") == expected
+
+
+@pytest.mark.slow
+def test_a_folder_moved_before_the_push_publishes_no_local_path(hub, model_folder, tmp_path):
+    """A run's card is written where it ran, the folder moves, then supclap-push publishes it: the pushed
+    card's code loads the repository and no path of either place is in the card."""
+    from modeling_supclap import SupClapConfig
+    from modeling_supclap.hub import local_folder_reference, write_model_card
+
+    where_it_ran = shutil.copytree(model_folder, tmp_path / "lab" / "run-17")
+    write_model_card(
+        where_it_ran,
+        SupClapConfig.tiny(),
+        train_args={"learning_rate": 3e-3, "output_dir": str(where_it_ran)},
+        data_description=str(tmp_path / "lab" / "corpus"),
+        base_model=str(tmp_path / "lab" / "run-16"),
+        repo_id=local_folder_reference(where_it_ran),  # as train_supclap.py and supclap-convert write it
+    )
+    local_card = (where_it_ran / "README.md").read_text()
+    assert 'model="run-17"' in local_card and str(tmp_path) not in local_card
+    (tmp_path / "archive").mkdir()
+    moved = shutil.move(str(where_it_ran), str(tmp_path / "archive" / "final"))
+    result = run_script([*PUSH, "--output_dir", moved, "--hub_model_id", "ns/moved"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    card = hub.files("ns/moved")["README.md"].decode()
+    assert 'model="ns/moved"' in card and card.count('from_pretrained("ns/moved"') == 2
+    assert str(tmp_path) not in card

@@ -246,3 +246,104 @@ def test_save_and_reload_has_no_missing_keys_and_the_same_embeddings(towers, aud
     torch.testing.assert_close(b.audio_embeds, a.audio_embeds, atol=1e-6, rtol=0)
     torch.testing.assert_close(b.text_embeds, a.text_embeds, atol=1e-6, rtol=0)
     assert float(reloaded.loss_fn.base_loss.logit_bias) == float(model.loss_fn.base_loss.logit_bias)
+
+
+def _random_towers_model(**config) -> SupClapDualEncoderModel:
+    """HTS-AT (CLAP's) and BERT random towers: the pair a LAION-CLAP BERT checkpoint converts into."""
+    from modeling_supclap import SupClapDualEncoderConfig
+    from modeling_supclap.model.configuration_supclap_dual_encoder import (
+        audio_tower_config,
+        text_tower_config,
+    )
+
+    torch.manual_seed(0)
+    return SupClapDualEncoderModel(
+        SupClapDualEncoderConfig(
+            audio_config=audio_tower_config("htsat", "tiny"),
+            text_config=text_tower_config("bert", "tiny"),
+            projection_dim=8,
+            **config,
+        )
+    ).eval()
+
+
+def test_the_default_projection_stays_one_bias_free_matrix():
+    """Existing configs and checkpoints (no projection_type) keep their projection and its tensor names."""
+    model = _random_towers_model()
+    assert (model.config.projection_type, model.config.projection_hidden_act) == ("linear", "relu")
+    names = {name for name in model.state_dict() if "_projection" in name}
+    assert names == {"audio_projection.weight", "text_projection.weight"}
+    assert isinstance(model.audio_projection, torch.nn.Linear) and model.audio_projection.bias is None
+
+
+@pytest.mark.parametrize("hidden_act", ["relu", "gelu"])
+def test_the_mlp_projection_is_claps_projection_layer_and_laions_sequential(hidden_act, tmp_path):
+    """projection_type "mlp" computes what transformers' ClapProjectionLayer and LAION-CLAP's
+    nn.Sequential(Linear, activation, Linear) compute with the same tensors, under ClapProjectionLayer's
+    names; it starts with zero biases, and saves and reloads with its settings."""
+    from types import SimpleNamespace
+
+    from transformers.activations import ACT2FN
+    from transformers.models.clap.modeling_clap import ClapProjectionLayer
+
+    model = _random_towers_model(projection_type="mlp", projection_hidden_act=hidden_act)
+    for projection in (model.audio_projection, model.text_projection):
+        width = projection.linear1.in_features
+        assert set(projection.state_dict()) == {f"linear{i}.{p}" for i in (1, 2) for p in ("weight", "bias")}
+        assert not projection.linear1.bias.any() and not projection.linear2.bias.any()
+        with torch.no_grad():  # biases away from zero, so a dropped bias would show
+            for parameter in projection.parameters():
+                parameter.add_(0.1 * torch.randn_like(parameter))
+        clap = ClapProjectionLayer(
+            SimpleNamespace(hidden_size=width, projection_dim=8, projection_hidden_act=hidden_act)
+        )
+        clap.load_state_dict(projection.state_dict(), strict=True)
+        laion = torch.nn.Sequential(torch.nn.Linear(width, 8), ACT2FN[hidden_act], torch.nn.Linear(8, 8))
+        laion.load_state_dict(
+            {
+                name.replace("linear1", "0").replace("linear2", "2"): t
+                for name, t in projection.state_dict().items()
+            }
+        )
+        pooled = torch.randn(5, width)
+        with torch.no_grad():
+            ours = projection(pooled)
+            torch.testing.assert_close(ours, clap(pooled), atol=0, rtol=0)
+            torch.testing.assert_close(ours, laion(pooled), atol=0, rtol=0)
+            without_activation = projection.linear2(projection.linear1(pooled))
+            assert not torch.equal(ours, without_activation)  # the activation acts
+
+    # The embeddings are the projected pooled vectors, L2-normalised.
+    ids, features = torch.randint(5, 100, (2, 6)), torch.randn(2, 1, 100, 16)
+    with torch.no_grad():
+        text = model.get_text_features(input_ids=ids).pooler_output
+        _, pooled_text = model.encode_text(ids)
+        audio = model.get_audio_features(input_features=features).pooler_output
+        _, pooled_audio = model.encode_audio(input_features=features)
+    torch.testing.assert_close(
+        text, torch.nn.functional.normalize(model.text_projection(pooled_text), dim=-1)
+    )
+    torch.testing.assert_close(
+        audio, torch.nn.functional.normalize(model.audio_projection(pooled_audio), dim=-1)
+    )
+
+    model.save_pretrained(tmp_path)
+    reloaded, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not (info["missing_keys"] or info["unexpected_keys"] or info["mismatched_keys"]), info
+    assert (reloaded.config.projection_type, reloaded.config.projection_hidden_act) == ("mlp", hidden_act)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(reloaded.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("projection_type", "conv", r"projection_type must be one of \('linear', 'mlp'\), got 'conv'"),
+        ("projection_hidden_act", "sparkle", r"projection_hidden_act must be an activation .* got 'sparkle'"),
+    ],
+)
+def test_unknown_projection_settings_are_refused_by_the_config(field, value, message):
+    from modeling_supclap import SupClapDualEncoderConfig
+
+    with pytest.raises(ValueError, match=message):
+        SupClapDualEncoderConfig(**{field: value})
