@@ -12,6 +12,7 @@ from ..evaluation.report import format_results
 from ..evaluation.scoring import evaluate_records
 from ..evaluation.zero_shot import find_zero_shot_templates
 from ..model.modeling_supclap import SupClapModel
+from .checkpointing import load_training_weights
 from .run import TrainingRun
 from .state import TrainState
 
@@ -82,9 +83,7 @@ def _final_model(run: TrainingRun, state: TrainState) -> SupClapModel:
     """The best model on validation (not merely the last), LoRA merged into it."""
     best = run.output_dir / "best"
     if state.best_step is not None and best.is_dir():
-        from safetensors.torch import load_file
-
-        run.supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
+        load_training_weights(run.supclap, best)
     if run.model_args.lora_r > 0:
         return run.accelerator.unwrap_model(run.model).merge_and_unload()
     return run.supclap
