@@ -173,8 +173,13 @@ def save_training_weights(model: torch.nn.Module, folder: Path) -> None:
     :func:`load_training_weights` (checkpoints, ``best/``). By default transformers 5 writes some towers'
     weights back under their old names (AST's ``attention.attention.query``): ``from_pretrained`` maps them
     forward again, a plain ``load_state_dict`` would not find them."""
+    from transformers import PreTrainedModel
+
     options = {"safe_serialization": True}
-    if "save_original_format" in inspect.signature(model.save_pretrained).parameters:
+    if (
+        isinstance(model, PreTrainedModel)
+        and "save_original_format" in inspect.signature(PreTrainedModel.save_pretrained).parameters
+    ):
         options["save_original_format"] = False
     model.save_pretrained(folder, **options)
 

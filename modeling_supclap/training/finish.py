@@ -99,6 +99,10 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         data_description=run.data.location,
         results=results.get("test"),
         base_model=run.model_args.model_name_or_path,
+        tower_models={
+            "audio": run.model_args.audio_model_name_or_path,
+            "text": run.model_args.text_model_name_or_path,
+        },
         # The card's code runs as it is: on this folder, or (pushed) on the Hub repository.
         repo_id=run.train_args.hub_model_id or str(run.output_dir.resolve()),
         sampling_rate=run.processor.feature_extractor.sampling_rate,

@@ -39,7 +39,11 @@ from ..data.sources.streaming import open_stream, stream_records
 from ..demo import build_demo_processor
 from ..demo.processor import demo_audio_settings
 from ..model.configuration_supclap import PRESETS, SupClapConfig
-from ..model.configuration_supclap_dual_encoder import audio_tower_config, text_tower_config
+from ..model.configuration_supclap_dual_encoder import (
+    audio_tower_config,
+    register_remote_towers,
+    text_tower_config,
+)
 from ..model.losses import SupClapLoss
 from ..model.modeling_supclap import SupClapModel
 from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel, build_tower, load_tower
@@ -134,6 +138,8 @@ def load_model(model_args: ModelArguments) -> torch.nn.Module:
     (into ``SupClapModel``). Loss flags given change its settings, each change logged; the others keep the
     checkpoint's (its loss, radius, SigLIP bias...)."""
     path, trust = model_args.model_name_or_path, model_args.trust_remote_code
+    if trust:  # a dual encoder's remote-code towers (transformers does not pass the flag on)
+        register_remote_towers(path)
     saved = AutoConfig.from_pretrained(path, trust_remote_code=trust)
     overrides = model_args.loss_overrides()
     if hasattr(saved, "loss_settings"):

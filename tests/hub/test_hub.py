@@ -371,3 +371,27 @@ def test_a_card_names_local_corpora_and_models_by_their_folder_and_holds_no_loca
         render_model_card(SupClapConfig.tiny(), data_description="someone/sounds", base_model="laion/x")
     )
     assert "- Data: someone/sounds" in hub_card and "base_model: laion/x" in hub_card
+
+
+def test_a_card_names_the_pretrained_towers_a_new_model_started_from(tmp_path):
+    """Towers from checkpoints are not "trained from scratch": the card names them (a local folder by its
+    name), and their Hub ids become the card's base models."""
+    from modeling_supclap import SupClapConfig
+    from modeling_supclap.hub import render_model_card
+
+    local_audio = tmp_path / "towers" / "my_ast"
+    local_audio.mkdir(parents=True)
+    card = str(
+        render_model_card(
+            SupClapConfig.tiny(), tower_models={"audio": str(local_audio), "text": "cointegrated/sonar"}
+        )
+    )
+    assert "Towers initialised from `my_ast` (audio) and `cointegrated/sonar` (text)" in card
+    assert "base_model: cointegrated/sonar" in card and str(tmp_path) not in card
+    assert "from scratch (random initialisation)" not in card
+    both = str(render_model_card(SupClapConfig.tiny(), tower_models={"audio": "a/ced", "text": "b/sonar"}))
+    assert "base_model:\n- a/ced\n- b/sonar" in both
+    random_text = str(render_model_card(SupClapConfig.tiny(), tower_models={"audio": "a/ced", "text": None}))
+    assert (
+        "`a/ced` (audio); the other tower, the projections and the loss trained from scratch" in random_text
+    )
