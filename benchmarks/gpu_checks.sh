@@ -5,7 +5,9 @@
 #   2. bench_loss_cost.py: step time of the bilateral DynamicSVR loss, eager and compiled (compile_loss),
 #      against InfoNCE / SigLIP, htsat architecture at batch 64;
 #   3. bench_gradient_cache.py: cached negatives at batch 4,096 (htsat), memory against a dense step on one
-#      chunk, time against a dense step on the same batch at 256.
+#      chunk, time against a dense step on the same batch at 256;
+#   4. bench_towers.py: the paper's towers (CED-Base-like audio + SONAR-like text, random weights) against
+#      laion/clap-htsat-unfused's shapes, step time and peak memory at batch 24 (the paper's) and 256.
 # Each part has its own time limit, so one that hangs leaves time for the others.
 #
 # Usage: bash benchmarks/gpu_checks.sh OUT_DIR   (results: OUT_DIR/*.log and *.json)
@@ -46,3 +48,5 @@ part loss_cost "${LOSS_LIMIT:-150}" python3 benchmarks/bench_loss_cost.py --devi
     --compile_loss --json "$out/loss_cost_htsat_b64_compiled.json"
 part gradient_cache "${CACHE_LIMIT:-150}" python3 benchmarks/bench_gradient_cache.py --device cuda --threads 0 \
     --cases htsat:4096:128 htsat:256:64 --max_dense_htsat 256 --repeats 2 --json "$out/gradient_cache_htsat.json"
+part towers "${TOWERS_LIMIT:-150}" python3 benchmarks/bench_towers.py --part cost --device cuda --threads 0 \
+    --cost_models clap-htsat paper --batch 24 256 --repeats 5 --json "$out/towers_paper.json"

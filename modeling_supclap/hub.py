@@ -234,6 +234,7 @@ def render_model_card(
     model_name: str | None = None,
     sampling_rate: int = 48000,
     source_checkpoint: Mapping[str, Any] | None = None,
+    tower_models: Mapping[str, str | None] | None = None,
 ) -> ModelCard:
     """A ``ModelCard`` from the template: base model, loss settings, data, arguments, results.
 
@@ -241,7 +242,8 @@ def render_model_card(
     named by its last component, and so is a path among ``train_args`` (the folders of the run are left out).
 
     ``source_checkpoint``: the checkpoint the model (or, with ``base_model``, its base) was converted from
-    (:func:`conversion_source`): the card names it by file name and sha256.
+    (:func:`conversion_source`): the card names it by file name and sha256. ``tower_models``: the checkpoints
+    a new model's towers started from (``{"audio": ..., "text": ...}``; ``None`` for a random tower).
 
     The loss is described by the loss itself (``SupClapLoss.describe`` and ``get_config_dict``, as
     sentence-transformers' cards do), so a newly registered base loss or radius mode needs no edit here.
@@ -251,6 +253,10 @@ def render_model_card(
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else "supclap-model")
     data_description = public_name(data_description) or "unspecified"
     base_model_name = public_name(base_model)
+    towers = {kind: path for kind, path in (tower_models or {}).items() if path}
+    hub_ids = [
+        path for path in ([base_model] if base_model else towers.values()) if public_name(path) == path
+    ]
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
@@ -263,7 +269,7 @@ def render_model_card(
             "contrastive-learning",
             "support-vector-regularization",
         ],
-        base_model=base_model if base_model_name == base_model else None,  # only a Hub id
+        base_model=(hub_ids[0] if len(hub_ids) == 1 else hub_ids) or None,  # only Hub ids
         eval_results=eval_results(results, data_description) or None,
     )
     summary = loss_summary(config)
@@ -281,6 +287,12 @@ def render_model_card(
         origin_text = (
             "converted from a LAION-CLAP checkpoint with the open SupCLAP toolkit; training it further "
             f"uses {summary}."
+        )
+    elif towers:
+        named = " and ".join(f"`{public_name(path)}` ({kind})" for kind, path in towers.items())
+        rest = "the other tower, " if len(towers) == 1 else ""
+        base_text = (
+            f"Towers initialised from {named}; {rest}the projections and the loss trained from scratch."
         )
     else:
         base_text = "Trained from scratch (random initialisation)."

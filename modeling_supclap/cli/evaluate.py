@@ -19,6 +19,7 @@ from ..evaluation.report import format_eval_suite, format_results
 from ..evaluation.scoring import evaluate_records
 from ..evaluation.suites import EVAL_SUITES, run_eval_suite
 from ..evaluation.zero_shot import DEFAULT_PROMPT_TEMPLATE, find_zero_shot_templates
+from ..model.configuration_supclap_dual_encoder import register_remote_towers
 from ..training.arguments import CorpusArguments
 from .errors import run
 from .parsing import parse_arguments
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 def _evaluate(argv: Sequence[str]) -> dict:
     (args,) = parse_arguments((EvalArguments,), argv, description=__doc__)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.trust_remote_code:  # a dual encoder's remote-code towers (transformers does not pass the flag on)
+        register_remote_towers(args.model_name_or_path)
     model = (
         AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         .to(device)

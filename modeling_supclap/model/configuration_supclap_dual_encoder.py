@@ -8,17 +8,25 @@ the same definition ``SupClapConfig`` inherits.
 ``tower_preset_config`` gives small random towers of each family, for training from scratch offline (the demo,
 the tests, the size-matched benchmark against the CLAP ``small`` preset).
 
+A tower that is remote code (CED, Dasheng: a type transformers does not know) is saved with its code in the
+model's folder (``SupClapDualEncoderModel.save_pretrained``); :func:`register_remote_towers` runs that code
+and registers its classes, so the folder's config parses. Only with ``trust_remote_code=True``.
+
 Part of the model's load-time import closure: only flat sibling imports.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoModel
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+from transformers.utils.hub import TRANSFORMERS_DYNAMIC_MODULE_NAME
 
 from .configuration_supclap import PRESETS
 from .losses import LOSS_TERM_OUTPUTS, SupClapLossSettings
@@ -31,6 +39,46 @@ POOLINGS = ("auto", "mean", "pooler", "cls")
 # matrix without bias; "mlp", CLAP's projection (Linear, activation, Linear, both with bias, the hidden layer
 # projection_dim wide), which LAION-CLAP checkpoints converted to this family need.
 PROJECTION_TYPES = ("linear", "mlp")
+
+TOWER_CONFIGS = {"audio_config": "audio", "text_config": "text"}
+# from_pretrained's arguments that say where a folder's files are (passed on to the remote towers' code).
+_HUB_ARGUMENTS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only")
+
+
+def hub_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {name: kwargs[name] for name in _HUB_ARGUMENTS if kwargs.get(name) is not None}
+
+
+def unknown_tower_types(config_dict: dict[str, Any]) -> dict[str, str]:
+    """``{"audio_config": model_type, ...}`` of the towers of a dual encoder's config dict whose type
+    transformers does not know (remote code not registered in this process)."""
+    unknown = {}
+    for name in TOWER_CONFIGS:
+        tower = config_dict.get(name)
+        if isinstance(tower, dict) and tower.get("model_type") and tower["model_type"] not in CONFIG_MAPPING:
+            unknown[name] = tower["model_type"]
+    return unknown
+
+
+def register_remote_towers(path: str | os.PathLike, **hub_kwargs: Any) -> list[str]:
+    """Imports the code of the remote-code towers saved in the dual encoder folder (or repository) ``path``
+    and registers their config and model classes with ``AutoConfig``/``AutoModel``, so that the folder's
+    config parses and its towers build; returns their model types. This RUNS that code: call it only where
+    ``trust_remote_code=True`` was given for ``path``."""
+    config_dict, _ = PreTrainedConfig.get_config_dict(path, **hub_kwargs)
+    if config_dict.get("model_type") != SupClapDualEncoderConfig.model_type:
+        return []
+    registered = []
+    for name, model_type in unknown_tower_types(config_dict).items():
+        auto_map = config_dict[name].get("auto_map") or {}
+        if not {"AutoConfig", "AutoModel"} <= auto_map.keys():
+            continue  # SupClapDualEncoderConfig says what is missing
+        config_class = get_class_from_dynamic_module(auto_map["AutoConfig"], path, **hub_kwargs)
+        model_class = get_class_from_dynamic_module(auto_map["AutoModel"], path, **hub_kwargs)
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        registered.append(model_type)
+    return registered
 
 
 class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
@@ -86,6 +134,21 @@ class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
     audio_mask_to_tower: bool | None = None
 
     def __post_init__(self, **kwargs):
+        for name, model_type in unknown_tower_types(vars(self)).items():
+            remote = bool((getattr(self, name).get("auto_map") or {}).get("AutoModel"))
+            raise ValueError(
+                f"the {TOWER_CONFIGS[name]} tower of this dual encoder is of type {model_type!r}, which "
+                "transformers does not know: "
+                + (
+                    "it is remote code saved with the model. Load the folder with trust_remote_code=True: "
+                    "SupClapDualEncoderModel.from_pretrained(path, trust_remote_code=True), or "
+                    "AutoModel.from_pretrained(path, trust_remote_code=True) in a process that has not "
+                    "imported modeling_supclap (with the package imported, transformers uses its classes "
+                    "and does not pass the flag on to them)"
+                    if remote
+                    else "install the package that defines it and import it first"
+                )
+            )
         super().__post_init__(**kwargs)
         self.check_loss_settings()
         for name in ("audio_pooling", "text_pooling"):
@@ -101,6 +164,20 @@ class SupClapDualEncoderConfig(PreTrainedConfig, SupClapLossSettings):
                 f"{type(self).__name__}.projection_hidden_act must be an activation of transformers' ACT2FN "
                 f"(relu, gelu, ...), got {self.projection_hidden_act!r}"
             )
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, trust_remote_code: bool | None = None, **kwargs
+    ) -> SupClapDualEncoderConfig:
+        """``PreTrainedConfig.from_pretrained``; with ``trust_remote_code=True`` remote-code towers saved in
+        the folder are registered first (:func:`register_remote_towers`). transformers hands a remote-code
+        config class the folder but not the flag: this class running as the folder's own code (module
+        ``transformers_modules.*``) means the flag was given for that folder, whose files hold the towers'
+        code too."""
+        loaded_as_remote_code = cls.__module__.startswith(TRANSFORMERS_DYNAMIC_MODULE_NAME)
+        if trust_remote_code or loaded_as_remote_code:
+            register_remote_towers(pretrained_model_name_or_path, **hub_arguments(kwargs))
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def from_audio_text_configs(
@@ -191,7 +268,9 @@ __all__ = [
     "POOLINGS",
     "PROJECTION_TYPES",
     "TEXT_TOWER_FAMILIES",
+    "TOWER_CONFIGS",
     "SupClapDualEncoderConfig",
     "audio_tower_config",
+    "register_remote_towers",
     "text_tower_config",
 ]

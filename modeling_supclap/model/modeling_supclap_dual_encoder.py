@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +27,17 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clap.modeling_clap import ClapOutput
 from transformers.utils import can_return_tuple
 
-from .configuration_supclap_dual_encoder import SupClapDualEncoderConfig
+from .configuration_supclap_dual_encoder import (
+    TOWER_CONFIGS,
+    SupClapDualEncoderConfig,
+    hub_arguments,
+    register_remote_towers,
+)
 from .contrastive_head import SupClapHeadMixin, SupClapOutput
 from .losses import LossComponent, SupClapLoss
 
@@ -448,6 +458,26 @@ class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
         return output.to_tuple() if return_dict is False else output
 
     @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *model_args: Any, **kwargs: Any
+    ):
+        """``PreTrainedModel.from_pretrained``; with ``trust_remote_code=True`` remote-code towers saved in
+        the folder (``save_pretrained``) are registered first: transformers does not pass the flag on to the
+        config."""
+        if kwargs.get("trust_remote_code") and kwargs.get("config") is None:
+            register_remote_towers(pretrained_model_name_or_path, **hub_arguments(kwargs))
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, is_main_process: bool = True, **kwargs: Any):
+        """``PreTrainedModel.save_pretrained``, plus the code of remote-code towers (CED, Dasheng): their
+        module files are copied into the folder and ``config.json`` names them, so the folder reloads with
+        ``trust_remote_code=True`` without the towers' own repositories."""
+        result = super().save_pretrained(save_directory, is_main_process=is_main_process, **kwargs)
+        if is_main_process:
+            save_remote_tower_code(self, Path(save_directory))
+        return result
+
+    @classmethod
     def from_audio_text_pretrained(
         cls,
         audio_model_name_or_path: str,
@@ -486,6 +516,36 @@ class SupClapDualEncoderModel(SupClapHeadMixin, PreTrainedModel):
             audio_model.config, text_model.config, **config_kwargs
         )
         return cls(config, audio_model=audio_model, text_model=text_model)
+
+
+def save_remote_tower_code(model: SupClapDualEncoderModel, folder: Path) -> list[str]:
+    """Copies the module files of ``model``'s remote-code towers (and their single-level relative imports, as
+    transformers copies a model's own) into ``folder``, and points each such tower's ``auto_map`` in
+    ``folder/config.json`` at the copies and at the classes the towers are; returns the files copied."""
+    config_path = folder / "config.json"
+    saved = json.loads(config_path.read_text())
+    copied: list[str] = []
+    for name, tower in (("audio_config", model.audio_model), ("text_config", model.text_model)):
+        if not getattr(tower.config, "auto_map", None):
+            continue
+        auto_map = saved[name].setdefault("auto_map", {})
+        for auto_class, obj in (("AutoConfig", type(tower.config)), ("AutoModel", type(tower))):
+            module_file = Path(inspect.getfile(obj))
+            for source in [module_file, *map(Path, get_relative_import_files(module_file))]:
+                target = folder / source.name
+                if target.exists() and target.read_bytes() != source.read_bytes():
+                    raise ValueError(
+                        f"the {TOWER_CONFIGS[name]} tower's code file {source.name} would replace another "
+                        f"file of that name in {folder}: rename one of the modules"
+                    )
+                if not target.exists():
+                    shutil.copyfile(source, target)
+                    copied.append(source.name)
+            # A cross-repository reference ("repo--module.Class") would send a reload back to that repository.
+            auto_map[auto_class] = f"{module_file.stem}.{obj.__name__}"
+    if copied:
+        config_path.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+    return copied
 
 
 __all__ = [

@@ -18,6 +18,7 @@ previous checkpoints untouched or a ``.tmp`` folder that is ignored (and later r
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -148,7 +149,7 @@ def save_checkpoint(
         torch.save(rng_state(), tmp / f"rng_state_{accelerator.process_index}.pt")
         torch.save(data_state or {}, tmp / f"data_state_{accelerator.process_index}.pt")
         if accelerator.is_main_process:
-            accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+            save_training_weights(accelerator.unwrap_model(model), tmp)
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             (tmp / STATE_FILE).write_text(json.dumps(state.to_dict(), indent=2))
@@ -165,6 +166,34 @@ def save_checkpoint(
         _rotate(root, save_total_limit, keep=final)
     accelerator.wait_for_everyone()
     return final
+
+
+def save_training_weights(model: torch.nn.Module, folder: Path) -> None:
+    """``save_pretrained`` with the tensors under the names the model holds them by, for
+    :func:`load_training_weights` (checkpoints, ``best/``). By default transformers 5 writes some towers'
+    weights back under their old names (AST's ``attention.attention.query``): ``from_pretrained`` maps them
+    forward again, a plain ``load_state_dict`` would not find them."""
+    from transformers import PreTrainedModel
+
+    options = {"safe_serialization": True}
+    if (
+        isinstance(model, PreTrainedModel)
+        and "save_original_format" in inspect.signature(PreTrainedModel.save_pretrained).parameters
+    ):
+        options["save_original_format"] = False
+    model.save_pretrained(folder, **options)
+
+
+def load_training_weights(model: torch.nn.Module, folder: Path) -> None:
+    """The weights :func:`save_training_weights` wrote into ``model``; ``CheckpointError`` if they do not
+    match it (rather than keeping some of the model's own weights without a word)."""
+    weights = load_file(folder / "model.safetensors")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+        raise CheckpointError(
+            f"checkpoint {folder}/model.safetensors does not match the model: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
 
 
 def _any_process_failed(accelerator, failed: bool) -> bool:
@@ -223,13 +252,7 @@ def load_checkpoint(
     process's data-source state (``{}`` for checkpoints written before sources kept one)."""
     folder = validate_checkpoint(path, accelerator.num_processes)
     try:
-        weights = load_file(folder / "model.safetensors")
-        missing, unexpected = accelerator.unwrap_model(model).load_state_dict(weights, strict=False)
-        if unexpected or [k for k in missing if not k.endswith("position_ids")]:
-            raise CheckpointError(
-                f"checkpoint {folder}/model.safetensors does not match the model: missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]}"
-            )
+        load_training_weights(accelerator.unwrap_model(model), folder)
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
         set_rng_state(torch.load(folder / f"rng_state_{accelerator.process_index}.pt", weights_only=True))

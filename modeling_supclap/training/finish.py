@@ -12,6 +12,7 @@ from ..evaluation.report import format_results
 from ..evaluation.scoring import evaluate_records
 from ..evaluation.zero_shot import find_zero_shot_templates
 from ..model.modeling_supclap import SupClapModel
+from .checkpointing import load_training_weights
 from .run import TrainingRun
 from .state import TrainState
 
@@ -82,9 +83,7 @@ def _final_model(run: TrainingRun, state: TrainState) -> SupClapModel:
     """The best model on validation (not merely the last), LoRA merged into it."""
     best = run.output_dir / "best"
     if state.best_step is not None and best.is_dir():
-        from safetensors.torch import load_file
-
-        run.supclap.load_state_dict(load_file(best / "model.safetensors"), strict=False)
+        load_training_weights(run.supclap, best)
     if run.model_args.lora_r > 0:
         return run.accelerator.unwrap_model(run.model).merge_and_unload()
     return run.supclap
@@ -100,6 +99,10 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         data_description=run.data.location,
         results=results.get("test"),
         base_model=run.model_args.model_name_or_path,
+        tower_models={
+            "audio": run.model_args.audio_model_name_or_path,
+            "text": run.model_args.text_model_name_or_path,
+        },
         # The card's code loads the Hub repository, or this folder by its name until a push points it there.
         repo_id=run.train_args.hub_model_id or local_folder_reference(run.output_dir),
         sampling_rate=run.processor.feature_extractor.sampling_rate,

@@ -142,14 +142,16 @@ def _after_step(
     # Every process must agree on stopping: one reduce of both reasons (clocks and signals differ by process).
     out_of_time, signalled = _any_process(accelerator, out_of_time, signals.received is not None)
     done = done or out_of_time
+    # Validation comes before a stop's checkpoint: it uses the RNGs and picks best/, and the resumed run
+    # must continue from the state the uninterrupted run had after this step.
+    if run.data.validation and (done or (train_args.eval_steps and step % train_args.eval_steps == 0)):
+        validate(run, state)
     if signalled:
         path = _save(run, state)
         raise Preempted(
             f"{signals.received or 'a stop signal (on another process)'} received: saved {path} after step "
             f"{step}. Resume with --resume_from_checkpoint latest (same arguments)."
         )
-    if run.data.validation and (done or (train_args.eval_steps and step % train_args.eval_steps == 0)):
-        validate(run, state)
     if train_args.save_steps and (done or step % train_args.save_steps == 0):
         _save(run, state)
     return done

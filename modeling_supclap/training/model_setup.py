@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor, AutoTokenizer, ProcessorMixin
+from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 from ..data.audio import MAX_SAMPLING_RATE, MIN_SAMPLING_RATE
 from ..data.processor import (
@@ -38,7 +39,11 @@ from ..data.sources.streaming import open_stream, stream_records
 from ..demo import build_demo_processor
 from ..demo.processor import demo_audio_settings
 from ..model.configuration_supclap import PRESETS, SupClapConfig
-from ..model.configuration_supclap_dual_encoder import audio_tower_config, text_tower_config
+from ..model.configuration_supclap_dual_encoder import (
+    audio_tower_config,
+    register_remote_towers,
+    text_tower_config,
+)
 from ..model.losses import SupClapLoss
 from ..model.modeling_supclap import SupClapModel
 from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel, build_tower, load_tower
@@ -133,6 +138,8 @@ def load_model(model_args: ModelArguments) -> torch.nn.Module:
     (into ``SupClapModel``). Loss flags given change its settings, each change logged; the others keep the
     checkpoint's (its loss, radius, SigLIP bias...)."""
     path, trust = model_args.model_name_or_path, model_args.trust_remote_code
+    if trust:  # a dual encoder's remote-code towers (transformers does not pass the flag on)
+        register_remote_towers(path)
     saved = AutoConfig.from_pretrained(path, trust_remote_code=trust)
     overrides = model_args.loss_overrides()
     if hasattr(saved, "loss_settings"):
@@ -255,8 +262,7 @@ def _dual_encoder(
     else:
         rate, seconds, chosen = _audio_settings(data_args, corpus, train_records)
         family = model_args.audio_tower or "htsat"
-        config = audio_tower_config(family, size, seconds, _PRESET_MEL_BINS[size])
-        audio_model, extractor = build_tower(config), feature_extractor_for_tower(config, rate, seconds)
+        audio_model, extractor = random_audio_tower(family, size, rate, seconds)
         logger.info("a new %s %s audio tower, audio at %s", size, family, ", ".join(chosen))
     if model_args.text_model_name_or_path:
         path = model_args.text_model_name_or_path
@@ -270,7 +276,7 @@ def _dual_encoder(
             captions, vocab_size=vocab_size, model_max_length=data_args.max_text_length
         )
         family = model_args.text_tower or "roberta"
-        text_model = build_tower(text_tower_config(family, size, vocab_size, data_args.max_text_length + 2))
+        text_model = random_text_tower(family, size, vocab_size, data_args.max_text_length)
         logger.info(
             "a new %s %s text tower, a byte-level BPE tokenizer of %d captions", size, family, len(captions)
         )
@@ -283,6 +289,21 @@ def _dual_encoder(
     processor = SupClapDualEncoderProcessor(extractor, tokenizer)
     _probe(model, processor)
     return model, processor
+
+
+def random_audio_tower(
+    family: str, size: str, sampling_rate: int, seconds: int
+) -> tuple[torch.nn.Module, FeatureExtractionMixin]:
+    """A new audio tower of ``family`` and ``size`` (the ``--preset`` names) for ``seconds``-long windows of
+    audio at ``sampling_rate``, and the feature extractor that feeds it."""
+    config = audio_tower_config(family, size, seconds, _PRESET_MEL_BINS[size])
+    return build_tower(config), feature_extractor_for_tower(config, sampling_rate, seconds)
+
+
+def random_text_tower(family: str, size: str, vocab_size: int, max_text_length: int) -> torch.nn.Module:
+    """A new text tower of ``family`` and ``size`` over ``vocab_size`` tokens, for captions of up to
+    ``max_text_length`` tokens (positions for two more: a tokenizer's own special tokens)."""
+    return build_tower(text_tower_config(family, size, vocab_size, max_text_length + 2))
 
 
 def _audio_settings(
@@ -355,6 +376,8 @@ __all__ = [
     "ModelSetup",
     "build_model_and_processor",
     "load_model",
+    "random_audio_tower",
+    "random_text_tower",
     "training_records",
     "wants_dual_encoder",
 ]

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from ..evaluation.scoring import evaluate_records, mean_recall_at_1
+from .checkpointing import save_training_weights
 from .run import TrainingRun
 from .state import TrainState
 
@@ -39,7 +40,7 @@ def validate(run: TrainingRun, state: TrainState) -> None:
         accelerator.log({f"validation/{k}": v for k, v in entry.items() if k != "step"}, step=state.step)
         if state.best_score is None or score > state.best_score:
             state.best_score, state.best_step = score, state.step
-            run.supclap.save_pretrained(run.output_dir / "best", safe_serialization=True)
+            save_training_weights(run.supclap, run.output_dir / "best")
         logger.info(
             "validation at step %d: mean R@1 %.2f (best %.2f at step %s)",
             state.step,

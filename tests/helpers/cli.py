@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .processes import run_bounded
@@ -80,3 +81,18 @@ def accelerate_launch_two_cpu(
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **env}
     return run_bounded([*launcher, script, *args], timeout, cwd=REPO, env=environment)
+
+
+def wait_for_step(out: Path, step: int, processes: list[subprocess.Popen], timeout: float = 300) -> None:
+    """Until every heartbeat of the run in ``out`` (training/resilience.py) says ``step`` or later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        beats = [out / ".heartbeat" / f"rank{rank}" for rank in range(len(processes))]
+        try:
+            if all(int(b.read_text().split()[0]) >= step for b in beats):
+                return
+        except (OSError, ValueError, IndexError):
+            pass
+        assert all(p.poll() is None for p in processes), "a process ended before the fault was injected"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

@@ -425,3 +425,27 @@ def test_a_folder_moved_before_the_push_publishes_no_local_path(hub, model_folde
     card = hub.files("ns/moved")["README.md"].decode()
     assert 'model="ns/moved"' in card and card.count('from_pretrained("ns/moved"') == 2
     assert str(tmp_path) not in card
+
+
+def test_a_card_names_the_pretrained_towers_a_new_model_started_from(tmp_path):
+    """Towers from checkpoints are not "trained from scratch": the card names them (a local folder by its
+    name), and their Hub ids become the card's base models."""
+    from modeling_supclap import SupClapConfig
+    from modeling_supclap.hub import render_model_card
+
+    local_audio = tmp_path / "towers" / "my_ast"
+    local_audio.mkdir(parents=True)
+    card = str(
+        render_model_card(
+            SupClapConfig.tiny(), tower_models={"audio": str(local_audio), "text": "cointegrated/sonar"}
+        )
+    )
+    assert "Towers initialised from `my_ast` (audio) and `cointegrated/sonar` (text)" in card
+    assert "base_model: cointegrated/sonar" in card and str(tmp_path) not in card
+    assert "from scratch (random initialisation)" not in card
+    both = str(render_model_card(SupClapConfig.tiny(), tower_models={"audio": "a/ced", "text": "b/sonar"}))
+    assert "base_model:\n- a/ced\n- b/sonar" in both
+    random_text = str(render_model_card(SupClapConfig.tiny(), tower_models={"audio": "a/ced", "text": None}))
+    assert (
+        "`a/ced` (audio); the other tower, the projections and the loss trained from scratch" in random_text
+    )

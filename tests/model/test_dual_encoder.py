@@ -347,3 +347,34 @@ def test_unknown_projection_settings_are_refused_by_the_config(field, value, mes
 
     with pytest.raises(ValueError, match=message):
         SupClapDualEncoderConfig(**{field: value})
+
+
+def test_training_weights_reload_by_load_state_dict_although_transformers_renames_ast_weights(
+    towers, tmp_path
+):
+    """Checkpoints and ``best/`` are read back with ``load_state_dict`` (resume, the final model): they must
+    hold the tensors under the model's own names. transformers' default save writes AST's attention back
+    under its old names, which only ``from_pretrained`` maps forward again."""
+    from safetensors.torch import load_file
+
+    from modeling_supclap.training.checkpointing import (
+        CheckpointError,
+        load_training_weights,
+        save_training_weights,
+    )
+
+    model = _model_and_inputs(towers, "ast", "bert")[0]
+    model.save_pretrained(tmp_path / "default")
+    renamed = set(load_file(tmp_path / "default" / "model.safetensors")) - set(model.state_dict())
+    assert any("attention.attention.query" in name for name in renamed), "nothing renamed: test is void"
+
+    save_training_weights(model, tmp_path / "training")
+    fresh = SupClapDualEncoderModel(copy.deepcopy(model.config))
+    load_training_weights(fresh, tmp_path / "training")
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+    reloaded = AutoModel.from_pretrained(tmp_path / "training").state_dict()  # still a save_pretrained folder
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(reloaded[name], tensor, atol=0, rtol=0, msg=name)
+    with pytest.raises(CheckpointError, match="does not match the model"):
+        load_training_weights(fresh, tmp_path / "default")

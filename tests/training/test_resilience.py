@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, run_script, tiny_train_args
+from helpers.cli import REPO, run_script, tiny_train_args, wait_for_step
 from helpers.processes import free_port, start
 from safetensors.torch import load_file
 
@@ -62,21 +62,6 @@ def _start_two(args: list[str], **env) -> list[subprocess.Popen]:
     return [_start(args, rank, 2, port, **env) for rank in (0, 1)]
 
 
-def _wait_for_step(out: Path, step: int, processes: list[subprocess.Popen], timeout: float = 300) -> None:
-    """Until every heartbeat (training/resilience.py) says ``step`` or later."""
-    deadline = time.monotonic() + timeout
-    while True:
-        beats = [out / ".heartbeat" / f"rank{rank}" for rank in range(len(processes))]
-        try:
-            if all(int(b.read_text().split()[0]) >= step for b in beats):
-                return
-        except (OSError, ValueError, IndexError):
-            pass
-        assert all(p.poll() is None for p in processes), "a process ended before the fault was injected"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
 def _args(cache: Path, out: Path, *extra: str) -> list[str]:
     return tiny_train_args(cache, out, "--max_steps", "10", "--eval_steps", "0", "--save_steps", "0", *extra)
 
@@ -100,7 +85,7 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "preempted"
     process = _start(_args(small_corpus_cache, out, *workers), new_session=True)
-    _wait_for_step(out, 3, [process])
+    wait_for_step(out, 3, [process])
     os.killpg(process.pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 75, stderr[-3000:]
@@ -123,7 +108,7 @@ def test_sigusr1_to_one_of_two_processes_stops_both_with_one_checkpoint(small_co
     out = tmp_path / "preempted"
     args = _args(small_corpus_cache, out, "--per_device_train_batch_size", "4")
     processes = _start_two(args)
-    _wait_for_step(out, 3, processes)
+    wait_for_step(out, 3, processes)
     processes[0].send_signal(signal.SIGUSR1)  # SLURM's warning before the time limit, to one rank only
     outputs = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [75, 75], outputs[0][-2000:] + outputs[1][-2000:]
@@ -143,7 +128,7 @@ def test_a_killed_rank_makes_the_survivor_exit_soon_naming_it_then_resume_works(
         "--per_device_train_batch_size", "4", "--ddp_timeout", "10",
     )  # fmt: skip
     processes = _start_two(args)
-    _wait_for_step(out, 4, processes)
+    wait_for_step(out, 4, processes)
     processes[1].send_signal(signal.SIGKILL)
     killed = time.monotonic()
     _, stderr = processes[0].communicate(timeout=120)
@@ -203,7 +188,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space(small
 def test_a_second_run_in_the_same_folder_refuses_while_the_first_holds_it(small_corpus_cache, tmp_path):
     out = tmp_path / "run"
     first = _start(tiny_train_args(small_corpus_cache, out, "--max_steps", "400", "--save_steps", "5"))
-    _wait_for_step(out, 2, [first])
+    wait_for_step(out, 2, [first])
     second = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out)])
     assert second.returncode == 2
     assert f"{out} is in use by another run (pid {first.pid}" in second.stderr
