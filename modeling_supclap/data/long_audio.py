@@ -64,8 +64,8 @@ class LongAudioPolicy:
     """How a clip longer than the model's window is embedded (see the module docstring).
 
     ``window_hop_seconds``: the step between windows of ``windows`` (``None``: the window's length);
-    shorter steps overlap the windows, and must not be shorter than 1 % of a window (a step of one sample
-    would embed a 60 s clip as half a million windows).
+    shorter steps overlap the windows; a step longer than a window would skip audio, and one under 1 % of a
+    window would embed a 60 s clip as thousands of windows: both are refused.
     """
 
     policy: str = "windows"
@@ -85,6 +85,11 @@ class LongAudioPolicy:
         if self.window_hop_seconds is None:
             return window
         hop = int(round(self.window_hop_seconds * sampling_rate))
+        if hop > window:
+            raise ValueError(
+                f"window_hop_seconds={self.window_hop_seconds} is longer than the model's "
+                f"{window / sampling_rate:g} s window: the windows would skip audio between them"
+            )
         if hop * 100 < window:
             raise ValueError(
                 f"window_hop_seconds={self.window_hop_seconds} is under 1 % of the model's "

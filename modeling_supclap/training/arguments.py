@@ -323,6 +323,15 @@ class DataArguments(CorpusArguments):
             "of the training clips). A checkpoint keeps its processor's."
         },
     )
+    log_mel_on_device: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Compute CLAP's log-mel on the model's device (DataLoader workers then only decode, "
+            "resample and crop; the same crops). Default: on a GPU.",
+            "nargs": "?",
+            "const": True,
+        },
+    )
     processor_sample_size: int = field(
         default=5000,
         metadata={

@@ -303,3 +303,60 @@ def test_num_threads_is_restored_and_does_not_change_the_result() -> None:
     unchanged = fast_clap_features(fe, audios, num_threads=None)
     assert torch.equal(single["input_features"], threaded["input_features"])
     assert torch.equal(single["input_features"], unchanged["input_features"])
+
+
+@pytest.mark.parametrize("config", ["16k-hop160-16mel-2s", "8k-hop101-20mel-1s-fft401"])
+def test_log_mel_left_for_the_device_is_the_same_features_and_crops(config: str) -> None:
+    """Workers that stop before the log-mel (log_mel_on_device) and a device that finishes it (here the CPU)
+    give the features of the whole path, bitwise, with the same crops and the same RNG state after."""
+    fe = make_extractor(config)
+    processor = SimpleNamespace(feature_extractor=fe)
+    audios = make_clips(fe.nb_max_samples, [0.3, 1.0, 2.7, 1.6, 0.01], seed=21)
+    audios.append(make_clips(fe.nb_max_samples, [1.4], seed=22)[0].astype(np.float64))  # not float32
+    np.random.seed(7)
+    whole = features_module.audio_model_inputs(processor, audios)
+    whole_state = np.random.get_state()
+    np.random.seed(7)
+    left = features_module.audio_model_inputs(processor, audios, log_mel_on_device=True)
+    assert_same_rng_state(np.random.get_state(), whole_state)
+    assert "input_features" not in left and left[features_module.WAVEFORMS_KEY].dtype == torch.float64
+    finished = features_module.finish_on_device(processor, left)
+    assert set(finished) == {"input_features", "is_longer"}
+    assert torch.equal(finished["input_features"], whole["input_features"])
+    assert torch.equal(finished["is_longer"], whole["is_longer"])
+    float32_only = features_module.audio_model_inputs(processor, audios[:-1], log_mel_on_device=True)
+    assert float32_only[features_module.WAVEFORMS_KEY].dtype == torch.float32  # exact, and half the size
+
+
+def test_only_clap_extractors_leave_the_log_mel_to_the_device() -> None:
+    fusion = SimpleNamespace(feature_extractor=make_extractor("16k-hop160-16mel-2s", truncation="fusion"))
+    assert "fusion" in features_module.device_log_mel_unsupported_reason(fusion)
+    ast = SimpleNamespace(feature_extractor=transformers_ast_extractor())
+    assert (
+        "ASTFeatureExtractor has no torch feature path"
+        in features_module.device_log_mel_unsupported_reason(ast)
+    )
+    clips = make_clips(16000, [0.5, 1.2], seed=3)
+    inputs = features_module.audio_model_inputs(ast, clips, log_mel_on_device=True)  # computed here instead
+    assert "input_values" in inputs and features_module.finish_on_device(ast, inputs) is inputs
+
+
+def transformers_ast_extractor():
+    from transformers import ASTFeatureExtractor
+
+    return ASTFeatureExtractor(num_mel_bins=16, max_length=100, sampling_rate=16000)
+
+
+def test_collator_leaves_the_log_mel_for_the_device_and_gives_the_same_batch() -> None:
+    fe = make_extractor("16k-hop160-16mel-2s")
+    processor = SimpleNamespace(tokenizer=_FakeTokenizer(), feature_extractor=fe)
+    clips = make_clips(fe.nb_max_samples, [0.4, 2.2, 1.0, 3.1], seed=12)
+    items = [{"audio": a, "captions": ["a b", "c d e"], "index": i, "epoch": 1} for i, a in enumerate(clips)]
+    in_workers = SupClapCollator(processor, seed=3)(items)
+    collator = SupClapCollator(processor, seed=3, log_mel_on_device=True)
+    left = collator(items)
+    assert features_module.WAVEFORMS_KEY in left and "input_features" not in left
+    on_device = collator.on_device(left)
+    assert set(on_device) == set(in_workers)
+    for key in ("input_ids", "attention_mask", "input_features", "is_longer"):
+        assert torch.equal(on_device[key], in_workers[key]), key
