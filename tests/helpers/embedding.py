@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-from helpers.toy import SAMPLING_RATE, TOY_LABELS, toy_clip, toy_processor
 
+from helpers.toy import SAMPLING_RATE, TOY_LABELS, toy_clip, toy_processor
 from modeling_supclap import SupClapConfig, SupClapModel
 
 CAPTIONS = [f"a {label}" for label in TOY_LABELS] + [f"This is a sound of {label}." for label in TOY_LABELS]
@@ -24,9 +24,9 @@ def tiny_clap(seed: int = 0) -> tuple[SupClapModel, object]:
 def tiny_dual_encoder(folder: Path, seed: int = 0) -> tuple[torch.nn.Module, object]:
     """A random ``SupClapDualEncoderModel`` (an AST tower of ~1 s windows and a RoBERTa tower) in eval
     mode, and its processor; the towers' checkpoints are written under ``folder``."""
-    from helpers.towers import audio_checkpoint, text_checkpoint
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
+    from helpers.towers import audio_checkpoint, text_checkpoint
     from modeling_supclap import SupClapDualEncoderModel, SupClapDualEncoderProcessor
 
     audio = audio_checkpoint("ast", folder / "ast", seed)
