@@ -63,7 +63,7 @@ def sound_folder(folder: Path, count: int = 24, seed: int = 0, corrupt: bool = T
     rng = np.random.default_rng(seed)
     lengths = rng.uniform(0.7, 7.4, count).round(2).tolist()
     (folder / "more").mkdir(parents=True, exist_ok=True)
-    for index, (length, sound) in enumerate(zip(lengths, clips(lengths, seed))):
+    for index, sound in enumerate(clips(lengths, seed)):
         rate = (16000, 8000, 22050)[index % 3]
         if rate != SAMPLING_RATE:
             sound = resample_poly(sound, rate, SAMPLING_RATE).astype(np.float32)
