@@ -26,12 +26,17 @@ DEFAULT_CHUNK_ROWS = 1 << 16
 def _top_k_rows(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``k`` of each row of ``scores``, ties at the k-th score resolved to the lowest columns.
 
-    ``torch.topk`` picks among equal scores as its kernel likes; where a row has more candidates tied at
-    its k-th score than it picked, that row is stably sorted instead (rare: duplicate clips).
+    ``torch.topk`` picks among equal scores as its kernel likes. One candidate more than asked shows where
+    that matters: a row whose (k+1)-th score equals its k-th may have left out a lower column with the same
+    score, and only such rows (rare: duplicate clips) are stably sorted instead (two passes over the chunk
+    fewer than counting every score at or above the k-th).
     """
-    values, columns = torch.topk(scores, k, dim=1)
-    kth = values[:, -1:]
-    ambiguous = ((scores >= kth).sum(dim=1) > k).nonzero().flatten()
+    if k <= 0 or k >= scores.shape[1]:
+        values, columns = torch.sort(scores, dim=1, descending=True, stable=True)
+        return values[:, :k], columns[:, :k]
+    values, columns = torch.topk(scores, k + 1, dim=1)
+    ambiguous = (values[:, k] == values[:, k - 1]).nonzero().flatten()
+    values, columns = values[:, :k].contiguous(), columns[:, :k].contiguous()
     for row in ambiguous.tolist():
         ordered, order = torch.sort(scores[row], descending=True, stable=True)
         values[row], columns[row] = ordered[:k], order[:k]
