@@ -7,11 +7,13 @@
   ``windows``, ``first`` and ``random`` against the short originals (the same captions, the same model).
 * ``speed``: clips/s on the same model and the same files, in one run: ``supclap-embed`` (the real command,
   a subprocess, its defaults: 2 DataLoader workers, batches of 32, on the CPU), the loop users write today
-  (soundfile, then ``ClapProcessor`` + ``get_audio_features`` one file at a time) and the zero-shot
-  pipeline (``pipeline("zero-shot-audio-classification")`` one file at a time, one candidate label: its
-  feature path plus one short text). ``supclap-embed`` is timed twice: the whole command (start-up, model
-  load, index writing) and its own "this run" line (embedding only). The largest cosine distance between
-  the loop's embeddings and the index's rows is reported too (they should agree).
+  (soundfile, then ``ClapProcessor``'s feature extractor + ``get_audio_features`` one file at a time; not
+  ``processor(audio=...)``, which in transformers 5.25 truncates the clip to the tokenizer's
+  ``model_max_length`` in samples) and the zero-shot pipeline (``pipeline("zero-shot-audio-classification")``
+  one file at a time, one candidate label: its feature path plus one short text). ``supclap-embed`` is
+  timed twice: the whole command (start-up, model load, index writing) and its own "this run" line
+  (embedding only). The largest cosine distance between the loop's embeddings and the index's rows is
+  reported too (they should agree).
 * ``search``: latency per query over ``--search_rows`` random L2-normalised embeddings, exact chunked
   search (``exact_top_k``), one query at a time and in batches; FAISS (``FaissSearch``, the shipped
   inverted file, its default ``nprobe``) where faiss is installed, with its build time and recall@k
@@ -173,7 +175,9 @@ def _user_loop(model_dir: Path, files: list[Path]) -> tuple[float, torch.Tensor]
     started, out = time.perf_counter(), []
     for path in files:
         audio, rate = sf.read(path, dtype="float32")
-        inputs = processor(audio=audio, sampling_rate=rate, return_tensors="pt")
+        # The feature extractor, as transformers' get_audio_features example calls it: ClapProcessor(
+        # audio=...) (transformers 5.25) passes it the tokenizer's model_max_length as max_length.
+        inputs = processor.feature_extractor(audio, sampling_rate=rate, return_tensors="pt")
         with torch.no_grad():
             out.append(model.get_audio_features(**inputs).pooler_output)
     return time.perf_counter() - started, torch.cat(out)
