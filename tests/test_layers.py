@@ -25,6 +25,7 @@ LAYERS = {
     "towers": 3,
     "hub": 4,
     "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
+    "inference": 4,  # using a trained model: embeddings, indexes, search (on evaluation's encoding)
     "training": 5,
     "cli": 6,
     "__init__": 7,  # the package's face: imports what it hands on

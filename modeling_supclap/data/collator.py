@@ -15,7 +15,7 @@ from transformers import ProcessorMixin
 
 from .audio import decode_audio
 from .captions import choose_caption, parse_caption_cell, parse_language_weights
-from .features import audio_model_inputs
+from .features import audio_model_inputs, finish_on_device
 
 __all__ = ["SupClapCollator"]
 
@@ -67,6 +67,11 @@ class SupClapCollator:
     number of DataLoader workers, and different epochs/batches draw different captions. Items without
     an ``index`` fall back to a per-collator call counter (reproducible for the same call order in one
     process). The global numpy random state is restored after each call.
+
+    ``log_mel_on_device``: where CLAP's exact fast path applies, the batch carries the cropped waveforms
+    instead of ``input_features`` (DataLoader workers then only decode, resample and crop) and
+    :meth:`on_device` computes the log-mel once the batch is on the model's device; the crops, and on the
+    CPU the features, are the same either way.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class SupClapCollator:
         seed: int = 0,
         return_loss: bool = True,
         language_weights: Mapping[str, float] | Sequence[str] | None = None,
+        log_mel_on_device: bool = False,
     ) -> None:
         if caption_choice not in ("random", "first"):
             raise ValueError(f"caption_choice must be 'random' or 'first', got {caption_choice!r}")
@@ -89,12 +95,18 @@ class SupClapCollator:
         self.seed = int(seed)
         self.return_loss = bool(return_loss)
         self.language_weights = parse_language_weights(language_weights)
+        self.log_mel_on_device = bool(log_mel_on_device)
         self.epoch = 0
         self._calls = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for items that do not carry one (raw rows)."""
         self.epoch = int(epoch)
+
+    def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch, on the model's device, made into the model's inputs: the log-mel of waveforms left
+        for the device (``log_mel_on_device``); any other batch as it is."""
+        return finish_on_device(self.processor, batch)
 
     def _batch_seed(self, items: list[dict[str, Any]]) -> int:
         epochs = [it["epoch"] for it in items if it.get("epoch") is not None]
@@ -143,7 +155,7 @@ class SupClapCollator:
         state = np.random.get_state()
         np.random.seed(seed)
         try:
-            audio_inputs = audio_model_inputs(self.processor, audios)
+            audio_inputs = audio_model_inputs(self.processor, audios, self.log_mel_on_device)
         finally:
             np.random.set_state(state)
 

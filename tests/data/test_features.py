@@ -10,14 +10,14 @@ import pytest
 import torch
 from transformers import ClapFeatureExtractor
 
-import modeling_supclap.data.collator as collator_module
+import modeling_supclap.data.features as features_module
 import modeling_supclap.evaluation.encode as evaluation_module
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.data.features import (
-    _prepared_waveforms,
     clap_features,
     fast_clap_features,
     fast_path_unsupported_reason,
+    prepare_clap_waveforms,
 )
 
 # Log-mel values are dB in about [-100, 60]; one float32 ulp there is <= 7.6e-6. The fast path is
@@ -123,14 +123,13 @@ def test_random_crops_match_the_extractor(config: str) -> None:
     for seed in (0, 1, 2, 99):
         assert_parity(fe, audios, seed=seed)
         np.random.seed(seed)
-        padded, is_longer = _prepared_waveforms(fe, audios)
-        assert is_longer == [True, False, True, True]
+        waveforms, is_longer = prepare_clap_waveforms(fe, audios)
+        assert is_longer.flatten().tolist() == [True, False, True, True]
         np.random.seed(seed)
-        half = fe.fft_window_size // 2
         for i, clip in enumerate(audios):
             if len(clip) > n_max:
                 idx = np.random.randint(0, len(clip) - n_max + 1)
-                np.testing.assert_array_equal(padded[i, half : half + n_max], clip[idx : idx + n_max])
+                np.testing.assert_array_equal(waveforms[i].numpy(), clip[idx : idx + n_max])
                 seen.add((i, idx))
     assert len(seen) > 3  # the crops really vary with the seed
 
@@ -263,7 +262,7 @@ def test_collator_output_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     state = np.random.get_state()
     new = SupClapCollator(processor, seed=3)(items)
     assert_same_rng_state(np.random.get_state(), state)
-    monkeypatch.setattr(collator_module, "clap_features", _original)
+    monkeypatch.setattr(features_module, "clap_features", _original)
     old = SupClapCollator(processor, seed=3)(items)
     for key in ("input_ids", "attention_mask", "input_features", "is_longer"):
         assert torch.equal(new[key], old[key]), key
@@ -286,7 +285,7 @@ def test_encode_audio_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     clips = make_clips(fe.nb_max_samples, [0.7, 2.5, 1.3], seed=13)
     model = _FakeAudioModel()
     new = evaluation_module.encode_audio(model, processor, clips, seed=5)
-    monkeypatch.setattr(evaluation_module, "clap_features", _original)
+    monkeypatch.setattr(features_module, "clap_features", _original)
     old = evaluation_module.encode_audio(model, processor, clips, seed=5)
     assert torch.equal(new, old)
 
@@ -304,3 +303,60 @@ def test_num_threads_is_restored_and_does_not_change_the_result() -> None:
     unchanged = fast_clap_features(fe, audios, num_threads=None)
     assert torch.equal(single["input_features"], threaded["input_features"])
     assert torch.equal(single["input_features"], unchanged["input_features"])
+
+
+@pytest.mark.parametrize("config", ["16k-hop160-16mel-2s", "8k-hop101-20mel-1s-fft401"])
+def test_log_mel_left_for_the_device_is_the_same_features_and_crops(config: str) -> None:
+    """Workers that stop before the log-mel (log_mel_on_device) and a device that finishes it (here the CPU)
+    give the features of the whole path, bitwise, with the same crops and the same RNG state after."""
+    fe = make_extractor(config)
+    processor = SimpleNamespace(feature_extractor=fe)
+    audios = make_clips(fe.nb_max_samples, [0.3, 1.0, 2.7, 1.6, 0.01], seed=21)
+    audios.append(make_clips(fe.nb_max_samples, [1.4], seed=22)[0].astype(np.float64))  # not float32
+    np.random.seed(7)
+    whole = features_module.audio_model_inputs(processor, audios)
+    whole_state = np.random.get_state()
+    np.random.seed(7)
+    left = features_module.audio_model_inputs(processor, audios, log_mel_on_device=True)
+    assert_same_rng_state(np.random.get_state(), whole_state)
+    assert "input_features" not in left and left[features_module.WAVEFORMS_KEY].dtype == torch.float64
+    finished = features_module.finish_on_device(processor, left)
+    assert set(finished) == {"input_features", "is_longer"}
+    assert torch.equal(finished["input_features"], whole["input_features"])
+    assert torch.equal(finished["is_longer"], whole["is_longer"])
+    float32_only = features_module.audio_model_inputs(processor, audios[:-1], log_mel_on_device=True)
+    assert float32_only[features_module.WAVEFORMS_KEY].dtype == torch.float32  # exact, and half the size
+
+
+def test_only_clap_extractors_leave_the_log_mel_to_the_device() -> None:
+    fusion = SimpleNamespace(feature_extractor=make_extractor("16k-hop160-16mel-2s", truncation="fusion"))
+    assert "fusion" in features_module.device_log_mel_unsupported_reason(fusion)
+    ast = SimpleNamespace(feature_extractor=transformers_ast_extractor())
+    assert (
+        "ASTFeatureExtractor has no torch feature path"
+        in features_module.device_log_mel_unsupported_reason(ast)
+    )
+    clips = make_clips(16000, [0.5, 1.2], seed=3)
+    inputs = features_module.audio_model_inputs(ast, clips, log_mel_on_device=True)  # computed here instead
+    assert "input_values" in inputs and features_module.finish_on_device(ast, inputs) is inputs
+
+
+def transformers_ast_extractor():
+    from transformers import ASTFeatureExtractor
+
+    return ASTFeatureExtractor(num_mel_bins=16, max_length=100, sampling_rate=16000)
+
+
+def test_collator_leaves_the_log_mel_for_the_device_and_gives_the_same_batch() -> None:
+    fe = make_extractor("16k-hop160-16mel-2s")
+    processor = SimpleNamespace(tokenizer=_FakeTokenizer(), feature_extractor=fe)
+    clips = make_clips(fe.nb_max_samples, [0.4, 2.2, 1.0, 3.1], seed=12)
+    items = [{"audio": a, "captions": ["a b", "c d e"], "index": i, "epoch": 1} for i, a in enumerate(clips)]
+    in_workers = SupClapCollator(processor, seed=3)(items)
+    collator = SupClapCollator(processor, seed=3, log_mel_on_device=True)
+    left = collator(items)
+    assert features_module.WAVEFORMS_KEY in left and "input_features" not in left
+    on_device = collator.on_device(left)
+    assert set(on_device) == set(in_workers)
+    for key in ("input_ids", "attention_mask", "input_features", "is_longer"):
+        assert torch.equal(on_device[key], in_workers[key]), key

@@ -87,7 +87,8 @@ class MapStyleSource(TrainingSource):
         # Accelerate's loaders set their sampler's epoch to their own iteration count at every
         # __iter__; after a resumed (skipped) epoch that count would be behind: make it ours.
         loader.set_epoch(epoch)
-        return iter(loader)
+        return (self.collator.on_device(batch) for batch in loader)
 
     def probe_batch(self, size: int) -> dict[str, Any]:
-        return self.collator([self.dataset[i] for i in range(min(size, len(self.dataset)))])
+        items = [self.dataset[i] for i in range(min(size, len(self.dataset)))]
+        return self.collator.on_device(self.collator(items))

@@ -341,7 +341,7 @@ class StreamingSource(TrainingSource):
             if self.sample_log is not None and sources:
                 self.sample_log.append((self.epoch, sources))
             if batch:
-                yield send_to_device(batch, self._device)
+                yield self.collator.on_device(send_to_device(batch, self._device))
         self.epoch += 1
 
     def probe_batch(self, size: int) -> dict[str, Any]:
@@ -354,7 +354,7 @@ class StreamingSource(TrainingSource):
                 items.append(item)
             if len(items) == size:
                 break
-        return self.collator(items)
+        return self.collator.on_device(self.collator(items))
 
     def state_dict(self) -> dict[str, Any]:
         return {

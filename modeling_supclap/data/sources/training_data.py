@@ -44,7 +44,7 @@ class TrainingDataSpec:
     the rest says how batches are made: ``batch_size`` pairs per process, ``seed`` of the order, captions
     and crops, ``num_workers`` DataLoader processes, ``max_text_length`` tokens per caption,
     ``caption_language_weights`` ``{language: weight}`` of the caption draw, ``shuffle_buffer_size`` of a
-    stream.
+    stream, ``log_mel_on_device``: CLAP's log-mel computed on the model's device rather than in the workers.
     """
 
     location: str
@@ -60,6 +60,7 @@ class TrainingDataSpec:
     max_text_length: int = 64
     caption_language_weights: Mapping[str, float] | None = None
     shuffle_buffer_size: int = 1000
+    log_mel_on_device: bool = False
 
     def __post_init__(self) -> None:
         check_on_bad_sample(self.on_bad_sample)
@@ -74,6 +75,7 @@ class TrainingDataSpec:
             max_text_length=self.max_text_length,
             seed=self.seed,
             language_weights=self.caption_language_weights,
+            log_mel_on_device=self.log_mel_on_device,
         )
 
 
