@@ -26,8 +26,9 @@ LAYERS = {
     "hub": 4,
     "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
     "training": 5,
-    "cli": 6,
-    "__init__": 7,  # the package's face: imports what it hands on
+    "app": 6,  # the demo app: serves a model (and builds the demo one by running supclap-train)
+    "cli": 7,
+    "__init__": 8,  # the package's face: imports what it hands on
 }
 
 
