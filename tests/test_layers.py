@@ -24,6 +24,7 @@ LAYERS = {
     "lora": 3,
     "towers": 3,
     "hub": 4,
+    "space": 4,  # the files of a Space serving a pushed model (hub pushes them)
     "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
     "training": 5,
     "app": 6,  # the demo app: serves a model (and builds the demo one by running supclap-train)

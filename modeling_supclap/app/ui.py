@@ -84,7 +84,10 @@ def build_page(service: DemoService, concurrency_limit: int = 1) -> gr.Blocks:
             with gr.Row():
                 with gr.Column():
                     zero_shot_clip = gr.Audio(
-                        sources=["upload", "microphone"], type="filepath", label="Clip (upload or record)"
+                        sources=["upload", "microphone"],
+                        type="filepath",
+                        label="Clip (upload or record)",
+                        elem_id="zero_shot_clip",
                     )
                     labels = gr.Textbox(
                         value=", ".join(service.default_labels),
