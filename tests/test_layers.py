@@ -26,6 +26,7 @@ LAYERS = {
     "hub": 4,
     "space": 4,  # the files of a Space serving a pushed model (hub pushes them)
     "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
+    "inference": 4,  # using a trained model: embeddings, indexes, search (on evaluation's encoding)
     "training": 5,
     "app": 6,  # the demo app: serves a model (and builds the demo one by running supclap-train)
     "cli": 7,

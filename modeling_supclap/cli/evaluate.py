@@ -63,7 +63,7 @@ class EvalArguments(CorpusArguments):
     chunk_size: int = field(
         default=1024, metadata={"help": "Queries per similarity chunk (memory O(N x chunk))."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of the random crops of long clips."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random crops of --long_audio random."})
     device: str | None = field(
         default=None, metadata={"help": "cpu, cuda, cuda:1... (default: cuda if present)."}
     )
@@ -104,6 +104,7 @@ def _evaluate(argv: Sequence[str]) -> dict:
         chunk_size=args.chunk_size,
         on_bad_sample=args.on_bad_sample,
         max_text_length=args.max_text_length,
+        long_audio=args.long_audio_policy(),
     )
     results.update(model=args.model_name_or_path, data=args.eval_data, split=args.eval_split)
     print(f"{args.model_name_or_path} on {args.eval_data} ({args.eval_split}):\n" + format_results(results))
@@ -130,6 +131,7 @@ def _eval_suite(args: EvalArguments, model, processor) -> dict:
         chunk_size=args.chunk_size,
         on_bad_sample=args.on_bad_sample,
         max_text_length=args.max_text_length,
+        long_audio=args.long_audio_policy(),
     )
     results.update(model=args.model_name_or_path, data=args.eval_data, split=split)
     shown = format_eval_suite(results) if suite.task == "zero_shot" else format_results(results)

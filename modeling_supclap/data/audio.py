@@ -42,6 +42,21 @@ def _read_soundfile(obj: str | io.BytesIO, source: str, what: str) -> tuple[np.n
     return data, int(sr)
 
 
+def _read_range(path: str | os.PathLike, byte_range: Any, source: str) -> bytes:
+    offset, size = (int(value) for value in byte_range)
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+    except OSError as err:
+        raise BadSampleError(
+            source, f"cannot read bytes {offset}..{offset + size} of {path} ({err})"
+        ) from err
+    if len(data) != size:
+        raise BadSampleError(source, f"{path} ends before byte {offset + size} (truncated?)")
+    return data
+
+
 def _to_mono(array: np.ndarray, source: str) -> np.ndarray:
     if array.ndim == 1:
         return array
@@ -58,7 +73,8 @@ def decode_audio(
     """Decode ``audio`` to a float32 mono waveform at ``target_sr`` Hz.
 
     ``audio`` may be a file path, the bytes of an audio file, or a dict with ``"array"`` +
-    ``"sampling_rate"`` (already decoded), ``"bytes"`` or ``"path"`` (tried in that order). Channels
+    ``"sampling_rate"`` (already decoded), ``"bytes"`` or ``"path"`` (tried in that order; a ``"path"`` with
+    a ``"byte_range"`` ``(offset, size)`` is that range of the file: a clip inside a tar shard). Channels
     are averaged; other sampling rates are resampled with ``scipy.signal.resample_poly``. Missing,
     empty (zero-byte or zero-frame), corrupt or non-audio inputs and NaN/inf samples raise
     :class:`BadSampleError` naming ``source``.
@@ -73,6 +89,8 @@ def decode_audio(
             data = _to_mono(data, source)
         elif audio.get("bytes") is not None:
             return decode_audio(bytes(audio["bytes"]), target_sr, source)
+        elif audio.get("path") and audio.get("byte_range") is not None:
+            return decode_audio(_read_range(audio["path"], audio["byte_range"], source), target_sr, source)
         elif audio.get("path"):
             return decode_audio(audio["path"], target_sr, source)
         else:

@@ -36,7 +36,17 @@ import torch
 from transformers import ClapFeatureExtractor
 from transformers.audio_utils import window_function
 
-__all__ = ["audio_model_inputs", "clap_features", "fast_clap_features", "fast_path_unsupported_reason"]
+__all__ = [
+    "WAVEFORMS_KEY",
+    "audio_model_inputs",
+    "clap_features",
+    "clap_log_mel",
+    "device_log_mel_unsupported_reason",
+    "fast_clap_features",
+    "fast_path_unsupported_reason",
+    "finish_on_device",
+    "prepare_clap_waveforms",
+]
 
 # Frame samples (float64) per chunk of clips: keeps the (clips, frames, fft) temporaries around 8 MB, which
 # was faster than one big batch (cache) and bounds memory for long clips (32 x 10 s at 48 kHz would need
@@ -87,29 +97,31 @@ def fast_path_unsupported_reason(feature_extractor: Any, audios: Any = None) -> 
     return None
 
 
-def _prepared_waveforms(
+def prepare_clap_waveforms(
     feature_extractor: ClapFeatureExtractor, audios: Sequence[Any] | np.ndarray
-) -> tuple[np.ndarray, list[bool]]:
-    """Crop / repeat / pad every clip as ``ClapFeatureExtractor._get_input_mel`` does, then center-pad.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop / repeat / pad every clip to ``nb_max_samples`` as ``ClapFeatureExtractor._get_input_mel`` does.
 
-    Returns the reflect-padded float64 batch ``(B, max_length + 2 * (fft_window_size // 2))`` and
-    ``is_longer``. Consumes the global numpy RNG exactly like the extractor (one ``randint`` per clip longer
-    than ``max_length``, in batch order).
+    Returns ``(waveforms (B, nb_max_samples), is_longer (B, 1) bool)``: the CPU half of
+    :func:`fast_clap_features`, cheap enough for a DataLoader worker; :func:`clap_log_mel` is the other
+    half, on any device. The waveforms are float32 where every clip is a float32 array (the extractor's
+    float64 copy of them holds the same values, so nothing is rounded and they travel at half the size),
+    else float64. Consumes the global numpy RNG exactly like the extractor (one ``randint`` per clip longer
+    than ``nb_max_samples``, in batch order).
     """
     max_length = int(feature_extractor.nb_max_samples)
-    half = feature_extractor.fft_window_size // 2
     padding = feature_extractor.padding
-    out = np.zeros((len(audios), max_length + 2 * half), dtype=np.float64)
-    center = out[:, half : half + max_length]
+    exact_in_float32 = all(isinstance(a, np.ndarray) and a.dtype == np.float32 for a in audios)
+    out = np.zeros((len(audios), max_length), dtype=np.float32 if exact_in_float32 else np.float64)
     is_longer: list[bool] = []
     for i, speech in enumerate(audios):
-        waveform = np.asarray(speech, dtype=np.float64)
+        waveform = np.asarray(speech, dtype=out.dtype)
         if waveform.ndim != 1:
             raise ValueError(f"clip {i} must be mono 1-D, got shape {waveform.shape}")
         if waveform.shape[0] > max_length:
             overflow = len(waveform) - max_length
             idx = np.random.randint(0, overflow + 1)
-            center[i] = waveform[idx : idx + max_length]
+            out[i] = waveform[idx : idx + max_length]
             is_longer.append(True)
             continue
         is_longer.append(False)
@@ -122,12 +134,17 @@ def _prepared_waveforms(
                 n_repeat = int(max_length / len(waveform))
                 waveform = np.tile(waveform, n_repeat)
         # The rest of the row stays zero: np.pad(..., mode="constant", constant_values=0).
-        center[i, : waveform.shape[0]] = waveform
-    # np.pad(waveform, half, mode="reflect"): mirror without repeating the edge sample.
-    if half > 0:
-        out[:, :half] = out[:, 2 * half : half : -1]
-        out[:, half + max_length :] = out[:, half + max_length - 2 : max_length - 2 : -1]
-    return out, is_longer
+        out[i, : waveform.shape[0]] = waveform
+    return torch.from_numpy(out), torch.tensor([[x] for x in is_longer], dtype=torch.bool)
+
+
+def _center(waveforms: torch.Tensor, half: int) -> torch.Tensor:
+    """``np.pad(waveform, half, mode="reflect")`` of each row in float64: mirror without repeating the edge
+    sample (copies only, so exact)."""
+    waveforms = waveforms.to(torch.float64)
+    if half == 0:
+        return waveforms
+    return torch.nn.functional.pad(waveforms[:, None], (half, half), mode="reflect")[:, 0]
 
 
 def _log_mel(
@@ -167,51 +184,69 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def clap_log_mel(
+    feature_extractor: ClapFeatureExtractor, waveforms: torch.Tensor, num_threads: int | None = 1
+) -> torch.Tensor:
+    """Log-mel features ``(B, 1, T, n_mels)`` float32 of :func:`prepare_clap_waveforms`'s waveforms, computed
+    on their device (a GPU: the input pipeline's heaviest stage leaves the CPU workers).
+
+    On the CPU the result is the extractor's, bitwise in practice (module docstring); on a GPU the same
+    float64 computation differs from it by float64 rounding (cuFFT), far below a float32 ulp of the output.
+    ``num_threads`` as in :func:`fast_clap_features` (it only matters on the CPU).
+    """
+    n_fft = int(feature_extractor.fft_window_size)
+    hop_length = int(feature_extractor.hop_length)
+    device = waveforms.device
+    window = torch.from_numpy(np.asarray(window_function(n_fft, "hann"), dtype=np.float64)).to(device)
+    filters = np.asarray(feature_extractor.mel_filters_slaney, dtype=np.float64)  # (F, n_mels)
+    used = np.flatnonzero(np.any(filters != 0, axis=1))
+    bins = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+    mel_filters = torch.from_numpy(np.ascontiguousarray(filters[bins[0] : bins[1]])).to(device)
+
+    batch, half = waveforms.shape[0], n_fft // 2
+    num_frames = 1 + (waveforms.shape[1] + 2 * half - n_fft) // hop_length
+    features = torch.empty((batch, 1, num_frames, filters.shape[1]), dtype=torch.float32, device=device)
+    chunk = max(1, _CHUNK_ELEMENTS // (num_frames * n_fft))
+    with _torch_threads(num_threads if device.type == "cpu" else None):
+        for start in range(0, batch, chunk):
+            stop = min(batch, start + chunk)
+            padded = _center(waveforms[start:stop], half)
+            features[start:stop, 0] = _log_mel(padded, window, mel_filters, bins, n_fft, hop_length)
+    return features
+
+
 def fast_clap_features(
-    feature_extractor: ClapFeatureExtractor, audios: Sequence[np.ndarray], num_threads: int | None = 1
+    feature_extractor: ClapFeatureExtractor,
+    audios: Sequence[np.ndarray],
+    num_threads: int | None = 1,
+    device: torch.device | str | None = None,
 ) -> dict:
     """Batched equivalent of ``feature_extractor(audios, sampling_rate=sr, return_tensors="pt")``.
 
     For ``truncation="rand_trunc"``, any ``padding`` (``"repeatpad"``, ``"repeat"``, anything else = zero
     padding) and clips sampled at ``feature_extractor.sampling_rate``. Returns ``{"input_features": float32
-    (B, 1, T, n_mels), "is_longer": bool (B, 1)}`` with ``T = nb_max_samples // hop_length + 1``.
+    (B, 1, T, n_mels), "is_longer": bool (B, 1)}`` with ``T = nb_max_samples // hop_length + 1``, on
+    ``device`` (default: the CPU), where the log-mel is computed (:func:`clap_log_mel`).
 
     Clips longer than ``nb_max_samples`` are cropped with the same ``np.random.randint`` calls, in the same
     order, as the extractor: seed ``np.random`` the same way to get the same crops and the same RNG state
     afterwards. Raises ``ValueError`` where :func:`fast_path_unsupported_reason` gives a reason; use
     :func:`clap_features` to fall back automatically.
 
-    ``num_threads``: torch intra-op threads for the computation, set for the duration of the call and then
-    restored (``torch.set_num_threads`` is process-wide); ``None`` keeps the current setting. The default 1
-    matches DataLoader workers (already single-threaded) and the original extractor (single-threaded
-    numpy). Each op here works on a few MB only: on a busy 2-core machine every multi-threaded op waited
-    for a descheduled thread, and the fast path with 2 threads was up to 10x slower than with 1 (see
-    ``benchmarks/bench_features.py``). The result does not depend on it.
+    ``num_threads``: torch intra-op threads for the computation on the CPU, set for the duration of the
+    call and then restored (``torch.set_num_threads`` is process-wide); ``None`` keeps the current setting.
+    The default 1 matches DataLoader workers (already single-threaded) and the original extractor
+    (single-threaded numpy). Each op here works on a few MB only: on a busy 2-core machine every
+    multi-threaded op waited for a descheduled thread, and the fast path with 2 threads was up to 10x slower
+    than with 1 (see ``benchmarks/bench_features.py``). The result does not depend on it.
     """
     reason = fast_path_unsupported_reason(feature_extractor, audios)
     if reason is not None:
         raise ValueError(f"fast_clap_features cannot reproduce this extractor call: {reason}")
-    n_fft = int(feature_extractor.fft_window_size)
-    hop_length = int(feature_extractor.hop_length)
-    padded, is_longer = _prepared_waveforms(feature_extractor, audios)
-    window = torch.from_numpy(np.asarray(window_function(n_fft, "hann"), dtype=np.float64))
-    filters = np.asarray(feature_extractor.mel_filters_slaney, dtype=np.float64)  # (F, n_mels)
-    used = np.flatnonzero(np.any(filters != 0, axis=1))
-    bins = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
-    mel_filters = torch.from_numpy(np.ascontiguousarray(filters[bins[0] : bins[1]]))
-
-    batch = padded.shape[0]
-    num_frames = 1 + (padded.shape[1] - n_fft) // hop_length
-    features = torch.empty((batch, 1, num_frames, filters.shape[1]), dtype=torch.float32)
-    chunk = max(1, _CHUNK_ELEMENTS // (num_frames * n_fft))
-    waves = torch.from_numpy(padded)
-    with _torch_threads(num_threads):
-        for start in range(0, batch, chunk):
-            stop = min(batch, start + chunk)
-            features[start:stop, 0] = _log_mel(
-                waves[start:stop], window, mel_filters, bins, n_fft, hop_length
-            )
-    return {"input_features": features, "is_longer": torch.tensor([[x] for x in is_longer], dtype=torch.bool)}
+    waveforms, is_longer = prepare_clap_waveforms(feature_extractor, audios)
+    if device is not None:
+        waveforms, is_longer = waveforms.to(device), is_longer.to(device)
+    return {"input_features": clap_log_mel(feature_extractor, waveforms, num_threads), "is_longer": is_longer}
 
 
 def clap_features(feature_extractor: Any, audios: Sequence[np.ndarray]) -> dict:
@@ -237,7 +272,22 @@ def clap_features(feature_extractor: Any, audios: Sequence[np.ndarray]) -> dict:
     return feature_extractor(audios, sampling_rate=feature_extractor.sampling_rate, return_tensors="pt")
 
 
-def audio_model_inputs(processor: Any, audios: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
+# The key under which a batch carries CLAP waveforms whose log-mel is still to be computed on the device.
+WAVEFORMS_KEY = "clap_waveforms"
+
+
+def device_log_mel_unsupported_reason(processor: Any) -> str | None:
+    """Why ``processor``'s features cannot be left to the model's device (:func:`finish_on_device`), or
+    ``None`` if they can: only a ``ClapFeatureExtractor`` on the exact fast path has a torch log-mel."""
+    extractor = processor.feature_extractor
+    if not isinstance(extractor, ClapFeatureExtractor):
+        return f"{type(extractor).__name__} has no torch feature path (only ClapFeatureExtractor has)"
+    return fast_path_unsupported_reason(extractor)
+
+
+def audio_model_inputs(
+    processor: Any, audios: Sequence[np.ndarray], log_mel_on_device: bool = False
+) -> dict[str, torch.Tensor]:
     """The audio keyword arguments of a model's forward for a batch of mono clips at the processor's rate.
 
     One function for every model family: a ``ClapFeatureExtractor`` goes through :func:`clap_features`
@@ -246,9 +296,17 @@ def audio_model_inputs(processor: Any, audios: Sequence[np.ndarray]) -> dict[str
     ``audio_attention_mask``) through that; any other extractor through its ``__call__``, its padding mask
     renamed ``audio_attention_mask`` (``attention_mask`` is the text tower's). Callers seed and restore
     ``np.random`` around it: CLAP's extractor crops long clips with it.
+
+    ``log_mel_on_device``: where CLAP's fast path applies, stop before the log-mel and return the prepared
+    waveforms under :data:`WAVEFORMS_KEY` (with ``is_longer``), for :func:`finish_on_device` to finish once
+    the batch is on the model's device: DataLoader workers then only decode, resample and crop. Elsewhere
+    (:func:`device_log_mel_unsupported_reason`) the features are computed here as without it.
     """
     extractor = processor.feature_extractor
     if isinstance(extractor, ClapFeatureExtractor):
+        if log_mel_on_device and fast_path_unsupported_reason(extractor, audios) is None:
+            waveforms, is_longer = prepare_clap_waveforms(extractor, list(audios))
+            return {WAVEFORMS_KEY: waveforms, "is_longer": is_longer}
         features = clap_features(extractor, list(audios))
         return {
             "input_features": features["input_features"].to(torch.float32),
@@ -260,3 +318,14 @@ def audio_model_inputs(processor: Any, audios: Sequence[np.ndarray]) -> dict[str
     if "attention_mask" in features:
         features["audio_attention_mask"] = features.pop("attention_mask")
     return features
+
+
+def finish_on_device(processor: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """``inputs`` with the waveforms left by ``audio_model_inputs(..., log_mel_on_device=True)`` replaced by
+    their log-mel ``input_features``, computed on the waveforms' device; other inputs are returned as they
+    are (so calling it on any batch is safe)."""
+    if WAVEFORMS_KEY not in inputs:
+        return inputs
+    finished = {key: value for key, value in inputs.items() if key != WAVEFORMS_KEY}
+    finished["input_features"] = clap_log_mel(processor.feature_extractor, inputs[WAVEFORMS_KEY])
+    return finished

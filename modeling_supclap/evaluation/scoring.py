@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import ProcessorMixin
 
+from ..data.long_audio import LongAudioPolicy
 from ..data.records import AudioTextRecord
 from .encode import encode_records
 from .retrieval import crosslingual_consistency_results, per_language_retrieval, retrieval_results
@@ -33,6 +34,7 @@ def evaluate_records(
     max_text_length: int = 64,
     zero_shot_templates: Mapping[str, Mapping[str, Any]] | None = None,
     per_language: bool = True,
+    long_audio: LongAudioPolicy | str = "windows",
 ) -> dict[str, Any]:
     """Retrieval (both directions, R@1/5/10, mAP@10) and zero-shot accuracy on ``records``.
 
@@ -40,6 +42,7 @@ def evaluate_records(
     mean, :func:`per_language_retrieval`) and ``crosslingual_consistency``; ``zero_shot_templates``
     (:func:`load_zero_shot_templates`) adds ``zero_shot["per_language"]``, one prompt per language.
     ``per_language=False`` skips the per-language scores (validation only needs the pooled R@1).
+    ``long_audio``: how clips longer than the model's window are embedded (``data/long_audio.py``).
     """
     corpus = encode_records(
         model,
@@ -50,6 +53,7 @@ def evaluate_records(
         seed=seed,
         max_text_length=max_text_length,
         on_bad_sample=on_bad_sample,
+        long_audio=long_audio,
     )
     results: dict[str, Any] = {
         "num_clips": len(corpus.labels),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Any, get_type_hints
 
 from ..data.captions import CaptionLanguages, parse_language_weights
+from ..data.long_audio import LONG_AUDIO_POLICIES, LongAudioPolicy
 from ..data.records import ON_BAD_SAMPLE_CHOICES, ColumnSpec, check_on_bad_sample
 from ..demo.corpus import check_demo_languages
 from ..demo.languages import DEMO_LANGUAGES
@@ -212,7 +213,36 @@ class ColumnArguments:
 
 
 @dataclass
-class CorpusArguments(ColumnArguments):
+class LongAudioArguments:
+    """How clips longer than the model's window are embedded (evaluation and embedding)."""
+
+    long_audio: str = field(
+        default="windows",
+        metadata={
+            "help": "Clips longer than the model's window, in evaluation (validation, test, supclap-eval) "
+            "and embedding: 'windows' (the renormalised mean of the embeddings of windows covering the "
+            "whole clip; deterministic), 'first' (the first window) or 'random' (a seeded random crop). "
+            "Training batches always take a seeded random crop.",
+            "choices": LONG_AUDIO_POLICIES,
+        },
+    )
+    window_hop_seconds: float | None = field(
+        default=None,
+        metadata={"help": "--long_audio windows: seconds between window starts (default: one window)."},
+    )
+
+    def __post_init__(self) -> None:
+        if hasattr(super(), "__post_init__"):  # the other argument classes of a command (ColumnArguments)
+            super().__post_init__()
+        self.long_audio_policy()  # a clear error now, not after the model is loaded
+
+    def long_audio_policy(self) -> LongAudioPolicy:
+        """``--long_audio`` and ``--window_hop_seconds`` as one policy."""
+        return LongAudioPolicy(self.long_audio, self.window_hop_seconds)
+
+
+@dataclass
+class CorpusArguments(LongAudioArguments, ColumnArguments):
     """How a corpus is read and scored, the same in training and evaluation."""
 
     max_text_length: int = field(default=64, metadata={"help": "Token limit of captions (longer are cut)."})

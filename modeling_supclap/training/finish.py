@@ -56,6 +56,7 @@ def finish(run: TrainingRun, state: TrainState) -> dict[str, Any]:
                 ),
                 on_bad_sample=run.data_args.on_bad_sample,
                 max_text_length=run.data_args.max_text_length,
+                long_audio=run.data_args.long_audio_policy(),
             )
             print(f"\nTest results ({run.data.location}, test split):\n" + format_results(results["test"]))
         final_model.save_pretrained(output_dir, safe_serialization=True)

@@ -26,6 +26,7 @@ def validate(run: TrainingRun, state: TrainState) -> None:
             per_language=False,
             on_bad_sample=run.data_args.on_bad_sample,
             max_text_length=run.data_args.max_text_length,
+            long_audio=run.data_args.long_audio_policy(),
         )
         score = mean_recall_at_1(results)
         retrieval = results["retrieval"]

@@ -10,14 +10,14 @@ import pytest
 import torch
 from transformers import ClapFeatureExtractor
 
-import modeling_supclap.data.collator as collator_module
+import modeling_supclap.data.features as features_module
 import modeling_supclap.evaluation.encode as evaluation_module
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.data.features import (
-    _prepared_waveforms,
     clap_features,
     fast_clap_features,
     fast_path_unsupported_reason,
+    prepare_clap_waveforms,
 )
 
 # Log-mel values are dB in about [-100, 60]; one float32 ulp there is <= 7.6e-6. The fast path is
@@ -123,14 +123,13 @@ def test_random_crops_match_the_extractor(config: str) -> None:
     for seed in (0, 1, 2, 99):
         assert_parity(fe, audios, seed=seed)
         np.random.seed(seed)
-        padded, is_longer = _prepared_waveforms(fe, audios)
-        assert is_longer == [True, False, True, True]
+        waveforms, is_longer = prepare_clap_waveforms(fe, audios)
+        assert is_longer.flatten().tolist() == [True, False, True, True]
         np.random.seed(seed)
-        half = fe.fft_window_size // 2
         for i, clip in enumerate(audios):
             if len(clip) > n_max:
                 idx = np.random.randint(0, len(clip) - n_max + 1)
-                np.testing.assert_array_equal(padded[i, half : half + n_max], clip[idx : idx + n_max])
+                np.testing.assert_array_equal(waveforms[i].numpy(), clip[idx : idx + n_max])
                 seen.add((i, idx))
     assert len(seen) > 3  # the crops really vary with the seed
 
@@ -263,7 +262,7 @@ def test_collator_output_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     state = np.random.get_state()
     new = SupClapCollator(processor, seed=3)(items)
     assert_same_rng_state(np.random.get_state(), state)
-    monkeypatch.setattr(collator_module, "clap_features", _original)
+    monkeypatch.setattr(features_module, "clap_features", _original)
     old = SupClapCollator(processor, seed=3)(items)
     for key in ("input_ids", "attention_mask", "input_features", "is_longer"):
         assert torch.equal(new[key], old[key]), key
@@ -286,7 +285,7 @@ def test_encode_audio_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     clips = make_clips(fe.nb_max_samples, [0.7, 2.5, 1.3], seed=13)
     model = _FakeAudioModel()
     new = evaluation_module.encode_audio(model, processor, clips, seed=5)
-    monkeypatch.setattr(evaluation_module, "clap_features", _original)
+    monkeypatch.setattr(features_module, "clap_features", _original)
     old = evaluation_module.encode_audio(model, processor, clips, seed=5)
     assert torch.equal(new, old)
 

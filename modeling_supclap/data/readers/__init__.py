@@ -9,6 +9,9 @@ Supported inputs of :func:`load_records`:
 * a folder written by ``datasets.Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``;
 * a Hugging Face Hub dataset id, through ``datasets.load_dataset`` (needs network access).
 
+:func:`load_audio_records` (embedding: captions optional) also reads tar shards in place and a plain folder
+of audio files with no metadata (``audio_files.py``).
+
 Audio is never decoded by ``datasets`` (``Audio(decode=False)``, so neither torchcodec nor FFmpeg is
 needed): records keep paths or bytes and ``data/audio.py`` decodes them with soundfile. Which columns
 hold what is one :class:`~..records.ColumnSpec`, the same for every format.
@@ -20,13 +23,14 @@ import os
 import re
 from pathlib import Path
 
-from ..records import AudioTextRecord, ColumnSpec
+from ..records import SPLIT_ALIASES, AudioTextRecord, ColumnSpec
 from ..rows import rows_to_records
-from .audiofolder import load_audiofolder
+from .audio_files import load_audio_files, load_shard_records
+from .audiofolder import load_audiofolder, metadata_file
 from .hf_datasets import is_saved_dataset, load_hub_dataset, load_saved_dataset
 from .tables import iter_table
 
-__all__ = ["load_records"]
+__all__ = ["load_audio_records", "load_records"]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -78,3 +82,31 @@ def load_records(
     if looks_local or not _HUB_ID.match(str(data)):
         raise FileNotFoundError(f"{data}: no such file or folder")
     return load_hub_dataset(str(data), split, columns, data_dir)
+
+
+def _has_metadata(folder: Path) -> bool:
+    """Whether ``folder`` is an audiofolder: a metadata file at its root or in a split folder."""
+    splits = {alias for aliases in SPLIT_ALIASES.values() for alias in aliases}
+    candidates = [folder, *(child for child in folder.iterdir() if child.is_dir() and child.name in splits)]
+    return any(metadata_file(candidate) is not None for candidate in candidates)
+
+
+def load_audio_records(
+    data: str | os.PathLike, split: str = "train", columns: ColumnSpec | None = None
+) -> list[AudioTextRecord]:
+    """The clips of any corpus, captions or not (what ``supclap-embed`` indexes).
+
+    Tar shards (a folder of them, a pattern or a range) are read in place, every sample (``split`` does not
+    apply); a folder with no metadata file is a plain folder of audio files (all of them, subfolders too);
+    anything else is :func:`load_records`'s.
+    """
+    # Imported here: the sources package imports this one (a module-level import would be circular).
+    from ..sources.shards import looks_like_shards
+
+    spec = str(data)
+    path = Path(spec).expanduser()
+    if looks_like_shards(spec):
+        return load_shard_records(spec)
+    if path.is_dir() and not is_saved_dataset(path) and not _has_metadata(path):
+        return load_audio_files(path)
+    return load_records(data, split, columns)
