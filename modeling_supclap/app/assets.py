@@ -1,13 +1,15 @@
-"""What the app serves when given nothing: the demo model, trained once if missing.
+"""What the app serves when given nothing: the demo model, trained once if missing, and an index of the
+demo corpus's test split made by the model served, built once if missing.
 
-It is built by running the project's own command (``supclap-train``) in a child process, its progress bars
-printed as they go, so the app's start-up from nothing is exactly what a person would run by hand (the
-command is printed too).
+Each is built by running the project's own command (``supclap-train``, ``supclap-demo-corpus``,
+``supclap-embed``) in a child process, its progress bars printed as they go, so the app's start-up from
+nothing is exactly what a person would run by hand (the commands are printed too).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -15,7 +17,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["demo_model_is_complete", "ensure_demo_model", "run_command"]
+from ..demo.corpus import read_corpus_info
+from ..inference.store import MANIFEST
+
+__all__ = [
+    "demo_index_folder",
+    "demo_model_is_complete",
+    "ensure_demo_index",
+    "ensure_demo_model",
+    "run_command",
+]
 
 # The last file a training run writes into its output folder (after the model and the processor).
 _FINAL_FILE = "metrics.json"
@@ -60,4 +71,50 @@ def ensure_demo_model(
             *train_args,
         ]
         run_command(command, f"no demo model in {folder}: training it (once)")
+    return folder
+
+
+def demo_index_folder(
+    cache_dir: str | os.PathLike, model_name: str, fingerprint: str, num_clips: int
+) -> Path:
+    """Where the index of the demo test split made by a model lives: one folder per model name and weights
+    (a model trained again gets a new index, not a refused one)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", model_name.strip("/"))[-60:] or "model"
+    weights = fingerprint.rsplit(":", 1)[-1][:12]  # "sha256:<hex>"
+    return Path(cache_dir) / "app_indexes" / f"{name}-{weights}-demo{num_clips}-test"
+
+
+def ensure_demo_index(
+    model_name_or_path: str, fingerprint: str, cache_dir: str | os.PathLike, num_clips: int
+) -> Path:
+    """The index of the demo corpus's test split made by the model ``model_name_or_path`` (whose weights
+    have ``fingerprint``): used as it is when complete, else built (the corpus first, if missing)."""
+    corpus = Path(cache_dir) / f"demo_corpus_{num_clips}"
+    if read_corpus_info(corpus) is None:
+        command = [
+            sys.executable,
+            "-m",
+            "modeling_supclap.cli.demo_corpus",
+            "--output_dir",
+            str(corpus),
+            "--demo_num_clips",
+            str(num_clips),
+        ]
+        run_command(command, "building the demo corpus (once)")
+    folder = demo_index_folder(cache_dir, model_name_or_path, fingerprint, num_clips)
+    if not (folder / MANIFEST).is_file():
+        command = [
+            sys.executable,
+            "-m",
+            "modeling_supclap.cli.embed",
+            "--model_name_or_path",
+            model_name_or_path,
+            "--data",
+            str(corpus),
+            "--split",
+            "test",
+            "--output_dir",
+            str(folder),
+        ]
+        run_command(command, "indexing the demo corpus's test split with the model served (once)")
     return folder

@@ -1,34 +1,42 @@
-"""What the demo app does, without the page: a loaded model (and index) answering zero-shot questions.
+"""What the demo app does, without the page: a loaded model and index answering people's questions.
 
 The page (``ui.py``) and its API endpoints call these methods; each raises :class:`~.inputs.UserFacingError`
-with a message for people where the input cannot be used.
+with a message for people where the question cannot be answered as asked.
 
-Zero-shot goes through ``pipeline("zero-shot-audio-classification")`` itself (built on the loaded model,
-tokenizer and feature extractor), so the page shows the pipeline's numbers for the clip it was given. A clip
-longer than the feature extractor's window is cropped by the extractor as the pipeline does, from a fixed
-seed, so the same upload always gets the same answer.
+- Zero-shot goes through ``pipeline("zero-shot-audio-classification")`` itself (built on the loaded model,
+  tokenizer and feature extractor), so the page shows the pipeline's numbers for the clip it was given. A
+  clip longer than the feature extractor's window is cropped by the extractor as the pipeline does, from a
+  fixed seed, so the same upload always gets the same answer.
+- Search and similar sounds are the public search API's (``inference.EmbeddingIndex.search_text`` and
+  ``search_audio``: a query clip is embedded as the index embedded its clips). An index made by another
+  model is refused once, when the app starts; the tabs that need it then show why.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor, pipeline
+from transformers import pipeline
 
-from .inputs import Upload, parse_labels, read_upload
+from ..inference import EmbeddingIndex, SearchHit, load_model_and_processor
+from .inputs import Upload, UserFacingError, parse_labels, parse_query, read_upload
 
-__all__ = ["DEFAULT_LABELS", "DemoService", "ZeroShotAnswer", "resolve_device"]
+__all__ = ["DEFAULT_LABELS", "MAX_TOP_K", "DemoService", "SearchAnswer", "ZeroShotAnswer", "resolve_device"]
 
-# Labels offered when the index has none: everyday sounds (a model trained on the demo corpus is offered
-# the demo's own classes instead, from its index).
+# Labels offered when the index has none: everyday sounds (an index with labels, such as the demo corpus's,
+# offers its own most common ones instead).
 DEFAULT_LABELS = ("dog barking", "rain", "speech", "music", "car horn", "siren", "birds singing")
+MAX_DEFAULT_LABELS = 10
 # The seed of the feature extractor's crop of clips longer than its window (as evaluation seeds its crops).
 CROP_SEED = 0
 PROMPT_TEMPLATE = "This is a sound of {}."  # the pipeline's own default
+MAX_TOP_K = 20  # results per search (each gets a player in the page)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -49,8 +57,22 @@ class ZeroShotAnswer:
     note: str
 
 
+@dataclass(frozen=True)
+class SearchAnswer:
+    """The clips found, best first, and a note for the page."""
+
+    hits: list[SearchHit]
+    note: str
+
+
+def _index_labels(index: EmbeddingIndex) -> list[str]:
+    """The index's most common clip labels (none when its clips have none)."""
+    counts = Counter(label for position in range(len(index)) if (label := index.row(position)["label"]))
+    return [label for label, _ in counts.most_common(MAX_DEFAULT_LABELS)]
+
+
 class DemoService:
-    """A model and its processor, ready to answer the app's questions on ``device``."""
+    """A model and its processor on ``device``, and optionally an index to search, ready to answer."""
 
     def __init__(
         self,
@@ -68,7 +90,6 @@ class DemoService:
         self.device = device
         self.max_audio_seconds = float(max_audio_seconds)
         self.sampling_rate = int(processor.feature_extractor.sampling_rate)
-        self.default_labels = list(DEFAULT_LABELS)
         self.classifier = pipeline(
             "zero-shot-audio-classification",
             model=self.model,
@@ -77,23 +98,51 @@ class DemoService:
             device=device,
         )
         self._numpy_random = threading.Lock()  # the extractor's crops draw from numpy's global generator
+        self.index: EmbeddingIndex | None = None
+        self.index_problem: str | None = None  # why the index cannot be searched with this model
+        self.default_labels = list(DEFAULT_LABELS)
+
+    def use_index(self, folder: str | Path) -> None:
+        """Search the index ``supclap-embed`` wrote in ``folder`` (loaded on the model's device). One made by
+        another model is kept, with the reason it cannot be searched in ``index_problem`` (the page says it);
+        its labels, if its clips have some, become the default labels."""
+        self.index = EmbeddingIndex.load(folder, device=self.device)
+        try:
+            self.index.check_model(self.model)
+            self.index_problem = None
+        except ValueError as error:
+            self.index_problem = str(error)
+        self.default_labels = _index_labels(self.index) or list(DEFAULT_LABELS)
 
     @classmethod
     def load(
-        cls, model_name_or_path: str, device: str = "auto", max_audio_seconds: float = 30.0
+        cls,
+        model_name_or_path: str,
+        device: str = "auto",
+        max_audio_seconds: float = 30.0,
+        index: str | Path | None = None,
     ) -> DemoService:
-        """Load a model folder or Hub id with its processor (the package, imported to get here, registered
-        both model families with the Auto classes)."""
+        """Load a model folder or Hub id with its processor, and the index folder ``supclap-embed`` wrote
+        (if any), on ``device``."""
         resolved = resolve_device(device)
-        model = AutoModel.from_pretrained(model_name_or_path)
-        processor = AutoProcessor.from_pretrained(model_name_or_path)
-        return cls(model, processor, model_name_or_path, resolved, max_audio_seconds)
+        model, processor = load_model_and_processor(model_name_or_path, resolved)
+        service = cls(model, processor, model_name_or_path, resolved, max_audio_seconds)
+        if index is not None:
+            service.use_index(index)
+        return service
 
     @property
     def window_seconds(self) -> float | None:
         """The longest clip the feature extractor takes whole (None where it does not say)."""
         samples = getattr(self.processor.feature_extractor, "nb_max_samples", None)
         return samples / self.sampling_rate if samples else None
+
+    def audio_folders(self) -> list[Path]:
+        """The folders the index's clips are in (the page's players may stream from these, nothing else)."""
+        if self.index is None:
+            return []
+        paths = (self.index.row(position)["path"] for position in range(len(self.index)))
+        return sorted({Path(path).parent for path in paths if path})
 
     def read(self, audio_path: str | None) -> Upload:
         """An upload decoded at the model's rate, at most ``max_audio_seconds`` of it."""
@@ -125,3 +174,35 @@ class DemoService:
         return ZeroShotAnswer(
             {label: by_label[label] for label in candidates}, " ".join(n for n in notes if n)
         )
+
+    def search(self, query: str | None, top_k: float | None = 5) -> SearchAnswer:
+        """The ``top_k`` clips of the index that best match the text ``query``."""
+        text = parse_query(query)
+        index, count = self._searchable_index(), self._top_k(top_k)
+        hits = index.search_text(self.model, self.processor, text, count)
+        return SearchAnswer(hits, f"The {len(hits)} clips of {len(index)} that best match “{text}”.")
+
+    def similar(self, audio_path: str | None, top_k: float | None = 5) -> SearchAnswer:
+        """The ``top_k`` clips of the index that sound most like the uploaded clip."""
+        index, count = self._searchable_index(), self._top_k(top_k)
+        upload = self.read(audio_path)
+        hits = index.search_audio(
+            self.model, self.processor, upload.waveform, count, sampling_rate=upload.sampling_rate
+        )
+        found = f"The {len(hits)} clips of {len(index)} that sound most like `{upload.name}`."
+        return SearchAnswer(hits, " ".join(note for note in (found, upload.note()) if note))
+
+    def _searchable_index(self) -> EmbeddingIndex:
+        if self.index is None:
+            raise UserFacingError(
+                "This app serves no index to search: start it with --index FOLDER (an index supclap-embed "
+                "made with this model), or without --model_name_or_path for the demo's."
+            )
+        if self.index_problem is not None:
+            raise UserFacingError(f"The index cannot be searched with this app's model. {self.index_problem}")
+        return self.index
+
+    def _top_k(self, top_k: float | None) -> int:
+        if top_k is None or not 1 <= top_k <= MAX_TOP_K or int(top_k) != top_k:
+            raise UserFacingError(f"Ask for 1 to {MAX_TOP_K} results (got {top_k}).")
+        return min(int(top_k), len(self.index))

@@ -1,11 +1,13 @@
 """``supclap-app`` (``python -m modeling_supclap.cli.app``, ``python app.py``): the demo app in your browser.
 
-Zero-shot classification of a clip you upload or record, with the model you name (a folder or a Hub id)::
+Search an index by text, classify a clip you upload or record zero-shot, find the clips that sound like it,
+with the model you name (a folder or a Hub id) and an index ``supclap-embed`` made with it::
 
-    supclap-app --model_name_or_path outputs/supclap-demo --port 7860
+    supclap-app --model_name_or_path outputs/supclap-demo --index my_index --port 7860
 
 Given no model, it serves the demo model (``python train_supclap.py``'s ``outputs/supclap-demo``), training
-it first if it is missing (a few minutes on a CPU; its progress is printed).
+it first if it is missing; given no index, an index of the demo corpus's test split made by the model
+served, built once under --cache_dir (progress printed; minutes on a CPU).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ class AppArguments:
             "help": "The model to serve: a folder or a Hub id. Unset: the demo model (--demo_model_dir)."
         },
     )
+    index: str | None = field(
+        default=None,
+        metadata={
+            "help": "The index to search (a folder supclap-embed wrote with this model). Unset: the demo "
+            "corpus's test split, indexed once with the model under --cache_dir."
+        },
+    )
     port: int | None = field(
         default=None, metadata={"help": "Port to serve on (unset: 7860, or GRADIO_SERVER_PORT)."}
     )
@@ -45,7 +54,9 @@ class AppArguments:
         default=1, metadata={"help": "Model calls at a time; further requests wait in the queue."}
     )
     max_queue_size: int = field(default=64, metadata={"help": "Requests that may wait; more are refused."})
-    cache_dir: str = field(default=".cache/supclap", metadata={"help": "Where the demo corpus is cached."})
+    cache_dir: str = field(
+        default=".cache/supclap", metadata={"help": "Where the demo corpus and the demo indexes are cached."}
+    )
     demo_num_clips: int = field(default=2400, metadata={"help": "Clips of the demo corpus."})
     demo_model_dir: str = field(
         default="outputs/supclap-demo",
@@ -67,7 +78,8 @@ def main(argv: Sequence[str] | None = None, default_model_name_or_path: str | No
 
 def _serve(argv: Sequence[str], default_model_name_or_path: str | None) -> None:
     (args,) = parse_arguments((AppArguments,), argv, description=__doc__.splitlines()[0])
-    from ..app import DemoService, ensure_demo_model, serve
+    from ..app import DemoService, ensure_demo_index, ensure_demo_model, serve
+    from ..inference.store import model_fingerprint
 
     start = time.perf_counter()
     model = args.model_name_or_path or default_model_name_or_path
@@ -78,7 +90,16 @@ def _serve(argv: Sequence[str], default_model_name_or_path: str | None) -> None:
             )
         )
     service = DemoService.load(model, device=args.device, max_audio_seconds=args.max_audio_seconds)
-    print(f"supclap-app: serving {model} on {service.device}, ready in {time.perf_counter() - start:.1f} s")
+    index = args.index or ensure_demo_index(
+        model, model_fingerprint(service.model), args.cache_dir, args.demo_num_clips
+    )
+    service.use_index(index)
+    print(
+        f"supclap-app: serving {model} on {service.device} with the index {index} "
+        f"({len(service.index)} clips), ready in {time.perf_counter() - start:.1f} s"
+    )
+    if service.index_problem:
+        print(f"supclap-app: the index cannot be searched with this model: {service.index_problem}")
     sys.stdout.flush()
     serve(
         service,

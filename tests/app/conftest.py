@@ -1,4 +1,6 @@
-"""Fixtures of the demo-app tests: a tiny model of the small demo corpus, and the clips people upload."""
+"""Fixtures of the demo-app tests: a tiny model of the small demo corpus, its index of the test split (made by
+the real ``supclap-embed``), the app serving both (one server for the session), and the clips people
+upload."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import SMALL_CORPUS_CLIPS
+from helpers.app_server import AppServer
+from helpers.cli import SMALL_CORPUS_CLIPS, run_script
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.demo import build_demo_processor
@@ -19,17 +22,63 @@ def small_corpus(small_corpus_cache) -> Path:
     return small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
 
 
+def _tiny_model(small_corpus: Path, folder: Path, seed: int) -> Path:
+    """A tiny random SupClap model folder with the small demo corpus's processor (16 kHz, 2 s window)."""
+    config = SupClapConfig.tiny()
+    torch.manual_seed(seed)
+    SupClapModel(config).save_pretrained(folder)
+    processor = build_demo_processor(
+        small_corpus, config.audio_config, cache_dir=folder.parent / "processors"
+    )
+    processor.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def app_model(small_corpus, tmp_path_factory) -> Path:
-    """A tiny random SupClap model folder with the small demo corpus's processor (16 kHz, 2 s window)."""
-    folder = tmp_path_factory.mktemp("app_model")
-    config = SupClapConfig.tiny()
-    torch.manual_seed(0)
-    SupClapModel(config).save_pretrained(folder)
-    build_demo_processor(
-        small_corpus, config.audio_config, cache_dir=folder / "processor_cache"
-    ).save_pretrained(folder)
+    return _tiny_model(small_corpus, tmp_path_factory.mktemp("app_model") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_model(small_corpus, tmp_path_factory) -> Path:
+    """Another model (other weights) with the same processor: the app's index is not its."""
+    return _tiny_model(small_corpus, tmp_path_factory.mktemp("other_model") / "model", seed=1)
+
+
+@pytest.fixture(scope="session")
+def app_index(app_model, small_corpus, tmp_path_factory) -> Path:
+    """The index of the small corpus's test split (8 clips) that supclap-embed makes with ``app_model``."""
+    folder = tmp_path_factory.mktemp("app_index") / "index"
+    args = [
+        "--model_name_or_path",
+        app_model,
+        "--data",
+        small_corpus,
+        "--split",
+        "test",
+        "--output_dir",
+        folder,
+    ]
+    embed = run_script(["-m", "modeling_supclap.cli.embed", *map(str, args), "--dataloader_num_workers", "0"])
+    assert embed.returncode == 0, embed.stdout[-2000:] + embed.stderr[-3000:]
     return folder
+
+
+@pytest.fixture(scope="session")
+def served(app_model, app_index, tmp_path_factory):
+    """``supclap-app`` serving ``app_model`` and ``app_index`` on a free port, for the whole session."""
+    args = [
+        "--model_name_or_path",
+        app_model,
+        "--index",
+        app_index,
+        "--device",
+        "cpu",
+        "--max_audio_seconds",
+        "5",
+    ]
+    with AppServer(list(map(str, args)), tmp_path_factory.mktemp("app_logs") / "app.log") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

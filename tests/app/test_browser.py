@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers.app_server import AppServer
 from helpers.browser import Browser, DemoPage, browser_missing
-from transformers import pipeline
+from transformers import AutoModel, AutoProcessor, pipeline
+
+from modeling_supclap.inference import EmbeddingIndex
 
 pytestmark = [
     pytest.mark.slow,
@@ -19,14 +20,6 @@ pytestmark = [
 LABELS = ["a high beep", "a low hum", "white noise"]
 # Where the tests' screenshots go (default: the test's temporary folder).
 SCREENSHOTS = os.environ.get("SUPCLAP_APP_SCREENSHOTS")
-
-
-@pytest.fixture(scope="module")
-def served(app_model, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("app_logs")
-    args = ["--model_name_or_path", str(app_model), "--device", "cpu", "--max_audio_seconds", "5"]
-    with AppServer(args, logs / "app.log") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +35,50 @@ def _screenshot(page: DemoPage, name: str, tmp_path: Path) -> None:
     page.screenshot(Path(SCREENSHOTS or tmp_path) / f"app_{name}.png")
 
 
-def test_the_page_names_the_model_it_serves(page, app_model):
-    assert f"Model {app_model} on cpu" in page.header()
+def test_the_page_names_the_model_and_index_it_serves(page, app_model, app_index, small_corpus):
+    header = page.header()
+    assert f"Model {app_model} on cpu" in header
+    assert f"Index {app_index} : 8 clips of {small_corpus} (split test ), embedded by {app_model} ." in header
+
+
+def test_a_typed_query_lists_the_best_clips_each_with_a_playable_player(page, app_model, app_index, tmp_path):
+    page.open()
+    page.show_tab("Search")
+    page.type_into("query", "two short high beeps")
+    page.click("search_button")
+    shown = page.wait_for_playable_results("search_results")
+    _screenshot(page, "search", tmp_path)
+    index = EmbeddingIndex.load(app_index)
+    model, processor = AutoModel.from_pretrained(app_model), AutoProcessor.from_pretrained(app_model)
+    expected = index.search_text(model, processor, "two short high beeps", 5)
+    assert [hit["name"] for hit in shown] == [hit.key for hit in expected]
+    assert [hit["rank"] for hit in shown] == [1, 2, 3, 4, 5]
+    assert [hit["score"] for hit in shown] == pytest.approx([hit.score for hit in expected], abs=1e-3)
+    assert [hit["caption"] for hit in shown] == [hit.captions[0] for hit in expected]
+    for hit, clip in zip(shown, expected):
+        assert hit["src"].endswith(f"gradio_api/file={clip.path}")
+        assert hit["duration"] == pytest.approx(clip.duration, abs=0.01)  # the browser decoded the clip
+    assert "The 5 clips of 8 that best match “two short high beeps”." in page.css("#search_note")[0].text
+
+
+def test_an_empty_query_is_a_message_in_the_page(page):
+    page.open()
+    page.show_tab("Search")
+    page.click("search_button")
+    assert "Traceback" not in page.wait_for_toast("Type what you are looking for")
+
+
+def test_an_uploaded_clip_finds_itself_first_among_similar_sounds(page, uploads, tmp_path):
+    page.open()
+    page.show_tab("Similar sounds")
+    page.upload("similar_clip", uploads["clip"])
+    page.wait_for_player("similar_clip")
+    page.click("find_similar")
+    shown = page.wait_for_playable_results("similar_results")
+    _screenshot(page, "similar", tmp_path)
+    assert shown[0]["name"] == f"test/{uploads['clip'].name}"
+    assert shown[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert len(shown) == 5
 
 
 def test_zero_shot_shows_the_pipelines_probabilities_as_a_bar_chart(page, app_model, uploads, tmp_path):

@@ -166,6 +166,29 @@ class DemoPage:
         self.wait(lambda _: self.css("#probabilities [data-testid$='-confidence-set']"), what="the bar chart")
         return self.confidences()
 
+    def results(self, component_id: str) -> list[dict[str, Any]]:
+        """The result list in ``component_id``: per clip its rank, name, score, caption, and its player's
+        source, whether the browser loaded its metadata (``readyState`` >= 1) and the duration it read."""
+        read = """
+            return Array.from(arguments[0].querySelectorAll('li.hit')).map(item => {
+                const audio = item.querySelector('audio');
+                return {rank: Number(item.dataset.rank), name: item.querySelector('.name').textContent,
+                        score: Number(item.querySelector('.score').textContent),
+                        caption: item.querySelector('.caption').textContent,
+                        src: audio ? audio.src : null, ready: audio ? audio.readyState >= 1 : false,
+                        duration: audio ? audio.duration : null};
+            });"""
+        return self.driver.execute_script(read, self.css(f"#{component_id}")[0])
+
+    def wait_for_playable_results(self, component_id: str) -> list[dict[str, Any]]:
+        """The result list once every player has loaded its clip's metadata from the server."""
+        self.wait(lambda _: self.css(f"#{component_id} li.hit"), what=f"results in #{component_id}")
+        self.wait(
+            lambda _: all(hit["ready"] for hit in self.results(component_id)),
+            what=f"every player in #{component_id} to load its clip",
+        )
+        return self.results(component_id)
+
     def toasts(self) -> list[str]:
         """The messages shown in the page's toasts (errors, warnings), newest last."""
         try:
