@@ -36,7 +36,7 @@ def run_command(command: Sequence[str], what: str) -> None:
     """Run ``command`` with its output on this process's terminal; a failure is a ``RuntimeError`` naming
     ``what`` and the command to rerun."""
     printable = shlex.join(command)
-    print(f"supclap-app: {what}: {printable}", flush=True)
+    print(f"supclap-app: {what} (missing; done once): {printable}", flush=True)
     start = time.perf_counter()
     status = subprocess.run(list(command), env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
     if status != 0:
@@ -70,7 +70,7 @@ def ensure_demo_model(
             str(num_clips),
             *train_args,
         ]
-        run_command(command, f"no demo model in {folder}: training it (once)")
+        run_command(command, "training the demo model")
     return folder
 
 
@@ -100,7 +100,7 @@ def ensure_demo_index(
             "--demo_num_clips",
             str(num_clips),
         ]
-        run_command(command, "building the demo corpus (once)")
+        run_command(command, "building the demo corpus")
     folder = demo_index_folder(cache_dir, model_name_or_path, fingerprint, num_clips)
     if not (folder / MANIFEST).is_file():
         command = [
@@ -116,5 +116,5 @@ def ensure_demo_index(
             "--output_dir",
             str(folder),
         ]
-        run_command(command, "indexing the demo corpus's test split with the model served (once)")
+        run_command(command, "indexing the demo test split")
     return folder

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .errors import run
 from .parsing import parse_arguments
@@ -82,6 +83,7 @@ def _serve(argv: Sequence[str], default_model_name_or_path: str | None) -> None:
     from ..inference.store import model_fingerprint
 
     start = time.perf_counter()
+    print(f"supclap-app: the supclap code in {Path(__file__).resolve().parents[1]}", flush=True)
     model = args.model_name_or_path or default_model_name_or_path
     if model is None:
         model = str(
