@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers.browser import Browser, DemoPage, browser_missing
+from helpers.browser import Browser, DemoPage, browser_missing, screenshot_tabs
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_supclap.inference import EmbeddingIndex
@@ -117,3 +118,14 @@ def test_a_txt_file_is_refused_by_the_upload_area_and_classify_then_asks_for_a_c
     _screenshot(page, "txt_upload", tmp_path)
     page.click("classify")
     assert "Traceback" not in page.wait_for_toast("Upload or record a clip first.")
+
+
+def test_the_screenshot_tour_saves_one_answered_picture_per_tab(page, uploads, tmp_path):
+    """What ``benchmarks/app_screenshots.py`` does to make the README's pictures."""
+    shots = screenshot_tabs(page, tmp_path / "shots", "a low hum", uploads["clip"])
+    assert shots == {tab: tmp_path / "shots" / f"{tab}.png" for tab in ("search", "zero_shot", "similar")}
+    for path in shots.values():
+        head = path.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", head[16:24])
+        assert width >= 1000 and height >= 600, (path, width, height)

@@ -206,3 +206,35 @@ class DemoPage:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.driver.save_screenshot(str(path))
         return path
+
+
+def screenshot_tabs(
+    page: DemoPage, folder: Path, query: str, clip: Path, labels: str | None = None
+) -> dict[str, Path]:
+    """One screenshot of each tab after it answered a question, as ``folder``/{search,zero_shot,similar}.png:
+    Search for ``query``; Zero-shot of ``clip`` against ``labels`` (None: the page's default labels);
+    Similar sounds of ``clip``. ``benchmarks/app_screenshots.py`` makes the README's pictures with it."""
+    shots = {}
+    page.open()
+    page.show_tab("Search")
+    page.type_into("query", query)
+    page.click("search_button")
+    page.wait_for_playable_results("search_results")
+    shots["search"] = page.screenshot(folder / "search.png")
+    page.open()
+    page.show_tab("Zero-shot")
+    page.upload("zero_shot_clip", clip)
+    page.wait_for_player("zero_shot_clip")
+    if labels is not None:
+        page.type_into("labels", labels)
+    page.click("classify")
+    page.wait_for_confidences()
+    shots["zero_shot"] = page.screenshot(folder / "zero_shot.png")
+    page.open()
+    page.show_tab("Similar sounds")
+    page.upload("similar_clip", clip)
+    page.wait_for_player("similar_clip")
+    page.click("find_similar")
+    page.wait_for_playable_results("similar_results")
+    shots["similar"] = page.screenshot(folder / "similar.png")
+    return shots
