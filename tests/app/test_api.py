@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from helpers.cli import REPO
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_supclap.inference import EmbeddingIndex
@@ -88,3 +89,16 @@ def test_twenty_concurrent_searches_are_queued_and_all_answered(client, referenc
         assert [hit["key"] for hit in hits] == [
             hit.key for hit in index.search_text(model, processor, query, 3)
         ]
+
+
+def test_the_usage_guides_client_example_runs_as_written(served, capsys):
+    """docs/USAGE.md's gradio_client block, run as pasted (only its URL pointed at this test's app)."""
+    usage = (REPO / "docs" / "USAGE.md").read_text()
+    section = usage.split("## Try it in a browser: supclap-app\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.count('Client("http://127.0.0.1:7860")') == 1
+    exec(compile(code.replace("http://127.0.0.1:7860", served.url), "USAGE.md", "exec"), {})
+    loaded, *printed = capsys.readouterr().out.splitlines()
+    assert loaded == f"Loaded as API: {served.url}/"  # gradio_client's own line
+    assert printed[0] == "The 3 clips of 8 that best match “two short high beeps”."
+    assert len(printed) == 6 and printed[1].startswith("1 ") and printed[5].startswith("['test/")
