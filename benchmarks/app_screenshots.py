@@ -58,9 +58,8 @@ def main() -> None:
         url = args.url
         if url is None:
             serve = ["--model_name_or_path", args.model_name_or_path, "--index", args.index]
-            url = stack.enter_context(
-                AppServer(serve, scratch / "app.log", env={"PYTHONPATH": str(REPO_ROOT)})
-            ).url
+            env = {"PYTHONPATH": str(REPO_ROOT)}  # paths given are the caller's: served from its folder
+            url = stack.enter_context(AppServer(serve, scratch / "app.log", cwd=Path.cwd(), env=env)).url
         browser = stack.enter_context(Browser(scratch / "profile", scratch / "chromedriver.log"))
         shots = screenshot_tabs(
             DemoPage(browser.driver, url), args.screenshots, args.query, clip, args.labels
