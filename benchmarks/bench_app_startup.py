@@ -52,8 +52,11 @@ def first_search_seconds(url: str, started: float) -> float:
     return time.perf_counter() - started
 
 
-def start_once(workdir: Path, extra: list[str], log_name: str, timeout: float) -> tuple[float, float, list]:
-    """(seconds until the page answers, until the first search answers, the app's phases) of one start."""
+def start_once(
+    workdir: Path, extra: list[str], log_name: str, timeout: float
+) -> tuple[float, float, float, list, str | None]:
+    """(seconds until the address first answers (the getting-ready page, or the app), until the app's page
+    answers, until the first search answers, the app's phases, the getting-ready page's last text)."""
     env = {"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
     started = time.perf_counter()
     with AppServer(
@@ -67,7 +70,7 @@ def start_once(workdir: Path, extra: list[str], log_name: str, timeout: float) -
         page = time.perf_counter() - started
         search = first_search_seconds(server.url, started)
         phases = PHASE.findall(server.log())
-    return page, search, phases
+    return server.first_answer_s, page, search, phases, server.getting_ready_text
 
 
 def main() -> None:
@@ -96,20 +99,23 @@ def main() -> None:
         (first, "app_from_nothing.log"),
         ("from the existing folder", "app_again.log"),
     ):
-        page, search, phases = start_once(args.workdir, extra, log_name, args.timeout)
+        answer, page, search, phases, ready_text = start_once(args.workdir, extra, log_name, args.timeout)
         built = "; ".join(f"{what} {float(seconds):.0f} s" for what, seconds in phases) or "nothing (loaded)"
-        rows.append(f"| {start} | {built} | {page:.1f} | {search:.1f} |")
+        rows.append(f"| {start} | {built} | {answer:.1f} | {page:.1f} | {search:.1f} |")
         starts.append(
             {
                 "start": start,
                 "built_s": {what: float(seconds) for what, seconds in phases},
+                "address_answers_s": answer,
+                "getting_ready_page_seen": ready_text is not None,
+                "getting_ready_page_last": ready_text,
                 "page_up_s": page,
                 "first_search_answered_s": search,
             }
         )
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
-    print("| start | built (the app's log) | page up (s) | first search answered (s) |")
-    print("| --- | --- | --- | --- |")
+    print("| start | built (the app's log) | address answers (s) | page up (s) | first search answered (s) |")
+    print("| --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..demo.corpus import read_corpus_info
@@ -32,11 +32,13 @@ __all__ = [
 _FINAL_FILE = "metrics.json"
 
 
-def run_command(command: Sequence[str], what: str) -> None:
+def run_command(command: Sequence[str], what: str, on_step: Callable[[str], None] | None = None) -> None:
     """Run ``command`` with its output on this process's terminal; a failure is a ``RuntimeError`` naming
-    ``what`` and the command to rerun."""
+    ``what`` and the command to rerun. ``on_step`` hears what is being done (the getting-ready page)."""
     printable = shlex.join(command)
     print(f"supclap-app: {what} (missing; done once): {printable}", flush=True)
+    if on_step is not None:
+        on_step(f"{what} (missing; done once): {printable}")
     start = time.perf_counter()
     status = subprocess.run(list(command), env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
     if status != 0:
@@ -51,7 +53,11 @@ def demo_model_is_complete(folder: str | os.PathLike) -> bool:
 
 
 def ensure_demo_model(
-    folder: str | os.PathLike, cache_dir: str | os.PathLike, num_clips: int, train_args: Sequence[str] = ()
+    folder: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    num_clips: int,
+    train_args: Sequence[str] = (),
+    on_step: Callable[[str], None] | None = None,
 ) -> Path:
     """The demo model in ``folder``: used as it is when complete, else trained there first (the demo corpus
     of ``num_clips`` clips built under ``cache_dir`` if missing); ``train_args``: more ``supclap-train``
@@ -70,7 +76,7 @@ def ensure_demo_model(
             str(num_clips),
             *train_args,
         ]
-        run_command(command, "training the demo model")
+        run_command(command, "training the demo model", on_step)
     return folder
 
 
@@ -85,7 +91,11 @@ def demo_index_folder(
 
 
 def ensure_demo_index(
-    model_name_or_path: str, fingerprint: str, cache_dir: str | os.PathLike, num_clips: int
+    model_name_or_path: str,
+    fingerprint: str,
+    cache_dir: str | os.PathLike,
+    num_clips: int,
+    on_step: Callable[[str], None] | None = None,
 ) -> Path:
     """The index of the demo corpus's test split made by the model ``model_name_or_path`` (whose weights
     have ``fingerprint``): used as it is when complete, else built (the corpus first, if missing)."""
@@ -100,7 +110,7 @@ def ensure_demo_index(
             "--demo_num_clips",
             str(num_clips),
         ]
-        run_command(command, "building the demo corpus")
+        run_command(command, "building the demo corpus", on_step)
     folder = demo_index_folder(cache_dir, model_name_or_path, fingerprint, num_clips)
     if not (folder / MANIFEST).is_file():
         command = [
@@ -116,5 +126,5 @@ def ensure_demo_index(
             "--output_dir",
             str(folder),
         ]
-        run_command(command, "indexing the demo test split")
+        run_command(command, "indexing the demo test split", on_step)
     return folder

@@ -7,7 +7,8 @@ with the model you name (a folder or a Hub id) and an index ``supclap-embed`` ma
 
 Given no model, it serves the demo model (``python train_supclap.py``'s ``outputs/supclap-demo``), training
 it first if it is missing; given no index, an index of the demo corpus's test split made by the model
-served, built once under --cache_dir (progress printed; minutes on a CPU).
+served, built once under --cache_dir (minutes on a CPU: progress printed, and the address shows a page with
+the steps until the app is up).
 """
 
 from __future__ import annotations
@@ -80,22 +81,29 @@ def main(argv: Sequence[str] | None = None, default_model_name_or_path: str | No
 def _serve(argv: Sequence[str], default_model_name_or_path: str | None) -> None:
     (args,) = parse_arguments((AppArguments,), argv, description=__doc__.splitlines()[0])
     from ..app import DemoService, ensure_demo_index, ensure_demo_model, serve
+    from ..app.getting_ready import GettingReadyPage
     from ..inference.store import model_fingerprint
 
     start = time.perf_counter()
     print(f"supclap-app: the supclap code in {Path(__file__).resolve().parents[1]}", flush=True)
-    model = args.model_name_or_path or default_model_name_or_path
-    if model is None:
-        model = str(
-            ensure_demo_model(
-                args.demo_model_dir, args.cache_dir, args.demo_num_clips, shlex.split(args.demo_train_args)
+    # The address answers from now on: a page with the steps, until the app takes the port.
+    with GettingReadyPage(args.host, args.port) as ready:
+        model = args.model_name_or_path or default_model_name_or_path
+        if model is None:
+            demo_train_args = shlex.split(args.demo_train_args)
+            model = str(
+                ensure_demo_model(
+                    args.demo_model_dir, args.cache_dir, args.demo_num_clips, demo_train_args, ready.step
+                )
             )
+        ready.step(f"loading the model {model}")
+        service = DemoService.load(model, device=args.device, max_audio_seconds=args.max_audio_seconds)
+        index = args.index or ensure_demo_index(
+            model, model_fingerprint(service.model), args.cache_dir, args.demo_num_clips, ready.step
         )
-    service = DemoService.load(model, device=args.device, max_audio_seconds=args.max_audio_seconds)
-    index = args.index or ensure_demo_index(
-        model, model_fingerprint(service.model), args.cache_dir, args.demo_num_clips
-    )
-    service.use_index(index)
+        ready.step(f"reading the index {index}")
+        service.use_index(index)
+        ready.step("starting the page")
     print(
         f"supclap-app: serving {model} on {service.device} with the index {index} "
         f"({len(service.index)} clips), ready in {time.perf_counter() - start:.1f} s"

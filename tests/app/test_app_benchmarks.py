@@ -43,6 +43,11 @@ def test_start_up_from_nothing_builds_the_demo_once_with_progress_then_only_load
     assert second[:2] == ["from the existing folder", "nothing (loaded)"], second
     assert all(float(seconds) > 0 for seconds in first[2:] + second[2:])
     starts = json.loads((tmp_path / "startup.json").read_text())["starts"]
+    # While it built, the address answered with the getting-ready page, long before the app's page.
+    assert starts[0]["getting_ready_page_seen"], starts[0]
+    assert "is getting ready" in starts[0]["getting_ready_page_last"]
+    assert "training the demo model" in starts[0]["getting_ready_page_last"]
+    assert starts[0]["address_answers_s"] < starts[0]["page_up_s"] / 2
     assert [start["start"] for start in starts] == ["from nothing", "from the existing folder"]
     assert set(starts[0]["built_s"]) == {"training the demo model", "indexing the demo test split"}
     assert starts[1]["built_s"] == {}

@@ -55,6 +55,10 @@ class AppServer:
                 merged[key] = value
         self.env = merged
         self.process: subprocess.Popen | None = None
+        # The getting-ready page (app/getting_ready.py), if the address served it before the app: its last
+        # text, and the seconds from the start until the address first answered at all.
+        self.getting_ready_text: str | None = None
+        self.first_answer_s: float | None = None
 
     def __enter__(self) -> AppServer:
         self._log = open(self.log_path, "w")  # noqa: SIM115  (closed in __exit__)
@@ -82,7 +86,8 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
     def _wait_until_up(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(
@@ -91,7 +96,12 @@ class AppServer:
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=5) as response:
                     if response.status == 200:
+                        self.first_answer_s = self.first_answer_s or time.monotonic() - started
                         return
+            except urllib.error.HTTPError as error:  # 503: the getting-ready page
+                self.first_answer_s = self.first_answer_s or time.monotonic() - started
+                if error.code == 503:
+                    self.getting_ready_text = error.read().decode(errors="replace")
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
