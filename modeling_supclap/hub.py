@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .evaluation.metrics import RETRIEVAL_METRICS
 from .model.losses import SupClapLoss, SupClapLossSettings
+from .space import write_space_files
 
 if TYPE_CHECKING:
     from .model.configuration_supclap import SupClapConfig
@@ -224,6 +226,29 @@ def _results_text(results: Mapping[str, Any] | None) -> str:
     return "Test split:\n\n```\n" + format_results(dict(results)) + "\n```"
 
 
+def demo_text(repo_id: str, space_url: str | None = None) -> str:
+    """The card's "Try it" paragraph: the demo Space when there is one, and the local command."""
+    local = (
+        f'`supclap-app --model_name_or_path "{repo_id}"` (the `supclap` package with its `app` extra) opens '
+        "a page in your browser: search sounds by text, classify a clip zero-shot, find similar sounds."
+    )
+    if space_url is None:
+        return local
+    return f"In your browser: [the demo Space]({space_url}). Locally: {local}"
+
+
+_TRY_IT = re.compile(r"(## Try it\n\n)(.*?)(\n\n## )", re.S)
+
+
+def with_demo_link(card_text: str, repo_id: str, space_url: str) -> str:
+    """``card_text`` with its "Try it" paragraph pointing at the Space (a card written before that section
+    existed gets it before "## Use")."""
+    paragraph = demo_text(repo_id, space_url)
+    if _TRY_IT.search(card_text):
+        return _TRY_IT.sub(lambda match: match.group(1) + paragraph + match.group(3), card_text, count=1)
+    return card_text.replace("\n## Use\n", f"\n## Try it\n\n{paragraph}\n\n## Use\n", 1)
+
+
 def render_model_card(
     config: SupClapConfig,
     train_args: Mapping[str, Any] | None = None,
@@ -316,6 +341,7 @@ def render_model_card(
         or "| - | - |",
         results_text=_results_text(results),
         sampling_rate=sampling_rate,
+        demo_text=demo_text(repo_id or "path/to/this/folder"),
     )
 
 
@@ -333,10 +359,13 @@ def push_output_folder(
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload SupCLAP model",
+    space_id: str | None = None,
 ) -> str:
     """Create (if needed) ``repo_id`` and upload the model, processor, code and card of ``folder``.
 
-    Returns the repository id. The folder must hold what ``train_supclap.py`` saves.
+    Returns the repository id. The folder must hold what ``train_supclap.py`` saves. ``space_id``: also push
+    a Gradio Space serving the model with the demo app (``space.py``; as private as the model) and link it
+    from the model card.
     """
     folder = Path(folder)
     if not repo_id:
@@ -350,6 +379,8 @@ def push_output_folder(
     else:  # a card written before the push loads the local folder in its code: point it at the repo
         card.write_text(point_card_at(card.read_text(), repo_id))
     api = HfApi(token=token)
+    if space_id:
+        card.write_text(with_demo_link(card.read_text(), repo_id, f"{api.endpoint}/spaces/{space_id}"))
     try:
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         api.upload_folder(
@@ -358,18 +389,35 @@ def push_output_folder(
             commit_message=commit_message,
             ignore_patterns=PUSH_IGNORE_PATTERNS,
         )
+        if space_id:
+            _push_space(api, space_id, repo_url.repo_id, private)
     # Any failure of the Hub client (HTTP status, network, offline mode: their types differ between
     # huggingface_hub versions) says what to do; the local folder is complete either way.
     except Exception as error:
-        raise HubPushError(_push_failure(error, folder, repo_id, api.endpoint)) from error
+        raise HubPushError(_push_failure(error, folder, repo_id, api.endpoint, space_id)) from error
     return repo_url.repo_id
+
+
+def _push_space(api: HfApi, space_id: str, model_repo_id: str, private: bool) -> None:
+    """Create (if needed) the Gradio Space ``space_id`` and upload the demo app's files serving the model."""
+    with tempfile.TemporaryDirectory(prefix="supclap_space_") as staging:
+        write_space_files(staging, model_repo_id, space_id)
+        api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        api.upload_folder(
+            folder_path=staging,
+            repo_id=space_id,
+            repo_type="space",
+            commit_message=f"The SupCLAP demo app serving {model_repo_id}",
+        )
 
 
 class HubPushError(OSError):
     """Pushing an output folder to the Hub failed (network, login, permissions); the folder is intact."""
 
 
-def _push_failure(error: Exception, folder: Path, repo_id: str, endpoint: str) -> str:
+def _push_failure(
+    error: Exception, folder: Path, repo_id: str, endpoint: str, space_id: str | None = None
+) -> str:
     status = getattr(getattr(error, "response", None), "status_code", None)
     if status == 401:
         advice = "Log in first: set HF_TOKEN or run `hf auth login`."
@@ -380,9 +428,12 @@ def _push_failure(error: Exception, folder: Path, repo_id: str, endpoint: str) -
     else:
         advice = f"The Hub answered {status}."
     first_line = (str(error).strip().splitlines() or [""])[0]
+    again = f"supclap-push --output_dir {folder} --hub_model_id {repo_id}"
+    if space_id:
+        again += f" --hub_space_id {space_id}"
     return (
         f"pushing {folder} to '{repo_id}' failed ({type(error).__name__}: {first_line}). {advice} The "
-        f"folder is complete; push it again with: supclap-push --output_dir {folder} --hub_model_id {repo_id}"
+        f"folder is complete; push it again with: {again}"
     )
 
 

@@ -24,11 +24,13 @@ LAYERS = {
     "lora": 3,
     "towers": 3,
     "hub": 4,
+    "space": 4,  # the files of a Space serving a pushed model (hub pushes them)
     "convert": 4,  # converting other code bases' checkpoints: like hub, only the command line uses it
     "inference": 4,  # using a trained model: embeddings, indexes, search (on evaluation's encoding)
     "training": 5,
-    "cli": 6,
-    "__init__": 7,  # the package's face: imports what it hands on
+    "app": 6,  # the demo app: serves a model (and builds the demo one by running supclap-train)
+    "cli": 7,
+    "__init__": 8,  # the package's face: imports what it hands on
 }
 
 

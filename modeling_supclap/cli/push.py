@@ -5,6 +5,7 @@ checkpoints or tracker logs); the card's code is pointed at the repository. A fa
 permissions) ends in one message that says what to do and how to push again::
 
     supclap-push --output_dir outputs/supclap-demo --hub_model_id me/supclap-demo [--hub_private_repo]
+        [--hub_space_id me/supclap-demo-app]   # and a Space serving it with the demo app (supclap-app)
 """
 
 from __future__ import annotations
@@ -25,8 +26,16 @@ class PushArguments:
     hub_model_id: str = field(
         metadata={"help": "The repository to push to, e.g. me/supclap-demo.", "aliases": ["--repo_id"]}
     )
+    hub_space_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Also push a Gradio Space serving the model with the demo app (supclap-app) to this id, "
+            "e.g. me/supclap-demo-app, and link it from the model card."
+        },
+    )
     hub_private_repo: bool = field(
-        default=False, metadata={"help": "Create the repository as private.", "aliases": ["--private"]}
+        default=False,
+        metadata={"help": "Create the repository (and the Space) as private.", "aliases": ["--private"]},
     )
 
 
@@ -38,8 +47,13 @@ def main(argv: Sequence[str] | None = None) -> str:
 def _push(argv: Sequence[str]) -> str:
     (args,) = parse_arguments((PushArguments,), argv, description=__doc__.splitlines()[0])
 
-    repo = push_output_folder(args.output_dir, args.hub_model_id, private=args.hub_private_repo)
-    print(f"pushed {args.output_dir} to {repo}")
+    repo = push_output_folder(
+        args.output_dir, args.hub_model_id, private=args.hub_private_repo, space_id=args.hub_space_id
+    )
+    print(
+        f"pushed {args.output_dir} to {repo}"
+        + (f" and its demo app to the Space {args.hub_space_id}" if args.hub_space_id else "")
+    )
     return repo
 
 

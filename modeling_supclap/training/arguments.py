@@ -449,6 +449,10 @@ class TrainArguments:
     push_to_hub: bool = field(default=False, metadata={"help": "Push the final model to the Hub."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Repository of --push_to_hub."})
     hub_private_repo: bool = field(default=False, metadata={"help": "Create the Hub repository as private."})
+    hub_space_id: str | None = field(
+        default=None,
+        metadata={"help": "With --push_to_hub, also push a Space serving the model with the demo app here."},
+    )
     drift_probe_steps: int = field(
         default=100, metadata={"help": "Log drift diagnostics on a fixed probe batch every N steps (0: off)."}
     )

@@ -120,5 +120,8 @@ def _write_card_plots_and_push(run: TrainingRun, final_model: SupClapModel, resu
         from ..hub import push_output_folder
 
         push_output_folder(
-            run.output_dir, run.train_args.hub_model_id, private=run.train_args.hub_private_repo
+            run.output_dir,
+            run.train_args.hub_model_id,
+            private=run.train_args.hub_private_repo,
+            space_id=run.train_args.hub_space_id,
         )

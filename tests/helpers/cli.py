@@ -62,8 +62,10 @@ def tiny_train_args(cache: Path, output_dir: Path, *extra: str) -> list[str]:
 
 
 def run_script(args: list[str], timeout: int = 600, **kwargs) -> subprocess.CompletedProcess:
-    """Run a Python entry point of the repo in a subprocess (the way users run it)."""
+    """Run a Python entry point of the repo in a subprocess (the way users run it); a ``None`` in ``env``
+    unsets that variable."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
+    env = {key: value for key, value in env.items() if value is not None}
     return run_bounded([sys.executable, *args], timeout, cwd=kwargs.pop("cwd", REPO), env=env, **kwargs)
 
 

@@ -10,27 +10,29 @@ huggingface_hub 2.4.0 and 1.31.0 (the oldest that transformers 5.23 accepts).
 Point a client at it with ``HF_ENDPOINT=<server.url>`` and a fresh ``HF_HOME`` (``server.client_env``).
 huggingface_hub reads both at import time, so set them before the client process starts.
 
-Endpoints (models only, ``{repo}`` is ``namespace/name``):
+Endpoints (models and Spaces, ``{repo}`` is ``namespace/name``, ``{kind}`` is ``models`` or ``spaces``):
 
 - ``POST /api/repos/create`` (``visibility``/``private``; 409 + url if it exists)
 - ``POST /api/validate-yaml``: the README front matter must be a mapping; ``model-index`` is checked for
   the shape the Hub needs (name, results[].task.type, results[].dataset.{type,name},
   results[].metrics[].{type,value})
-- ``GET /api/models/{repo}[/revision/{rev}]`` (repo info with ``sha``, ``private``, ``siblings``)
-- ``GET /api/models/{repo}/tree/{rev}[/{path}]`` (``recursive``; no pagination)
-- ``POST /api/models/{repo}/preupload/{rev}``: ``uploadMode: "regular"`` for every file, so the client sends
+- ``GET /api/{kind}/{repo}[/revision/{rev}]`` (repo info with ``sha``, ``private``, ``siblings``)
+- ``GET /api/{kind}/{repo}/tree/{rev}[/{path}]`` (``recursive``; no pagination)
+- ``POST /api/{kind}/{repo}/preupload/{rev}``: ``uploadMode: "regular"`` for every file, so the client sends
   contents inline (base64) in the commit and never starts LFS or Xet
-- ``POST /api/models/{repo}/commit/{rev}`` (NDJSON: header, file, deletedFile, deletedFolder; only ``main``)
-- ``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` with ``X-Repo-Commit`` and ``ETag`` (the git blob sha1, as the
-  Hub does for non-LFS files; ``X-Linked-Size``/``X-Linked-Etag`` only matter for LFS/Xet redirects, which
-  never happen here) and ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound) on errors.
+- ``POST /api/{kind}/{repo}/commit/{rev}`` (NDJSON: header, file, deletedFile, deletedFolder; only ``main``)
+- ``HEAD``/``GET /{repo}/resolve/{rev}/{path}`` (a Space's ``/spaces/{repo}/resolve/...``) with
+  ``X-Repo-Commit`` and ``ETag`` (the git blob sha1, as the Hub does for non-LFS files;
+  ``X-Linked-Size``/``X-Linked-Etag`` only matter for LFS/Xet redirects, which never happen here) and
+  ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound) on errors.
 
 Auth: the client sends its token as ``Authorization: Bearer <token>``. ``tokens`` maps valid tokens to user
 names; writes need a valid token whose user owns the namespace; private repos are readable only with one
 (401 without a token, 404 with someone else's). Every request is recorded (``server.requests``: method,
 path, headers, body) so tests can check where a token travelled. Blobs are stored content-addressed under
-``root/blobs``; ``server.files(repo_id)`` gives the current contents. Not implemented: LFS/Xet, branches,
-pull requests, pagination, gated repos, datasets/spaces.
+``root/blobs``; ``server.files(repo_id)`` gives the current contents (``server.files("spaces/" + repo_id)``
+a Space's). A Space is stored, never run. Not implemented: LFS/Xet, branches, pull requests, pagination,
+gated repos, datasets.
 """
 
 from __future__ import annotations
@@ -153,6 +155,11 @@ class HubServer:
         (self.root / "blobs" / blob_id).write_bytes(data)
         return blob_id
 
+    @staticmethod
+    def _key(repo: str, kind: str = "models") -> str:
+        """Where a repository is kept in ``self.repos``: a model by its id, a Space as ``spaces/<id>``."""
+        return f"spaces/{repo}" if kind == "spaces" else repo
+
     # -- auth ----------------------------------------------------------------------------------------
     def _user(self, req: RecordedRequest) -> str | None:
         auth = req.header("Authorization")
@@ -163,19 +170,19 @@ class HubServer:
             raise HubError(401, "Invalid credentials in Authorization header")
         return self.tokens[token]
 
-    def _readable(self, repo_id: str, req: RecordedRequest) -> Repo:
+    def _readable(self, repo_id: str, req: RecordedRequest, kind: str = "models") -> Repo:
         user = self._user(req)
-        repo = self.repos.get(repo_id)
+        repo = self.repos.get(self._key(repo_id, kind))
         if repo is None or (repo.private and user != repo_id.split("/")[0]):
             # The Hub answers 401 to anonymous callers and 404 to others, for missing and private repos alike.
             raise HubError(404 if user else 401, "Repository not found", "RepoNotFound")
         return repo
 
-    def _writable(self, repo_id: str, req: RecordedRequest) -> Repo:
+    def _writable(self, repo_id: str, req: RecordedRequest, kind: str = "models") -> Repo:
         user = self._user(req)
         if user is None:
             raise HubError(401, "You must be authenticated to write to a repository")
-        repo = self._readable(repo_id, req)
+        repo = self._readable(repo_id, req, kind)
         if user != repo_id.split("/")[0]:
             raise HubError(403, f"You don't have the rights to write to {repo_id}")
         return repo
@@ -187,15 +194,19 @@ class HubServer:
         namespace = payload.get("organization") or user
         if user is None or namespace != user:
             raise HubError(401 if user is None else 403, "You don't have the rights to create this repo")
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "only model repositories are supported by the stand-in")
+        repo_type = payload.get("type", "model")
+        if repo_type not in ("model", "space"):
+            raise HubError(400, "only model and Space repositories are supported by the stand-in")
+        if repo_type == "space" and not payload.get("sdk"):
+            raise HubError(400, "a Space needs an sdk (gradio, docker, static)")
         repo_id = f"{namespace}/{payload['name']}"
         private = payload.get("visibility", "private" if payload.get("private") else "public") != "public"
-        url = f"{self.url}/{repo_id}"
+        key = self._key(repo_id, f"{repo_type}s")
+        url = f"{self.url}/{key}"
         with self.lock:
-            if repo_id in self.repos:
-                return 409, {"error": "You already created this model repo", "url": url}
-            repo = self.repos[repo_id] = Repo(repo_id, private)
+            if key in self.repos:
+                return 409, {"error": f"You already created this {repo_type} repo", "url": url}
+            repo = self.repos[key] = Repo(repo_id, private)
             self._new_commit(repo, {}, "initial commit")
         return 200, {"url": url, "name": repo_id, "id": repo_id}
 
@@ -203,8 +214,8 @@ class HubServer:
         errors = card_metadata_errors(json.loads(req.body)["content"])
         return (400 if errors else 200), {"errors": [{"message": e} for e in errors], "warnings": []}
 
-    def repo_info(self, req, query, repo, rev=None) -> tuple[int, dict]:
-        r = self._readable(repo, req)
+    def repo_info(self, req, query, repo, rev=None, kind="models") -> tuple[int, dict]:
+        r = self._readable(repo, req, kind)
         sha = self._commit_sha(r, rev or "main")
         siblings = [{"rfilename": p} for p in sorted(r.commits[sha])]
         return 200, {
@@ -219,8 +230,8 @@ class HubServer:
             "siblings": siblings,
         }
 
-    def tree(self, req, query, repo, rev, path=None) -> tuple[int, list]:
-        r = self._readable(repo, req)
+    def tree(self, req, query, repo, rev, path=None, kind="models") -> tuple[int, list]:
+        r = self._readable(repo, req, kind)
         files = r.commits[self._commit_sha(r, rev)]
         prefix = f"{path.strip('/')}/" if path else ""
         recursive = query.get("recursive", ["false"])[0].lower() in ("1", "true")
@@ -239,8 +250,8 @@ class HubServer:
             raise HubError(404, f"{path} does not exist", "EntryNotFound")
         return 200, list(entries.values())
 
-    def preupload(self, req, query, repo, rev) -> tuple[int, dict]:
-        r = self._writable(repo, req)
+    def preupload(self, req, query, repo, rev, kind="models") -> tuple[int, dict]:
+        r = self._writable(repo, req, kind)
         current = r.commits[self._commit_sha(r, rev)]
         files = json.loads(req.body)["files"]
         return 200, {
@@ -255,8 +266,8 @@ class HubServer:
             ]
         }
 
-    def commit(self, req, query, repo, rev) -> tuple[int, dict]:
-        r = self._writable(repo, req)
+    def commit(self, req, query, repo, rev, kind="models") -> tuple[int, dict]:
+        r = self._writable(repo, req, kind)
         if rev != "main" or "create_pr" in query:
             raise HubError(400, "the stand-in only commits to main")
         lines = [json.loads(line) for line in req.body.splitlines() if line.strip()]
@@ -282,12 +293,12 @@ class HubServer:
         return 200, {
             "success": True,
             "commitOid": sha,
-            "commitUrl": f"{self.url}/{repo}/commit/{sha}",
+            "commitUrl": f"{self.url}/{self._key(repo, kind)}/commit/{sha}",
             "pullRequestUrl": None,
         }
 
-    def resolve(self, req, query, repo, rev, path) -> tuple[int, bytes, dict]:
-        r = self._readable(repo, req)
+    def resolve(self, req, query, repo, rev, path, kind="models") -> tuple[int, bytes, dict]:
+        r = self._readable(repo, req, kind)
         sha = self._commit_sha(r, rev)
         blob_id = r.commits[sha].get(path)
         if blob_id is None:
@@ -339,13 +350,15 @@ def card_metadata_errors(content: str) -> list[str]:
 
 
 _REPO = r"(?P<repo>[^/]+/[^/]+)"
+_KIND = r"(?P<kind>models|spaces)"
 _ROUTES = [
     ("POST", re.compile(r"/api/repos/create"), "create_repo"),
     ("POST", re.compile(r"/api/validate-yaml"), "validate_yaml"),
-    ("GET", re.compile(rf"/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?"), "repo_info"),
-    ("GET", re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?"), "tree"),
-    ("POST", re.compile(rf"/api/models/{_REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
-    ("POST", re.compile(rf"/api/models/{_REPO}/commit/(?P<rev>[^/]+)"), "commit"),
+    ("GET", re.compile(rf"/api/{_KIND}/{_REPO}(?:/revision/(?P<rev>[^/]+))?"), "repo_info"),
+    ("GET", re.compile(rf"/api/{_KIND}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?"), "tree"),
+    ("POST", re.compile(rf"/api/{_KIND}/{_REPO}/preupload/(?P<rev>[^/]+)"), "preupload"),
+    ("POST", re.compile(rf"/api/{_KIND}/{_REPO}/commit/(?P<rev>[^/]+)"), "commit"),
+    ("GET", re.compile(rf"/(?P<kind>spaces)/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
     ("GET", re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)"), "resolve"),
 ]
 

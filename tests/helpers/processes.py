@@ -10,7 +10,9 @@ while holding the GIL, and that thread waited for the GIL. Three rules follow, e
 * :func:`start` / :func:`run_bounded` start commands in a process group of their own (an
   ``accelerate launch`` or ``torchrun`` launcher and all its ranks), and a timeout kills the whole group.
 * Every child dies with the test process (``PR_SET_PDEATHSIG`` on Linux), and :func:`kill_leftovers`
-  (called by an autouse fixture after each test) kills the groups a failing test left running.
+  (called by an autouse fixture after each test) kills the groups a failing test left running. A server
+  that a module- or session-scoped fixture shares between tests (``start(..., across_tests=True)``) is
+  killed by that fixture's teardown, and by :func:`kill_shared` at the end of the session.
 
 The suite's per-test time limit (pytest-timeout, in ``pyproject.toml``) and the hard backstop for a test
 process stuck with the GIL held are set up in ``conftest.py``.
@@ -31,6 +33,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 _STARTED: list[subprocess.Popen] = []  # by start(); kill_leftovers() ends the groups still alive
+_SHARED: list[
+    subprocess.Popen
+] = []  # by start(across_tests=True); their fixture, or kill_shared(), ends them
 _PR_SET_PDEATHSIG = 1
 
 
@@ -52,13 +57,16 @@ def die_with_parent() -> None:
         pass
 
 
-def start(cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+def start(cmd: Sequence[str], across_tests: bool = False, **kwargs: Any) -> subprocess.Popen:
     """``subprocess.Popen(cmd)`` in a new process group (unless ``start_new_session=False``), dying with
-    the test process; :func:`kill_group` or :func:`kill_leftovers` ends it and everything it started."""
+    the test process; :func:`kill_group` or :func:`kill_leftovers` ends it and everything it started.
+
+    ``across_tests``: a server a fixture shares between tests: not ended after each test, but by the
+    fixture (``kill_group``) or at the end of the session (:func:`kill_shared`)."""
     kwargs.setdefault("start_new_session", True)
     process = subprocess.Popen(list(cmd), preexec_fn=die_with_parent, **kwargs)
     process.own_group = kwargs["start_new_session"]  # type: ignore[attr-defined]
-    _STARTED.append(process)
+    (_SHARED if across_tests else _STARTED).append(process)
     return process
 
 
@@ -109,6 +117,13 @@ def kill_leftovers() -> list[str]:
             kill_group(process)
     _STARTED.clear()
     return killed
+
+
+def kill_shared() -> None:
+    """Kill the groups of the shared servers (``start(..., across_tests=True)``) still running."""
+    for process in _SHARED:
+        kill_group(process)
+    _SHARED.clear()
 
 
 def _worker_entry(target: Callable[..., None], rank: int, args: tuple) -> None:

@@ -69,6 +69,11 @@ def _end_leftover_processes():
         print(f"killed processes left running by the test: {leftovers}", file=sys.stderr)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The servers fixtures shared between tests (``start(..., across_tests=True)``) end with the session."""
+    processes.kill_shared()
+
+
 # The fast tier (``-m "not slow"``, README: "The tests") stays under three minutes on two cores only if
 # slow tests carry the marker: name the unmarked ones that took longer than this, after every run.
 FAST_TIER_LIMIT_SECONDS = 5.0
