@@ -48,7 +48,8 @@ CONVERSION_REPORT_FILE = "conversion_report.json"
 _LOCAL_PATH_ARGUMENTS = ("output_dir", "resume_from_checkpoint", "cache_dir")
 # Where the card's code names the model it loads (templates/model_card.md): `pipeline(..., model="...")` and
 # `Auto*.from_pretrained("...")`. A push points each at the repository, whatever the card named before.
-_CARD_MODEL_REFERENCE = re.compile(r'(\bmodel=|\.from_pretrained\()"[^"\n]*"')
+# The card's model references: pipeline(model="..."), .from_pretrained("..."), supclap-app's flag ("Try it").
+_CARD_MODEL_REFERENCE = re.compile(r'(\bmodel=|\.from_pretrained\(|--model_name_or_path )"[^"\n]*"')
 
 
 def public_name(location: str | None) -> str | None:
@@ -86,9 +87,10 @@ def _without_local_paths(value: Any) -> Any:
 
 
 def point_card_at(card_text: str, repo_id: str) -> str:
-    """The card with its code loading ``repo_id``: every ``model="..."`` and ``.from_pretrained("...")``
-    of the template rewritten, whatever it named before (a local folder's name, or the absolute path that
-    cards written before this version hold, possibly of a folder that has moved since)."""
+    """The card with its code loading ``repo_id``: every ``model="..."``, ``.from_pretrained("...")`` and
+    ``--model_name_or_path "..."`` of the template rewritten, whatever it named before (a local folder's
+    name, or the absolute path that cards written before this version hold, possibly of a folder that has
+    moved since)."""
     return _CARD_MODEL_REFERENCE.sub(lambda match: f'{match.group(1)}"{repo_id}"', card_text)
 
 

@@ -189,7 +189,12 @@ def load_training_weights(model: torch.nn.Module, folder: Path) -> None:
     match it (rather than keeping some of the model's own weights without a word)."""
     weights = load_file(folder / "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or [k for k in missing if not k.endswith("position_ids")]:
+    # A tied weight (T5's encoder.embed_tokens is its shared embedding) is saved once, under one name: the
+    # other name is loaded with it.
+    state = model.state_dict()
+    loaded = {state[name].data_ptr() for name in weights if name in state}
+    missing = [k for k in missing if not k.endswith("position_ids") and state[k].data_ptr() not in loaded]
+    if unexpected or missing:
         raise CheckpointError(
             f"checkpoint {folder}/model.safetensors does not match the model: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}"

@@ -394,7 +394,8 @@ def test_a_push_points_the_cards_code_at_the_repository_whatever_it_named():
     from modeling_supclap.hub import point_card_at, render_model_card
 
     current = str(render_model_card(SupClapConfig.tiny(), repo_id="run"))
-    assert current.count('"run"') == 3  # pipeline(model=...) and two from_pretrained calls
+    # pipeline(model=...), two from_pretrained calls and supclap-app's --model_name_or_path ("Try it")
+    assert current.count('"run"') == 4
     legacy = current.replace('"run"', '"/home/someone/old/place/run"')
     expected = current.replace('"run"', '"ns/run"')
     assert point_card_at(current, "ns/run") == expected and point_card_at(legacy, "ns/run") == expected

@@ -378,3 +378,32 @@ def test_training_weights_reload_by_load_state_dict_although_transformers_rename
         torch.testing.assert_close(reloaded[name], tensor, atol=0, rtol=0, msg=name)
     with pytest.raises(CheckpointError, match="does not match the model"):
         load_training_weights(fresh, tmp_path / "default")
+
+
+def test_training_weights_of_a_tower_with_tied_embeddings_reload_strictly(towers, tmp_path):
+    """T5's encoder embeds with its shared embedding (one tensor, two names): saved once, both names are
+    loaded, and a truly missing tensor is still refused."""
+    from safetensors.torch import load_file, save_file
+
+    from modeling_supclap.training.checkpointing import (
+        CheckpointError,
+        load_training_weights,
+        save_training_weights,
+    )
+
+    model = _model_and_inputs(towers, "ast", "t5")[0]
+    state = model.state_dict()
+    tied = "text_model.encoder.embed_tokens.weight"
+    assert state[tied].data_ptr() == state["text_model.shared.weight"].data_ptr(), "not tied: test is void"
+    save_training_weights(model, tmp_path / "training")
+    assert tied not in load_file(tmp_path / "training" / "model.safetensors")
+    fresh = SupClapDualEncoderModel(copy.deepcopy(model.config))
+    load_training_weights(fresh, tmp_path / "training")
+    for name, tensor in state.items():
+        torch.testing.assert_close(fresh.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+
+    weights = load_file(tmp_path / "training" / "model.safetensors")
+    del weights["text_projection.weight"]
+    save_file(weights, tmp_path / "training" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="missing .*text_projection.weight"):
+        load_training_weights(fresh, tmp_path / "training")
