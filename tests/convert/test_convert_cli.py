@@ -243,15 +243,15 @@ def test_the_module_entry_point_reports_like_the_other_commands(
     assert 'supclap-convert = "modeling_supclap.cli.convert:main"' in pyproject
 
 
+# The BERT conversion (a dual encoder) is left out here for the suite's time (80 s): it reloads, runs in the
+# pipeline and matches laion_clap in the tests above, and the dual encoder trains through the CLI in
+# tests/cli/test_dual_encoder_cli.py.
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "folder_fixture, checkpoint_name", [("converted", "unfused.pt"), ("converted_bert", "bert.pt")]
-)
+@pytest.mark.parametrize("folder_fixture, checkpoint_name", [("converted", "unfused.pt")])
 def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
     folder_fixture, checkpoint_name, request, small_corpus_cache, tmp_path
 ):
-    """train_supclap.py --model_name_or_path CONVERTED (either family): the LAION processor (48 kHz) is used,
-    SVR trains."""
+    """train_supclap.py --model_name_or_path CONVERTED: the LAION processor (48 kHz) is used, SVR trains."""
     converted = request.getfixturevalue(folder_fixture)
     out = tmp_path / "run"
     flags = ["--model_name_or_path", str(converted), "--svr_mode", "dynamic", "--max_steps", "3"]
