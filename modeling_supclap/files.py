@@ -1,4 +1,5 @@
-"""Folders that appear complete or not at all: write into a temporary sibling, then rename.
+"""Folders that appear complete or not at all: write into a temporary sibling, then rename; and a file's
+SHA-256 (shard manifests, index parts, the checkpoint a converted model came from).
 
 Used by everything that writes a folder a later run reads back: the demo corpus, cached
 processors and training checkpoints. A rename within one filesystem is atomic, so a reader (or a
@@ -7,6 +8,7 @@ run killed half-way) never sees a half-written folder under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -14,7 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["fsync_tree", "publish_folder", "staged_folder", "temporary_sibling"]
+__all__ = ["file_sha256", "fsync_tree", "publish_folder", "staged_folder", "temporary_sibling"]
+
+
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """The hex SHA-256 of a file, read in chunks (a checkpoint may be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def temporary_sibling(target: str | os.PathLike, tag: str = "tmp") -> Path:

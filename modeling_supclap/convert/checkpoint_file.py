@@ -14,7 +14,6 @@ for 1.9 GB), or something else entirely. Each gets one message.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import struct
@@ -27,19 +26,10 @@ import torch
 
 from .report import ConversionError
 
-__all__ = ["file_kind", "load_torch_checkpoint", "sha256_of"]
+__all__ = ["file_kind", "load_torch_checkpoint"]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = b"\x80"
-
-
-def sha256_of(path: str | os.PathLike, chunk_bytes: int = 1 << 24) -> str:
-    """The hex SHA-256 of a file (how a model card names the checkpoint it came from)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def file_kind(path: str | os.PathLike) -> str:

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from ..files import file_sha256
 from ..model.configuration_supclap import SupClapConfig
 from ..model.configuration_supclap_dual_encoder import SupClapDualEncoderConfig
 from ..model.feature_extraction_laion_clap import (
@@ -52,7 +53,7 @@ from ..model.feature_extraction_laion_clap import (
 )
 from ..model.modeling_supclap import SupClapModel
 from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel
-from .checkpoint_file import load_torch_checkpoint, sha256_of
+from .checkpoint_file import load_torch_checkpoint
 from .report import ConversionError, ConversionReport
 
 __all__ = [
@@ -814,7 +815,7 @@ def convert_laion_clap(
     report = ConversionReport(
         source={
             "file": path.name,
-            "sha256": sha256_of(path),
+            "sha256": file_sha256(path),
             "bytes": path.stat().st_size,
             "format": "laion_clap",
             **meta,

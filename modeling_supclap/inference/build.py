@@ -37,6 +37,7 @@ from ..data.long_audio import LongAudioPolicy, audio_window_samples
 from ..data.records import AudioTextRecord, BadSampleError, check_on_bad_sample
 from ..data.workers import ignore_stop_signals
 from ..evaluation.encode import embed_window_inputs, pool_windows
+from ..files import file_sha256
 from .store import (
     EMBEDDING_DTYPES,
     FORMAT,
@@ -45,7 +46,6 @@ from .store import (
     PARTS,
     SETTINGS,
     IndexRows,
-    file_sha256,
     part_path,
     read_json,
     read_part,

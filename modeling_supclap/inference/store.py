@@ -39,7 +39,6 @@ __all__ = [
     "SETTINGS",
     "IndexRows",
     "model_fingerprint",
-    "file_sha256",
     "model_identity",
     "part_path",
     "parts_content_id",
@@ -206,11 +205,3 @@ def parts_content_id(parts: Sequence[dict[str, Any]]) -> str:
     """A short id of the parts' content (their sha256 values), naming files derived from them."""
     digest = hashlib.sha256("".join(part["sha256"] for part in parts).encode())
     return digest.hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

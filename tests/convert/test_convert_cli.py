@@ -83,11 +83,11 @@ def test_the_folder_holds_model_processor_card_and_report_and_reloads_the_same(c
     from transformers import AutoProcessor
 
     from modeling_supclap import SupClapModel
-    from modeling_supclap.convert.checkpoint_file import sha256_of
+    from modeling_supclap.files import file_sha256
 
     assert {p.name for p in converted.iterdir()} == FOLDER_FILES
     report = json.loads((converted / "conversion_report.json").read_text())
-    digest = sha256_of(laion_checkpoints["unfused"])
+    digest = file_sha256(laion_checkpoints["unfused"])
     assert report["source"] == {
         **report["source"],
         "file": "unfused.pt",

@@ -14,7 +14,6 @@ Write shards from any corpus the project loads (audiofolder, CSV/JSONL, ``save_t
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import json
 import os
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ...files import publish_folder, temporary_sibling
+from ...files import file_sha256, publish_folder, temporary_sibling
 from ..records import AudioTextRecord, BadSampleError
 
 __all__ = ["MANIFEST", "find_shards", "looks_like_shards", "read_manifest", "write_shards"]
@@ -74,14 +73,6 @@ def _add_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
     tar.addfile(info, io.BytesIO(payload))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_shards(
     records: Iterable[AudioTextRecord],
     out_dir: str | os.PathLike,
@@ -123,7 +114,7 @@ def write_shards(
             raise ValueError("no samples to write")
         for shard in shards:
             path = tmp / shard["file"]
-            shard.update(bytes=path.stat().st_size, sha256=_sha256(path))
+            shard.update(bytes=path.stat().st_size, sha256=file_sha256(path))
         manifest = {"format": "webdataset", "num_samples": count, "num_shards": len(shards), "shards": shards}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")  # last: marks the folder complete
         publish_folder(tmp, out_dir)
