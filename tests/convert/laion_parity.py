@@ -273,9 +273,13 @@ def measure(
     convert_seconds = time.perf_counter() - started
     model = AutoModel.from_pretrained(folder).eval()  # SupClapModel, or SupClapDualEncoderModel for BERT
     processor = AutoProcessor.from_pretrained(folder)
+    # long_audio="random": the whole clip to the extractor, which crops or fuses it as LAION's code does,
+    # from the same seed (evaluation's default, "windows", embeds a long clip as the mean of its windows).
     audio = torch.cat(
         [
-            F.normalize(encode_audio(model, processor, [clip], seed=SEED_BASE + i), dim=-1)
+            F.normalize(
+                encode_audio(model, processor, [clip], seed=SEED_BASE + i, long_audio="random"), dim=-1
+            )
             for i, clip in enumerate(clips)
         ]
     )
