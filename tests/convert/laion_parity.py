@@ -179,14 +179,9 @@ def _normalised(output: Any) -> torch.Tensor:
 
 @torch.no_grad()
 def _audio(model: torch.nn.Module, features: list[dict[str, torch.Tensor]]) -> torch.Tensor:
-    return torch.cat(
-        [
-            _normalised(
-                model.get_audio_features(input_features=f["input_features"], is_longer=f["is_longer"])
-            )
-            for f in features
-        ]
-    )
+    """All clips in one forward (their inputs have one shape: the extractor's window, fused or not)."""
+    batch = {key: torch.cat([f[key] for f in features]) for key in ("input_features", "is_longer")}
+    return _normalised(model.get_audio_features(**batch))
 
 
 def _rankings(audio: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,11 +270,10 @@ def measure(
     processor = AutoProcessor.from_pretrained(folder)
     # long_audio="random": the whole clip to the extractor, which crops or fuses it as LAION's code does,
     # from the same seed (evaluation's default, "windows", embeds a long clip as the mean of its windows).
+    # One clip per call for its own seed, so window_batch_size=1: the default (32) pads each call to 32 rows.
     audio = torch.cat(
         [
-            F.normalize(
-                encode_audio(model, processor, [clip], seed=SEED_BASE + i, long_audio="random"), dim=-1
-            )
+            encode_audio(model, processor, [clip], SEED_BASE + i, "random", window_batch_size=1)
             for i, clip in enumerate(clips)
         ]
     )
