@@ -163,8 +163,12 @@ class DriftProbe:
         return measures
 
     def radii(self, model) -> torch.Tensor | None:
+        """The probe batch's radii R, or None without SVR (then the batch is not even forwarded)."""
+        loss_fn = active_loss_fn(model)
+        if loss_fn.radius is None:
+            return None
         text, audio = self.embeddings(model)
-        return radius_values(active_loss_fn(model), text, audio)
+        return radius_values(loss_fn, text, audio)
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -155,3 +155,23 @@ def test_training_plots_are_written(tmp_path):
         "radius_histogram.png",
     ]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+@pytest.mark.parametrize("svr_mode", ["none", "dynamic"])
+def test_the_end_of_run_radii_forward_the_probe_batch_only_with_svr(svr_mode):
+    """Without SVR there are no radii, and the probe batch (64 clips, ~18 s of HTSAT at 48 kHz on a CPU
+    core) is not forwarded for nothing at the end of the run."""
+    from helpers.cached import random_inputs
+
+    from modeling_supclap import SupClapConfig, SupClapModel
+    from modeling_supclap.training.diagnostics import DriftProbe
+
+    torch.manual_seed(0)
+    model = SupClapModel(SupClapConfig.tiny(svr_mode=svr_mode)).double()
+    forwards = []
+    model.register_forward_hook(lambda *_: forwards.append(1))
+    radii = DriftProbe(random_inputs(5)).radii(model)
+    if svr_mode == "none":
+        assert radii is None and not forwards
+    else:
+        assert radii.shape == (5,) and torch.isfinite(radii).all() and len(forwards) == 1
