@@ -74,6 +74,10 @@ around the best rate where the mean test curve stays within 1 point of its value
 linearly interpolated between grid points, a lower bound where it reaches the grid's edge; and the
 stage-1 start against training from scratch) and one ``curves_<corpus>_<regime>.png`` per phase.
 
+Not here yet: the issue's mechanism plot (radius / D histograms and drift at the rates where the curves
+differ most); every run is recorded with ``--drift_probe_steps 0``, so those runs are to be rerun with
+the probe on once the curves say which.
+
 Usage::
 
     python benchmarks/bench_lr_curves.py --stage1_only                 # the shared starts (+ zero-step)
@@ -395,14 +399,20 @@ def _execute(
         return execute_run(cmd, run_dir, threads=args.threads, timeout=args.timeout, report_only=True)
     if not args.budget.take():
         return {"run_dir": str(run_dir), "missing": True, "stopped": True}
-    return execute_run(
-        cmd,
-        run_dir,
-        threads=args.threads,
-        timeout=args.timeout,
-        work_dir=work_dir_for(args, run_dir),
-        keep=keep,
-    )
+    work = work_dir_for(args, run_dir)
+    result = execute_run(cmd, run_dir, threads=args.threads, timeout=args.timeout, work_dir=work, keep=keep)
+    if (run_dir / "train.log").exists():
+        compact_log(run_dir / "train.log")
+    return result
+
+
+def compact_log(path: Path) -> None:
+    """Keep the last state of each progress-bar line (tqdm rewrites its line with carriage returns, ~100
+    bytes a step): a committed log of a 600-step run shrinks from ~60 KB to a few KB, messages intact."""
+    text = path.read_bytes()  # bytes: read_text would turn every carriage return into a newline
+    compact = b"\n".join(line.rstrip(b"\r").rsplit(b"\r", 1)[-1] for line in text.split(b"\n"))
+    if compact != text:
+        path.write_bytes(compact)
 
 
 def ensure_stage1(args: argparse.Namespace, target: str) -> dict[str, Any]:
@@ -479,15 +489,29 @@ def phase_runner(args: argparse.Namespace, target: str, regime: str):
         result = _execute(args, cmd, run_dir, keep)
         if "wall_s" in result and "error" not in result:
             args.walls.append(result["wall_s"])
-            remaining = args.total_jobs - len(args.walls)
-            eta = statistics.median(args.walls) * max(0, remaining) / 3600
+            remaining = args.total_jobs - finished_runs(args)
+            median = statistics.median(args.walls)
             print(
-                f"# median run {statistics.median(args.walls):.0f}s; ~{eta:.1f} h left at that pace",
+                f"# median run {median:.0f}s; {remaining} runs left, ~{median * remaining / 3600:.1f} h",
                 flush=True,
             )
         return {"variant": variant, "seed": seed, "lr": lr, **result}
 
     return runner
+
+
+def finished_runs(args: argparse.Namespace) -> int:
+    """Finished stage-2/scratch runs of this recipe's phases on disk."""
+    return sum(
+        len(
+            list(
+                (
+                    args.results_dir / "runs" / phase.split(":")[0] / regime_name(phase.split(":")[1], args)
+                ).glob("*/lr*/seed*/metrics.json")
+            )
+        )
+        for phase in args.phases
+    )
 
 
 def phase_runs(args: argparse.Namespace, target: str, regime: str) -> dict[str, dict[float, dict[int, dict]]]:
@@ -538,6 +562,8 @@ def run_phase(args: argparse.Namespace, phase: str) -> list[dict]:
     for seed in range(args.seeds_per_point):
         jobs = [(v, seed, lr) for lr in center_out(args.rates) for v in args.variants]
         failures += run_jobs(jobs, args, f"{name} seed {seed}", runner)
+        if not args.report_only:
+            report(args, args.failures + failures, quiet=True)  # a report to commit at any time
     chosen = best_rates(args, phase_runs(args, target, regime))
     extra = []
     for variant, best in chosen.items():
@@ -806,7 +832,7 @@ def plot_phase(s: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def report(args: argparse.Namespace, failures: list[dict]) -> dict[str, Any]:
+def report(args: argparse.Namespace, failures: list[dict], quiet: bool = False) -> dict[str, Any]:
     summaries = []
     for phase in args.phases:
         target, regime = phase.split(":")
@@ -848,7 +874,8 @@ def report(args: argparse.Namespace, failures: list[dict]) -> dict[str, Any]:
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     (args.results_dir / "report.md").write_text("\n".join(md))
-    print("\n".join(md))
+    if not quiet:
+        print("\n".join(md))
     print(f"# wrote {args.results_dir / 'summary.json'} and {args.results_dir / 'report.md'}", flush=True)
     return summary
 
@@ -904,7 +931,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir = args.work_dir or REPO_ROOT / "outputs" / (
         "lr_curves_smoke_work" if args.smoke else "lr_curves_work"
     )
-    args.budget, args.walls = Budget(args.max_runs), []
+    args.budget, args.walls, args.failures = Budget(args.max_runs), [], []
     per_phase = len(args.variants) * (
         len(args.rates) * args.seeds_per_point + args.seeds_at_best - args.seeds_per_point
     )
@@ -927,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for phase in args.phases:
             failures += run_phase(args, phase)
+            args.failures = failures
     print(f"# {time.perf_counter() - t0:.0f}s", flush=True)
     report(args, failures)
     return 1 if failures else 0

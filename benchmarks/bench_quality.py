@@ -437,6 +437,7 @@ def run_jobs(
                 failures.append(r)
             status = (
                 "skipped (metrics.json exists)" if r.get("resumed")
+                else "not started (run limit reached)" if r.get("stopped")
                 else "missing" if r.get("missing")
                 else f"FAILED {r['error']}" if "error" in r
                 else f"done in {r['wall_s']:.1f}s"

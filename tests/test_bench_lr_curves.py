@@ -148,3 +148,10 @@ def test_smoke_two_stages_through_the_cli(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "done in" not in again.stdout and again.stdout.count("skipped (metrics.json exists)") == 7
     assert json.loads((results / "summary.json").read_text())["phases"] == summary["phases"]
+
+
+def test_compact_log_keeps_the_last_state_of_progress_lines(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_bytes(b"INFO start\ntraining:  0%|\rtraining: 50%|\rtraining: 100%| loss=0.5\nINFO end\r\n")
+    lr_curves.compact_log(log)
+    assert log.read_bytes() == b"INFO start\ntraining: 100%| loss=0.5\nINFO end\n"
