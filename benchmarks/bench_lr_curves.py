@@ -140,6 +140,7 @@ STAGE1_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
 )  # fmt: skip
 WITHIN_POINTS = 1.0  # the robustness width: within this many points of mean R@1 of the best
+MECHANISM_SEED = 0
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -205,6 +206,19 @@ def robustness_width(
         "reference": ys[i],
         "lower_bound": lo == 0 or hi == len(ys) - 1,
     }
+
+
+def largest_difference_rate(
+    paired_at_rate: dict[str, dict[str, Any]], variant: str, min_pairs: int
+) -> float | None:
+    """The rate where ``variant`` minus its base loss differs most (largest |mean paired difference|) among
+    the rates with at least ``min_pairs`` paired seeds; None when no rate has them. Ties: the smaller rate."""
+    candidates = [
+        (abs(per[variant]["mean"]), -float(rate), float(rate))
+        for rate, per in paired_at_rate.items()
+        if variant in per and len(per[variant]["seeds"]) >= min_pairs
+    ]
+    return max(candidates)[2] if candidates else None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -352,7 +366,14 @@ def steps_for(args: argparse.Namespace, target: str) -> int:
 
 
 def run_command(
-    args: argparse.Namespace, target: str, regime: str, variant: str, seed: int, lr: float, out: Path
+    args: argparse.Namespace,
+    target: str,
+    regime: str,
+    variant: str,
+    seed: int,
+    lr: float,
+    out: Path,
+    probe_steps: int = 0,
 ) -> list[str]:
     base_loss, svr_mode, bilateral = VARIANTS[variant]
     steps = steps_for(args, target)
@@ -367,7 +388,8 @@ def run_command(
         cmd += ["--demo_num_clips", str(args.demo_num_clips)]
     cmd += ["--max_steps", str(steps), "--seed", str(seed), "--base_loss", base_loss, "--svr_mode", svr_mode]
     cmd += ["--svr_bilateral", str(bilateral), "--learning_rate", f"{lr:g}", "--eval_steps", str(steps)]
-    cmd += ["--save_steps", "0", "--report_to", "none", "--drift_probe_steps", "0", "--skip_nonfinite"]
+    cmd += ["--save_steps", "0", "--report_to", "none", "--drift_probe_steps", str(probe_steps)]
+    cmd += ["--skip_nonfinite"]
     cmd += [*_budget_flags(args), *args.extra]
     return cmd + ["--cache_dir", _shown(args.cache_dir), "--output_dir", _shown(out)]
 
@@ -576,6 +598,172 @@ def run_phase(args: argparse.Namespace, phase: str) -> list[dict]:
     extra.sort(key=lambda job: (job[1], args.variants.index(job[0])))
     failures += run_jobs(extra, args, f"{name} best-rate seeds", runner)
     return failures
+
+
+# ------------------------------------------------------------------------------------------------------
+# Mechanism (--mechanism): drift and radius where the curves differ most
+# ------------------------------------------------------------------------------------------------------
+
+
+def mechanism_picks(args: argparse.Namespace, s: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per base loss of a phase summary: the rate where its bilateral DynamicSVR differs most from it
+    (:func:`largest_difference_rate`, seeds 0..seeds_per_point-1 paired), with the variants to rerun."""
+    picks = []
+    for base in ("infonce", "siglip"):
+        svr = f"{base}+dynamic-bi"
+        if base not in args.variants or svr not in args.variants:
+            continue
+        rate = largest_difference_rate(s["paired_at_rate"], svr, args.seeds_per_point)
+        if rate is None:
+            continue
+        paired = s["paired_at_rate"][f"{rate:g}"][svr]
+        variants = [v for v in (base, svr, f"{base}+spreading-bi") if v in args.variants]
+        picks.append({"target": s["target"], "regime": s["regime"], "base": base, "rate": rate,
+                      "difference": paired["mean"], "seeds_won": paired["seeds_won"],
+                      "pairs": len(paired["seeds"]), "variants": variants})  # fmt: skip
+    return picks
+
+
+def mechanism_dir(args: argparse.Namespace, pick: dict[str, Any], variant: str) -> Path:
+    return (
+        args.results_dir / "mechanism" / pick["target"] / pick["regime"] / variant / f"lr{pick['rate']:g}"
+        / f"seed{MECHANISM_SEED}"
+    )  # fmt: skip
+
+
+def run_mechanism(args: argparse.Namespace) -> list[dict]:
+    """Rerun seed 0 of each pick's variants with the drift probe on; the picks are kept in
+    ``mechanism/picks.json`` (chosen once, from the curves as they were; rerunning resumes them)."""
+    picks_file = args.results_dir / "mechanism" / "picks.json"
+    if picks_file.exists():
+        picks = json.loads(picks_file.read_text())
+    else:
+        picks = []
+        for phase in args.phases:
+            target, regime = phase.split(":")
+            s = summarize_phase(args, target, regime)
+            complete = s is not None and all(
+                v in s["variants"] and s["variants"][v]["best"]["complete"] for v in args.variants
+            )
+            if not complete:
+                print(
+                    f"# mechanism: {phase} lacks some variant's seeds 0-{args.seeds_per_point - 1}; skipped"
+                )
+                continue
+            picks += mechanism_picks(args, s)
+        if not picks:
+            return []
+        picks_file.parent.mkdir(parents=True, exist_ok=True)
+        picks_file.write_text(json.dumps(picks, indent=1))
+    failures = []
+    for pick in picks:
+        regime = "finetune" if pick["regime"].startswith("finetune") else "scratch"
+        for variant in pick["variants"]:
+            run_dir = mechanism_dir(args, pick, variant)
+            cmd = run_command(args, pick["target"], regime, variant, MECHANISM_SEED, pick["rate"],
+                              work_dir_for(args, run_dir), probe_steps=args.probe_steps)  # fmt: skip
+            result = _execute(args, cmd, run_dir, RUN_FILES)
+            print(f"# mechanism {pick['target']}:{pick['regime']} {variant} lr {pick['rate']:g}: "
+                  f"{_status(result)}", flush=True)  # fmt: skip
+            if "error" in result:
+                failures.append(result)
+    return failures
+
+
+def _mechanism_runs(args: argparse.Namespace) -> list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
+    """(pick, variant -> finished run's metrics.json) for every pick with at least one finished run."""
+    picks_file = args.results_dir / "mechanism" / "picks.json"
+    if not picks_file.exists():
+        return []
+    out = []
+    for pick in json.loads(picks_file.read_text()):
+        runs = {}
+        for variant in pick["variants"]:
+            metrics = mechanism_dir(args, pick, variant) / "metrics.json"
+            if metrics.exists():
+                runs[variant] = json.loads(metrics.read_text())
+        if runs:
+            out.append((pick, runs))
+    return out
+
+
+def render_mechanism(args: argparse.Namespace, found: list) -> str:
+    md = ["### Mechanism: drift and radius where the curves differ most", ""]
+    md += [f"Seed {MECHANISM_SEED} of each variant rerun at the rate where bilateral DynamicSVR differs most "
+           f"from its base loss (seeds 0-{args.seeds_per_point - 1} paired), drift probed every "
+           f"{args.probe_steps} steps on a fixed batch of 64 (`training/diagnostics.py`); values at the last "
+           "probe. cos: mean cos(update of a text anchor, pull direction) under the training loss (1: no "
+           "drift); ⊥/∥: median sideways over pulling part of that update; base-loss cos: the same "
+           "embeddings under the base loss alone; R ≥ D: share of pairs whose radius reaches the positive "
+           "(the support vector is the positive itself); R < 0: radius below zero. Rerun: the test mean R@1 "
+           "of this rerun, curve: the same seed's curve run (the probe only reads the model).",
+           ""]  # fmt: skip
+    md += _table_head("corpus, regime", "rate (difference, seeds won)", "variant",
+                      "test mean R@1 rerun / curve", "cos", "⊥/∥", "base-loss cos", "R ≥ D", "R < 0",
+                      "text uniformity")  # fmt: skip
+    for pick, runs in found:
+        regime = "finetune" if pick["regime"].startswith("finetune") else "scratch"
+        for variant, metrics in runs.items():
+            drift = metrics.get("train_state", {}).get("drift", [])
+            last = drift[-1] if drift else {}
+            curve = read_metrics(
+                run_dir_for(args, pick["target"], regime, variant, MECHANISM_SEED, pick["rate"])
+            )
+            rerun = read_metrics(mechanism_dir(args, pick, variant))
+            histogram = last.get("radius_over_distance")
+
+            def num(key: str, fmt: str = ".3f", last: dict[str, Any] = last) -> str:
+                return format(last[key], fmt) if isinstance(last.get(key), (int, float)) else "-"
+
+            md.append(
+                f"| {pick['target']}, {pick['regime']} | {pick['rate']:g} ({pick['difference']:+.1f}, "
+                f"{pick['seeds_won']}/{pick['pairs']}) | {variant} | "
+                f"{rerun['mean_R@1']:.1f} / {'-' if curve is None else format(curve['mean_R@1'], '.1f')} | "
+                f"{num('cosine')} | {num('perp_parallel_ratio', '.2f')} | {num('base_cosine')} | "
+                f"{'-' if histogram is None else format(histogram[-1], '.0%')} | "
+                f"{'-' if histogram is None else format(histogram[0], '.0%')} | "
+                f"{num('text_uniformity', '.2f')} |"
+            )
+    return "\n".join(md)
+
+
+def plot_mechanism(found: list, path: Path) -> bool:
+    """One figure: a row per pick; drift cosine and sideways ratio over steps, the radius / D histogram of
+    DynamicSVR at the first and last probe, text uniformity over steps."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(len(found), 4, figsize=(18, 3.6 * len(found)), squeeze=False)
+    for row, (pick, runs) in zip(axes, found):
+        for variant, metrics in runs.items():
+            drift = metrics.get("train_state", {}).get("drift", [])
+            steps = [d["step"] for d in drift]
+            row[0].plot(steps, [d.get("cosine") for d in drift], marker=".", label=variant)
+            row[1].plot(steps, [d.get("perp_parallel_ratio") for d in drift], marker=".", label=variant)
+            row[3].plot(steps, [d.get("text_uniformity") for d in drift], marker=".", label=variant)
+            histograms = [d["radius_over_distance"] for d in drift if d.get("radius_over_distance")]
+            if histograms:  # bins: R/D below 0, [0, 0.1), ..., [0.9, 1), at least 1 (diagnostics.py)
+                labels = ["<0"] + [f"{i / 10:.1f}" for i in range(len(histograms[0]) - 2)] + ["≥1"]
+                x = range(len(labels))
+                row[2].bar([i - 0.2 for i in x], histograms[0], width=0.4, label=f"{variant}, first probe")
+                row[2].bar([i + 0.2 for i in x], histograms[-1], width=0.4, label=f"{variant}, last probe")
+                row[2].set_xticks(list(x), labels, fontsize=7)
+        title = f"{pick['target']}, {pick['regime']}, lr {pick['rate']:g}"
+        row[0].set(xlabel="step", ylabel="cos(update, pull)", title=f"{title}: drift (higher: less)")
+        row[1].set(xlabel="step", ylabel="median |perp| / |parallel|", title="sideways push")
+        row[2].set(xlabel="R / D", ylabel="share of pairs", title="DynamicSVR radius over distance")
+        row[3].set(xlabel="step", ylabel="log mean exp(-2 d²)", title="text uniformity (lower: spread)")
+        for ax in row:
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -862,6 +1050,10 @@ def report(args: argparse.Namespace, failures: list[dict], quiet: bool = False) 
             md += [f"![curves](curves_{s['target']}_{s['regime']}.png)", ""]
     if summaries:
         md += [render_start_vs_scratch(summaries), "", render_closing(summaries), ""]
+    if found := _mechanism_runs(args):
+        md += [render_mechanism(args, found), ""]
+        if plot_mechanism(found, args.results_dir / "mechanism.png"):
+            md += ["![mechanism](mechanism.png)", ""]
     summary = {
         "argv": sys.argv,
         "platform": platform_record(args.threads),
@@ -914,6 +1106,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report_only", action="store_true", help="run nothing; summarise the finished runs")
     p.add_argument("--smoke", action="store_true", help="tiny preset, 3 steps, small corpora, 2 variants")
     p.add_argument(
+        "--mechanism",
+        action="store_true",
+        help="rerun seed 0 with the drift probe where DynamicSVR's curve differs most (needs seeds 0-2)",
+    )
+    p.add_argument("--probe_steps", type=int, default=50, help="--mechanism's drift probe interval")
+    p.add_argument(
         "extra", nargs="*", help="after '--': more train_supclap.py arguments for every stage-2 run"
     )
     args = p.parse_args(argv)
@@ -946,7 +1144,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     failures: list[dict] = []
     t0 = time.perf_counter()
-    if args.stage1_only:
+    if args.mechanism:
+        failures += run_mechanism(args)
+    elif args.stage1_only:
         for target in dict.fromkeys(ph.split(":")[0] for ph in args.phases if ph.endswith(":finetune")):
             result = ensure_stage1(args, target)
             if "error" in result:

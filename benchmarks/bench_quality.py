@@ -152,7 +152,22 @@ def platform_record(threads: int | None) -> dict[str, Any]:
         "omp_num_threads": threads,
         "load_average_at_start": [round(x, 2) for x in load],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "code": code_version(),
     }
+
+
+def code_version() -> str | None:
+    """The commit of the code that trains (``+dirty`` with uncommitted changes), None outside a git clone:
+    a results folder collected over weeks can say which code made each run."""
+    git = ["git", "-C", str(REPO_ROOT)]
+    code = ["--", "modeling_supclap", "train_supclap.py", "eval_supclap.py"]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        changes = [*git, "status", "--porcelain", "--untracked-files=no", *code]
+        dirty = subprocess.run(changes, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit.stdout.strip() + ("+dirty" if dirty else "")) or None
 
 
 def execute_run(

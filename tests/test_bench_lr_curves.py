@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,53 @@ def test_report_pairs_best_points_and_every_rate_from_known_runs(tmp_path):
     assert "0.01 (EDGE)" in md
     assert math.isclose(s["variants"]["infonce"]["curve"]["0.001"]["test_mean_R@1"]["mean"], 12.0)
 
+    # The mechanism's rate: where DynamicSVR differs most from InfoNCE with seeds 0-2 paired (1e-4: +5,
+    # 1e-3: +1, 1e-2: +4; 3 pairs each: the extra seeds lie at two different rates); then the report of
+    # reruns that recorded drift, beside the curve's own seed 0.
+    assert lr_curves.largest_difference_rate(s["paired_at_rate"], "infonce+dynamic-bi", 3) == 1e-4
+    assert lr_curves.largest_difference_rate(s["paired_at_rate"], "infonce+dynamic-bi", 4) is None  # 3 pairs
+    assert lr_curves.largest_difference_rate(s["paired_at_rate"], "siglip+dynamic-bi", 3) is None
+    (pick,) = lr_curves.mechanism_picks(args, s)
+    assert pick["rate"] == 1e-4 and pick["difference"] == pytest.approx(5.0) and pick["seeds_won"] == 3
+    assert pick["variants"] == ["infonce", "infonce+dynamic-bi"]
+    args.probe_steps = 2
+    (tmp_path / "mechanism").mkdir()
+    (tmp_path / "mechanism" / "picks.json").write_text(json.dumps([pick]))
+    for variant, cosine, histogram in (
+        ("infonce", 0.5, None),
+        ("infonce+dynamic-bi", 0.8, [0.1] + [0.0] * 10 + [0.9]),
+    ):
+        folder = lr_curves.mechanism_dir(args, pick, variant)
+        _fake_run(folder, test[variant][1e-4], validation[variant][1e-4])
+        metrics = json.loads((folder / "metrics.json").read_text())
+        drift = [{"step": step, "cosine": cosine, "perp_parallel_ratio": 1.5, "base_cosine": 0.4,
+                  "text_uniformity": -1.0, **({"radius_over_distance": histogram} if histogram else {})}
+                 for step in (2, 4)]  # fmt: skip
+        metrics["train_state"]["drift"] = drift
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    found = lr_curves._mechanism_runs(args)
+    md = lr_curves.render_mechanism(args, found)
+    assert (
+        "| real, scratch | 0.0001 (+5.0, 3/3) | infonce+dynamic-bi | 9.0 / 9.0 | 0.800 | 1.50 | 0.400 | 90% "
+        "| 10% |" in md
+    )
+    assert "| infonce | 4.0 / 4.0 | 0.500 | 1.50 | 0.400 | - | - | -1.00 |" in md
+    # The reruns are the curve's command with the probe on (the CLI's probe is tested in tests/training).
+    args.preset, args.real_data, args.cache_dir, args.extra = (
+        "small",
+        tmp_path / "real",
+        tmp_path / "cache",
+        [],
+    )
+    args.per_device_train_batch_size = args.warmup_steps = args.dataloader_num_workers = None
+    rerun = lr_curves.run_command(args, "real", "scratch", "infonce", 0, 1e-4, tmp_path / "w", probe_steps=2)
+    curve = lr_curves.run_command(args, "real", "scratch", "infonce", 0, 1e-4, tmp_path / "w")
+    probe = rerun.index("--drift_probe_steps")
+    assert rerun[probe + 1] == "2" and curve[probe + 1] == "0"
+    assert rerun[:probe] + rerun[probe + 2 :] == curve[:probe] + curve[probe + 2 :]
+    assert lr_curves.plot_mechanism(found, tmp_path / "mechanism.png")
+    assert (tmp_path / "mechanism.png").stat().st_size > 1000
+
 
 @pytest.mark.slow
 def test_smoke_two_stages_through_the_cli(tmp_path):
@@ -128,6 +176,9 @@ def test_smoke_two_stages_through_the_cli(tmp_path):
         # 3 Adam steps (the first at lr 0, warmup) move no weight by more than ~2 lr: it started from stage 1.
         moved = (load_file(run / "model.safetensors")[key] - start).abs().max().item()
         assert 0 < moved < 3 * 1e-3, moved
+        code = json.loads((run / "bench_platform.json").read_text())["code"]
+        if (REPO_ROOT / ".git").exists():  # which code made the run: a commit, +dirty with local changes
+            assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", code), code
         assert sorted(p.name for p in run.iterdir()) == sorted(
             [*lr_curves.RUN_FILES, "model.safetensors", "bench_cmd.json", "bench_platform.json"]
             + ["bench_wall_s.txt", "train.log"]
