@@ -55,10 +55,12 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -120,43 +122,120 @@ def budget_tag(args: argparse.Namespace) -> str:
 
 
 _LOCATION_FLAGS = ("--output_dir", "--cache_dir")
+# Flags naming an input folder or file: the same input may live elsewhere on another checkout or machine
+# (a corpus built under another cache, a results folder moved), so only its last path component counts.
+_NAMED_FLAGS = ("--train_data", "--validation_data", "--test_data", "--model_name_or_path")
 
 
 def _experiment(argv: list[str]) -> list[str]:
     """The training arguments that define a run: not the interpreter, script path or folders (a results
-    folder may be moved or copied to another checkout and still be resumed or reported)."""
+    folder may be moved or copied to another checkout and still be resumed or reported); inputs given by
+    path (``_NAMED_FLAGS``) count by their name."""
     args = argv[2:]
-    return [a for i, a in enumerate(args) if a not in _LOCATION_FLAGS and args[i - 1] not in _LOCATION_FLAGS]
+    kept = []
+    for i, a in enumerate(args):
+        if a in _LOCATION_FLAGS or (i > 0 and args[i - 1] in _LOCATION_FLAGS):
+            continue
+        kept.append(Path(a).name if i > 0 and args[i - 1] in _NAMED_FLAGS else a)
+    return kept
 
 
-def run_one(variant: str, seed: int, args: argparse.Namespace, lr: float | None = None) -> dict[str, Any]:
-    run_dir = run_dir_for(args, variant, seed, lr)
-    cmd = run_command(variant, seed, run_dir, args, lr)
+def platform_record(threads: int | None) -> dict[str, Any]:
+    """Where and how a run was made (runs are deterministic on one machine, not across machines)."""
+    load = os.getloadavg()
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "omp_num_threads": threads,
+        "load_average_at_start": [round(x, 2) for x in load],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "code": code_version(),
+    }
+
+
+def code_version() -> str | None:
+    """The commit of the code that trains (``+dirty`` with uncommitted changes), None outside a git clone:
+    a results folder collected over weeks can say which code made each run."""
+    git = ["git", "-C", str(REPO_ROOT)]
+    code = ["--", "modeling_supclap", "train_supclap.py", "eval_supclap.py"]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        changes = [*git, "status", "--porcelain", "--untracked-files=no", *code]
+        dirty = subprocess.run(changes, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit.stdout.strip() + ("+dirty" if dirty else "")) or None
+
+
+def execute_run(
+    cmd: list[str],
+    run_dir: Path,
+    *,
+    threads: int | None,
+    timeout: float | None,
+    report_only: bool = False,
+    work_dir: Path | None = None,
+    keep: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Run one training command (``cmd`` writes to ``work_dir``, default ``run_dir``) unless
+    ``run_dir/metrics.json`` exists; the exact command is kept in ``bench_cmd.json`` and a different
+    command for the same folder is an error.
+
+    With ``keep`` (file or folder names of ``work_dir``), only those are moved into ``run_dir`` after
+    a successful run (``metrics.json``, the completion mark, last) and ``work_dir`` is deleted: model
+    weights need not reach a results folder that is committed, and a run cut short leaves nothing
+    there. Returns ``{"run_dir", "resumed" | "missing" | "wall_s" [, "error"]}``.
+    """
+    work_dir = run_dir if work_dir is None else work_dir
     recorded = run_dir / "bench_cmd.json"
     if recorded.exists() and _experiment(json.loads(recorded.read_text())["argv"]) != _experiment(cmd):
         raise RuntimeError(f"{run_dir} was made by another command ({recorded}); use another --out_dir")
     metrics_file = run_dir / "metrics.json"
     if metrics_file.exists():
-        return {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "resumed": True}
-    if args.report_only:
-        return {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "missing": True}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recorded.write_text(json.dumps({"argv": cmd}, indent=1))
+        return {"run_dir": str(run_dir), "resumed": True}
+    if report_only:
+        return {"run_dir": str(run_dir), "missing": True}
+    if work_dir != run_dir and work_dir.exists():
+        shutil.rmtree(work_dir)  # a run cut short earlier: start it again from nothing
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "bench_cmd.json").write_text(json.dumps({"argv": cmd}, indent=1))
+    (work_dir / "bench_platform.json").write_text(json.dumps(platform_record(threads), indent=1))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    if args.threads is not None:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    with open(run_dir / "train.log", "w") as log:
+    with open(work_dir / "train.log", "w") as log:
         proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-                              timeout=args.timeout)  # fmt: skip
+                              timeout=timeout)  # fmt: skip
     wall = time.perf_counter() - t0
-    out = {"variant": variant, "seed": seed, "lr": lr, "run_dir": str(run_dir), "wall_s": wall}
-    if proc.returncode != 0 or not metrics_file.exists():
-        tail = (run_dir / "train.log").read_text()[-600:].replace("\n", " / ")
+    out: dict[str, Any] = {"run_dir": str(run_dir), "wall_s": wall}
+    if proc.returncode != 0 or not (work_dir / "metrics.json").exists():
+        tail = (work_dir / "train.log").read_text()[-600:].replace("\n", " / ")
         out["error"] = f"exit {proc.returncode}: {tail}"
-    else:
-        (run_dir / "bench_wall_s.txt").write_text(f"{wall:.3f}\n")
+        return out
+    (work_dir / "bench_wall_s.txt").write_text(f"{wall:.3f}\n")
+    if work_dir != run_dir:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        names = [n for n in (*(keep or ()), "bench_cmd.json", "bench_platform.json", "bench_wall_s.txt",
+                             "train.log") if n != "metrics.json"]  # fmt: skip
+        for name in dict.fromkeys(names):
+            if (work_dir / name).exists():
+                shutil.move(str(work_dir / name), str(run_dir / name))
+        shutil.move(str(work_dir / "metrics.json"), str(metrics_file))
+        shutil.rmtree(work_dir)
     return out
+
+
+def run_one(variant: str, seed: int, args: argparse.Namespace, lr: float | None = None) -> dict[str, Any]:
+    run_dir = run_dir_for(args, variant, seed, lr)
+    cmd = run_command(variant, seed, run_dir, args, lr)
+    result = execute_run(
+        cmd, run_dir, threads=args.threads, timeout=args.timeout, report_only=args.report_only
+    )
+    return {"variant": variant, "seed": seed, "lr": lr, **result}
 
 
 def read_metrics(run_dir: Path) -> dict[str, float] | None:
@@ -356,17 +435,24 @@ def plot(per_variant: dict[str, Any], path: Path, title: str) -> bool:
     return True
 
 
-def run_jobs(jobs: list[tuple[str, int, float | None]], args: argparse.Namespace, phase: str) -> list[dict]:
-    """Train (variant, seed, learning rate) runs, ``args.jobs`` at a time; returns the failures."""
+def run_jobs(
+    jobs: list[tuple[str, int, float | None]],
+    args: argparse.Namespace,
+    phase: str,
+    runner: Callable[..., dict[str, Any]] = run_one,
+) -> list[dict]:
+    """Train (variant, seed, learning rate) runs, ``args.jobs`` at a time, with ``runner(variant, seed,
+    args, lr)`` (default :func:`run_one`); returns the failures."""
     failures = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, variant, seed, args, lr) for variant, seed, lr in jobs]
+        futures = [pool.submit(runner, variant, seed, args, lr) for variant, seed, lr in jobs]
         for done, future in enumerate(as_completed(futures), start=1):
             r = future.result()
             if "error" in r:
                 failures.append(r)
             status = (
                 "skipped (metrics.json exists)" if r.get("resumed")
+                else "not started (run limit reached)" if r.get("stopped")
                 else "missing" if r.get("missing")
                 else f"FAILED {r['error']}" if "error" in r
                 else f"done in {r['wall_s']:.1f}s"
