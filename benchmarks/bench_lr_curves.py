@@ -260,7 +260,7 @@ def demo_corpus(args: argparse.Namespace) -> Path:
 
 
 def ensure_demo_corpus(args: argparse.Namespace) -> Path:
-    from modeling_supclap.data.demo_corpus import build_demo_corpus
+    from modeling_supclap.demo import build_demo_corpus
 
     build_demo_corpus(demo_corpus(args), num_clips=args.demo_num_clips)  # no-op when complete
     return demo_corpus(args)
@@ -273,7 +273,7 @@ def ensure_real_corpus(args: argparse.Namespace) -> Path:
     if (path / "train" / "metadata.jsonl").exists():
         return path
     if args.smoke:
-        from modeling_supclap.data.demo_corpus import build_demo_corpus
+        from modeling_supclap.demo import build_demo_corpus
 
         build_demo_corpus(path, num_clips=40)
         return path

@@ -7,13 +7,13 @@ import argparse
 import json
 import math
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.processes import run_bounded
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BENCH = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
@@ -155,7 +155,7 @@ def test_smoke_two_stages_through_the_cli(tmp_path):
     results, cache, work = tmp_path / "results", tmp_path / "cache", tmp_path / "work"
     cmd = [sys.executable, str(BENCH / "bench_lr_curves.py"), "--smoke", "--results_dir", str(results)]
     cmd += ["--cache_dir", str(cache), "--work_dir", str(work)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_bounded(cmd, timeout=600, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stage1 = results / "stage1" / "base_for-real"
     assert (stage1 / "model.safetensors").exists() and not list(stage1.glob("*.py"))
@@ -195,7 +195,7 @@ def test_smoke_two_stages_through_the_cli(tmp_path):
     assert (results / "curves_real_finetune-base.png").stat().st_size > 1000
     assert not any(p.is_file() for p in work.rglob("*")), "finished runs leave nothing in --work_dir"
     # Resume: the same command again starts no training (and no evaluation), and reports the same.
-    again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    again = run_bounded(cmd, timeout=300, cwd=REPO_ROOT)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "done in" not in again.stdout and again.stdout.count("skipped (metrics.json exists)") == 7
     assert json.loads((results / "summary.json").read_text())["phases"] == summary["phases"]
