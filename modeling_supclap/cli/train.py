@@ -8,8 +8,10 @@ everything under ``outputs/supclap-demo``. ``--help`` lists every option.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ..training import DataArguments, ModelArguments, TrainArguments, train
@@ -37,9 +39,32 @@ def _train(argv: Sequence[str], **train_kwargs) -> None:
     try:
         train(model_args, data_args, train_args, **train_kwargs)
     except BaseException as error:
-        _shutdown_process_group(exit_code=PREEMPTED_EXIT_CODE if isinstance(error, Preempted) else 1)
-        raise
-    _shutdown_process_group(exit_code=0)
+        failure = _without_frames(error)
+    else:
+        _shutdown_process_group(exit_code=0)
+        return
+    # Out of the except block, so that nothing holds the training frames: the run (its DDP reducer, which
+    # holds the gloo group) is freed here, before the group is destroyed under a time limit. Left to the
+    # interpreter's exit, the reducer's destructor joins gloo's worker thread while holding the GIL that
+    # thread needs: a hang (tests/training/test_resilience.py, SIGUSR1 to one of two processes).
+    gc.collect()
+    _shutdown_process_group(exit_code=PREEMPTED_EXIT_CODE if isinstance(failure, Preempted) else 1)
+    raise failure
+
+
+def _without_frames(error: BaseException) -> BaseException:
+    """``error`` without its traceback (the frames hold the run's objects); the traceback's text is kept as
+    a note, which ``--debug`` prints (one-line reports print the message alone)."""
+    error.add_note(
+        "Raised at (the training frames, freed before the exit):\n"
+        + "".join(traceback.format_tb(error.__traceback__)).rstrip()
+    )
+    chained, seen = error, set()
+    while chained is not None and id(chained) not in seen:  # the causes' tracebacks hold frames too
+        seen.add(id(chained))
+        chained.with_traceback(None)
+        chained = chained.__cause__ or chained.__context__
+    return error
 
 
 def _shutdown_process_group(exit_code: int, timeout_s: float = 60.0) -> None:

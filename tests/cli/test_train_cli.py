@@ -188,3 +188,43 @@ def test_two_cpu_processes_train_and_save_one_model(small_corpus_cache, tmp_path
         "rng_state_0.pt",
         "rng_state_1.pt",
     ]
+
+
+@pytest.mark.parametrize("failure", ["preempted", "dead rank"])
+def test_a_failed_run_frees_its_objects_before_the_process_group_is_shut_down(failure, monkeypatch):
+    """The run's objects (its DDP reducer holds the gloo group) must be gone before the group is destroyed
+    under a time limit: left to the interpreter's exit, the reducer's destructor joins gloo's worker thread
+    while holding the GIL that thread needs, and the process hangs (it did, under load, after SIGUSR1)."""
+    import weakref
+
+    from modeling_supclap.cli import train as train_cli
+    from modeling_supclap.training.resilience import DeadRankError, Preempted
+
+    class Run:  # stands for the run: a cycle of objects, as the real one has
+        pass
+
+    runs = []
+
+    def failing_train(*args, **kwargs):
+        run = Run()
+        run.itself = run
+        runs.append(weakref.ref(run))
+        if failure == "preempted":
+            raise Preempted("SIGUSR1 received: saved checkpoint-4")
+        try:
+            raise RuntimeError("Connection closed by peer")
+        except RuntimeError as cause:
+            raise DeadRankError("rank 1 stopped answering") from cause
+
+    shut_down = []
+    monkeypatch.setattr(train_cli, "parse_args", lambda argv: (None, None, None))
+    monkeypatch.setattr(train_cli, "train", failing_train)
+    monkeypatch.setattr(
+        train_cli,
+        "_shutdown_process_group",
+        lambda exit_code: shut_down.append((exit_code, runs[0]() is None)),
+    )
+    with pytest.raises((Preempted, DeadRankError)) as raised:
+        train_cli._train([])
+    assert shut_down == [(75 if failure == "preempted" else 1, True)]
+    assert "failing_train" in "\n".join(raised.value.__notes__)  # where it was raised, kept for --debug
