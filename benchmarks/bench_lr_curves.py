@@ -106,6 +106,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_quality import (  # noqa: E402  (benchmarks/ is on sys.path)
     REPO_ROOT,
     _table_head,
+    budget_flags,
     execute_run,
     paired_against_base,
     platform_record,
@@ -321,17 +322,6 @@ def target_corpus(args: argparse.Namespace, target: str) -> Path:
     return ensure_real_corpus(args) if target == "real" else ensure_demo_corpus(args)
 
 
-def _budget_flags(args: argparse.Namespace) -> list[str]:
-    flags = []
-    if args.per_device_train_batch_size is not None:
-        flags += ["--per_device_train_batch_size", str(args.per_device_train_batch_size)]
-    if args.warmup_steps is not None:
-        flags += ["--warmup_steps", str(args.warmup_steps)]
-    if args.dataloader_num_workers is not None:
-        flags += ["--dataloader_num_workers", str(args.dataloader_num_workers)]
-    return flags
-
-
 def stage1_command(args: argparse.Namespace, target: str, corpus: Path, out: Path) -> list[str]:
     recipe = STAGE1_RECIPES[args.stage1_recipe][target]
     steps = args.stage1_steps or recipe["steps"]
@@ -357,7 +347,7 @@ def stage1_command(args: argparse.Namespace, target: str, corpus: Path, out: Pat
         "--report_to",
         "none",
     ]
-    cmd += ["--drift_probe_steps", "0", "--skip_nonfinite", *_budget_flags(args)]
+    cmd += ["--drift_probe_steps", "0", "--skip_nonfinite", *budget_flags(args)]
     return cmd + ["--cache_dir", _shown(args.cache_dir), "--output_dir", _shown(out)]
 
 
@@ -390,7 +380,7 @@ def run_command(
     cmd += ["--svr_bilateral", str(bilateral), "--learning_rate", f"{lr:g}", "--eval_steps", str(steps)]
     cmd += ["--save_steps", "0", "--report_to", "none", "--drift_probe_steps", str(probe_steps)]
     cmd += ["--skip_nonfinite"]
-    cmd += [*_budget_flags(args), *args.extra]
+    cmd += [*budget_flags(args), *args.extra]
     return cmd + ["--cache_dir", _shown(args.cache_dir), "--output_dir", _shown(out)]
 
 

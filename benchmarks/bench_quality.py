@@ -88,6 +88,15 @@ def run_dir_for(args: argparse.Namespace, variant: str, seed: int, lr: float | N
     return (folder if lr is None else folder / f"lr{lr:g}") / f"seed{seed}"
 
 
+def budget_flags(args: argparse.Namespace) -> list[str]:
+    """The batch size, warmup steps and DataLoader workers given to the benchmark (None: the CLI's)."""
+    flags = []
+    for name in ("per_device_train_batch_size", "warmup_steps", "dataloader_num_workers"):
+        if getattr(args, name) is not None:
+            flags += [f"--{name}", str(getattr(args, name))]
+    return flags
+
+
 def run_command(
     variant: str, seed: int, run_dir: Path, args: argparse.Namespace, lr: float | None = None
 ) -> list[str]:
@@ -99,12 +108,7 @@ def run_command(
     cmd += ["--drift_probe_steps", "0", "--cache_dir", str(args.cache_dir), "--output_dir", str(run_dir)]
     if args.demo_num_clips is not None:
         cmd += ["--demo_num_clips", str(args.demo_num_clips)]
-    if args.per_device_train_batch_size is not None:
-        cmd += ["--per_device_train_batch_size", str(args.per_device_train_batch_size)]
-    if args.warmup_steps is not None:
-        cmd += ["--warmup_steps", str(args.warmup_steps)]
-    if args.dataloader_num_workers is not None:
-        cmd += ["--dataloader_num_workers", str(args.dataloader_num_workers)]
+    cmd += budget_flags(args)
     if lr is not None:
         cmd += ["--learning_rate", f"{lr:g}"]
     return cmd + list(args.extra)
