@@ -29,6 +29,7 @@ from ..inference.store import EMBEDDING_DTYPES, model_identity
 from ..training.arguments import ColumnArguments, LongAudioArguments
 from .errors import run
 from .parsing import parse_arguments
+from .process_group import release_process_group_after
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +105,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
 
 
 def _embed(argv: Sequence[str]) -> dict[str, Any] | None:
+    (args,) = parse_arguments((EmbedArguments,), argv, description=__doc__.splitlines()[0])
+    # Two or more processes (accelerate launch) share a process group: released before the exit.
+    return release_process_group_after("supclap-embed", lambda: _build(args))
+
+
+def _build(args: EmbedArguments) -> dict[str, Any] | None:
     from accelerate import PartialState
 
-    (args,) = parse_arguments((EmbedArguments,), argv, description=__doc__.splitlines()[0])
     records = load_audio_records(args.data, args.split, args.columns())
     state = PartialState(cpu=args.use_cpu)
     model, processor = load_model_and_processor(args.model_name_or_path, "cpu", args.trust_remote_code)

@@ -36,6 +36,11 @@ def _exit_codes() -> list[tuple[type[BaseException], int]]:
     ]
 
 
+def exit_code_of(error: BaseException) -> int:
+    """The exit status a command line ends with after ``error`` (1 for one that is not listed: a bug)."""
+    return next((code for kind, code in _exit_codes() if isinstance(error, kind)), RUNTIME_ERROR)
+
+
 def _one_line(error: BaseException) -> str:
     """The error's message; for one re-raised from a DataLoader worker, without the worker's traceback."""
     text = str(error)
@@ -55,9 +60,9 @@ def run(program: str, main: Callable[[Sequence[str]], Any], argv: Sequence[str] 
     try:
         return main(argv)
     except Exception as error:
-        for kind, code in _exit_codes():
-            if isinstance(error, kind):
-                hint = "" if code == 75 else " (--debug shows the traceback)"
-                print(f"{program}: {type(error).__name__}: {_one_line(error)}{hint}", file=sys.stderr)
-                sys.exit(code)
-        raise
+        if not any(isinstance(error, kind) for kind, _ in _exit_codes()):
+            raise
+        code = exit_code_of(error)
+        hint = "" if code == 75 else " (--debug shows the traceback)"
+        print(f"{program}: {type(error).__name__}: {_one_line(error)}{hint}", file=sys.stderr)
+        sys.exit(code)

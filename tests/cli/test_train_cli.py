@@ -13,10 +13,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script, tiny_train_args
+from helpers.cli import (
+    REPO,
+    SMALL_CORPUS_CLIPS,
+    accelerate_launch_two_cpu,
+    run_in_process,
+    run_script,
+    tiny_train_args,
+)
 from helpers.processes import start
 from safetensors.torch import load_file
 
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.training import checkpointing
 
 
@@ -152,25 +160,12 @@ def test_partial_checkpoint_gives_a_clear_error(small_corpus_cache, tmp_path):
     shutil.copytree(checkpoint, broken)
     (broken / checkpointing.COMPLETE_MARKER).unlink()
     assert checkpointing.latest_checkpoint(out) == checkpoint  # an incomplete folder is never picked
-    result = run_script(
-        [
-            "train_supclap.py",
-            *tiny_train_args(small_corpus_cache, out),
-            "--resume_from_checkpoint",
-            str(broken),
-        ]
-    )
+    resume = tiny_train_args(small_corpus_cache, out, "--resume_from_checkpoint")
+    result = run_in_process(train_main, [*resume, str(broken)])
     assert result.returncode != 0
     assert "is incomplete" in result.stderr and "checkpoint-4" in result.stderr
     (checkpoint / "optimizer.pt").write_bytes(b"garbage")
-    result = run_script(
-        [
-            "train_supclap.py",
-            *tiny_train_args(small_corpus_cache, out),
-            "--resume_from_checkpoint",
-            str(checkpoint),
-        ]
-    )
+    result = run_in_process(train_main, [*resume, str(checkpoint)])
     assert result.returncode != 0 and "could not be read" in result.stderr
 
 
@@ -190,13 +185,16 @@ def test_two_cpu_processes_train_and_save_one_model(small_corpus_cache, tmp_path
     ]
 
 
-@pytest.mark.parametrize("failure", ["preempted", "dead rank"])
+@pytest.mark.parametrize("failure", ["preempted", "dead rank", "embed: bad data"])
 def test_a_failed_run_frees_its_objects_before_the_process_group_is_shut_down(failure, monkeypatch):
     """The run's objects (its DDP reducer holds the gloo group) must be gone before the group is destroyed
     under a time limit: left to the interpreter's exit, the reducer's destructor joins gloo's worker thread
-    while holding the GIL that thread needs, and the process hangs (it did, under load, after SIGUSR1)."""
+    while holding the GIL that thread needs, and the process hangs (it did, under load, after SIGUSR1).
+    ``supclap-embed`` ends the same way."""
     import weakref
 
+    from modeling_supclap.cli import embed as embed_cli
+    from modeling_supclap.cli import process_group
     from modeling_supclap.cli import train as train_cli
     from modeling_supclap.training.resilience import DeadRankError, Preempted
 
@@ -205,26 +203,55 @@ def test_a_failed_run_frees_its_objects_before_the_process_group_is_shut_down(fa
 
     runs = []
 
-    def failing_train(*args, **kwargs):
+    def failing_run(*args, **kwargs):
         run = Run()
         run.itself = run
         runs.append(weakref.ref(run))
         if failure == "preempted":
             raise Preempted("SIGUSR1 received: saved checkpoint-4")
+        if failure.startswith("embed"):
+            raise ValueError("no audio column")
         try:
             raise RuntimeError("Connection closed by peer")
         except RuntimeError as cause:
             raise DeadRankError("rank 1 stopped answering") from cause
 
     shut_down = []
-    monkeypatch.setattr(train_cli, "parse_args", lambda argv: (None, None, None))
-    monkeypatch.setattr(train_cli, "train", failing_train)
     monkeypatch.setattr(
-        train_cli,
-        "_shutdown_process_group",
-        lambda exit_code: shut_down.append((exit_code, runs[0]() is None)),
+        process_group,
+        "shutdown_process_group",
+        lambda program, exit_code, timeout_s: shut_down.append((program, exit_code, runs[0]() is None)),
     )
-    with pytest.raises((Preempted, DeadRankError)) as raised:
-        train_cli._train([])
-    assert shut_down == [(75 if failure == "preempted" else 1, True)]
-    assert "failing_train" in "\n".join(raised.value.__notes__)  # where it was raised, kept for --debug
+    if failure.startswith("embed"):
+        monkeypatch.setattr(embed_cli, "parse_arguments", lambda *args, **kwargs: (None,))
+        monkeypatch.setattr(embed_cli, "_build", failing_run)
+        with pytest.raises(ValueError) as raised:
+            embed_cli._embed([])
+        assert shut_down == [("supclap-embed", 2, True)]  # 2: the status its one-line report exits with
+    else:
+        monkeypatch.setattr(train_cli, "parse_args", lambda argv: (None, None, None))
+        monkeypatch.setattr(train_cli, "train", failing_run)
+        with pytest.raises((Preempted, DeadRankError)) as raised:
+            train_cli._train([])
+        assert shut_down == [("train_supclap.py", 75 if failure == "preempted" else 1, True)]
+    assert "failing_run" in "\n".join(raised.value.__notes__)  # where it was raised, kept for --debug
+
+
+def test_a_finished_run_releases_its_process_group_and_a_stuck_release_ends_the_process(monkeypatch):
+    """After a run, the group is destroyed; if that hangs, the process exits by itself, saying so."""
+    import threading
+
+    import torch.distributed as dist
+
+    from modeling_supclap.cli import process_group
+
+    destroyed, exits, release = [], [], threading.Event()
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: destroyed.append(True))
+    monkeypatch.setattr(process_group.os, "_exit", exits.append)
+    assert process_group.release_process_group_after("supclap-embed", lambda: "manifest") == "manifest"
+    assert destroyed == [True] and exits == []
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: release.wait(30))  # gloo deadlocked
+    process_group.shutdown_process_group("supclap-embed", exit_code=2, timeout_s=0.2)
+    release.set()
+    assert exits == [2]
