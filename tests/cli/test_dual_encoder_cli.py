@@ -11,10 +11,12 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from helpers.cli import BLOCK_PACKAGE_IMPORT, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import BLOCK_PACKAGE_IMPORT, SMALL_CORPUS_CLIPS, run_in_process, run_script, tiny_train_args
 from transformers import AutoModel, AutoProcessor, pipeline
 
 from modeling_supclap import SupClapDualEncoderModel
+from modeling_supclap.cli.evaluate import main as evaluate_main
+from modeling_supclap.cli.train import main as train_main
 
 pytestmark = pytest.mark.slow
 
@@ -96,9 +98,10 @@ def test_eval_and_the_zero_shot_pipeline_work_on_a_saved_dual_encoder(trained, s
     folder = trained[("whisper", "bert")]
     corpus = small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
     report = tmp_path / "eval.json"
-    result = run_script(
-        ["eval_supclap.py", "--model_name_or_path", str(folder), "--eval_data", str(corpus),
-         "--eval_split", "test", "--output_json", str(report), "--dataloader_num_workers", "0"]
+    result = run_in_process(
+        evaluate_main,
+        ["--model_name_or_path", str(folder), "--eval_data", str(corpus),
+         "--eval_split", "test", "--output_json", str(report), "--dataloader_num_workers", "0"],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads(report.read_text())
@@ -206,7 +209,7 @@ def test_each_tower_the_run_cannot_use_is_one_message_and_exit_2(
     ]  # fmt: skip
     for extra, message in cases:
         args = tiny_train_args(small_corpus_cache, tmp_path / "never", "--max_steps", "1")
-        result = run_script(["train_supclap.py", *args, *extra])
+        result = run_in_process(train_main, [*args, *extra])
         assert result.returncode == 2, (extra, result.stderr[-3000:])
         assert message in result.stderr and "Traceback" not in result.stderr, (extra, result.stderr[-3000:])
         assert not (tmp_path / "never" / "model.safetensors").exists()

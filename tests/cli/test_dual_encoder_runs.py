@@ -22,6 +22,7 @@ from helpers.cli import (
     REPO,
     SMALL_CORPUS_CLIPS,
     accelerate_launch_two_cpu,
+    run_in_process,
     run_script,
     tiny_train_args,
     wait_for_step,
@@ -32,6 +33,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoProcessor
 
 from modeling_supclap import SupClapDualEncoderModel
+from modeling_supclap.cli.evaluate import main as evaluate_main
 from modeling_supclap.data import load_records
 from modeling_supclap.data.sources.shards import write_shards
 from modeling_supclap.training import checkpointing
@@ -287,9 +289,10 @@ def test_the_evaluation_suites_score_a_saved_dual_encoder(tower_checkpoints, sma
     for suite in ("clotho", "audiocaps"):
         data = _suite_folder(_corpus(small_corpus_cache), tmp_path / suite, suite)
         report = tmp_path / f"{suite}.json"
-        result = run_script(
-            ["eval_supclap.py", "--model_name_or_path", str(out), "--eval_data", str(data),
-             "--eval_suite", suite, "--output_json", str(report)]
+        result = run_in_process(
+            evaluate_main,
+            ["--model_name_or_path", str(out), "--eval_data", str(data),
+             "--eval_suite", suite, "--output_json", str(report)],
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
         results = json.loads(report.read_text())

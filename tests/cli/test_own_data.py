@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import REPO, run_script, tiny_train_args
+from helpers.cli import REPO, run_in_process, run_script, tiny_train_args
 from helpers.hub_server import HubServer, point_clients_at
+
+from modeling_supclap.cli.evaluate import main as evaluate_main
+from modeling_supclap.cli.train import main as train_main
 
 pytestmark = pytest.mark.slow
 
@@ -130,11 +133,10 @@ def test_a_usage_error_is_one_message_without_a_traceback(tmp_path):
         and "no caption column found" in errors[0]
         and "Name it with --caption_columns" in errors[0]
     )
-    debug = run_script(
-        ["train_supclap.py", "--train_data", str(folder), "--output_dir", str(tmp_path / "o"), "--debug"]
-    )
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
-    missing = run_script(["eval_supclap.py", "--model_name_or_path", str(folder), "--eval_data", str(folder)])
+    debug = ["--train_data", str(folder), "--output_dir", str(tmp_path / "o"), "--debug"]
+    with pytest.raises(ValueError, match="no caption column found"):  # --debug: the traceback, not one line
+        run_in_process(train_main, debug)
+    missing = run_in_process(evaluate_main, ["--model_name_or_path", str(folder), "--eval_data", str(folder)])
     assert missing.returncode != 0 and "Traceback" not in missing.stderr
 
 
@@ -199,7 +201,6 @@ def test_max_text_length_reaches_validation_and_evaluation(small_corpus_cache, t
     corpus = small_corpus_cache / "demo_corpus_80"
     report = tmp_path / "eval.json"
     common = [
-        "eval_supclap.py",
         "--model_name_or_path",
         str(out),
         "--eval_data",
@@ -207,7 +208,7 @@ def test_max_text_length_reaches_validation_and_evaluation(small_corpus_cache, t
         "--output_json",
         str(report),
     ]
-    assert run_script([*common, "--max_text_length", "2"]).returncode == 0
+    assert run_in_process(evaluate_main, [*common, "--max_text_length", "2"]).returncode == 0
     assert json.loads(report.read_text())["retrieval"]["a2t_R@1"] == 0.0
-    assert run_script(common).returncode == 0
+    assert run_in_process(evaluate_main, common).returncode == 0
     assert json.loads(report.read_text())["retrieval"]["a2t_R@1"] > 0.0

@@ -60,9 +60,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import SMALL_CORPUS_CLIPS, run_script
+from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process, run_script
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data import (
     AudioTextDataset,
     BadSampleError,
@@ -681,7 +682,8 @@ def _cli_args(model_dir: Path, corpus: Path, out: Path, *extra: str) -> list[str
 @pytest.mark.slow
 def test_cli_on_bad_sample_error_stops_before_training_naming_bad_files(model_dir, messy_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_script(_cli_args(model_dir, messy_corpus, out))  # --on_bad_sample error is the default
+    # --on_bad_sample error is the default
+    result = run_in_process(train_main, _cli_args(model_dir, messy_corpus, out)[1:])
     assert result.returncode != 0
     assert "BadSamplesError: 4 bad sample(s) in the train split" in result.stderr
     meta = messy_corpus / "train" / "metadata.jsonl"

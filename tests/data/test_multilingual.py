@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers.cli import run_in_process, run_script, tiny_train_args
 
+from modeling_supclap.cli.evaluate import main as evaluate_main
 from modeling_supclap.data.captions import choose_caption, normalize_language, parse_language_weights
 from modeling_supclap.data.readers import load_records
 from modeling_supclap.data.records import AudioTextRecord
@@ -25,7 +27,6 @@ from modeling_supclap.evaluation.retrieval import (
     per_language_retrieval,
 )
 from modeling_supclap.evaluation.zero_shot import load_zero_shot_templates
-from tests.helpers.cli import run_script, tiny_train_args
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 KANA = re.compile(r"[\u3040-\u30ff]")
@@ -365,9 +366,10 @@ def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path
     assert json.loads((out / "config.json").read_text())["text_config"]["vocab_size"] == 2000
 
     corpus = next((tmp_path / "cache").glob("demo_corpus_*_en-fr-de-es-ru-zh-ja"))
-    proc = run_script(
-        ["eval_supclap.py", "--model_name_or_path", str(out), "--eval_data", str(corpus),
-         "--caption_languages", "zh", "ja", "--output_json", str(tmp_path / "eval.json")]
+    proc = run_in_process(
+        evaluate_main,
+        ["--model_name_or_path", str(out), "--eval_data", str(corpus),
+         "--caption_languages", "zh", "ja", "--output_json", str(tmp_path / "eval.json")],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     evaluated = json.loads((tmp_path / "eval.json").read_text())
@@ -376,12 +378,10 @@ def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path
 
 @pytest.mark.slow
 def test_unknown_demo_language_stops_before_any_work(tmp_path):
-    proc = run_script(
-        [
-            "train_supclap.py",
-            *tiny_train_args(tmp_path / "cache", tmp_path / "run", "--demo_languages", "en", "tlh"),
-        ]
-    )
+    from modeling_supclap.cli.train import main as train_main
+
+    args = tiny_train_args(tmp_path / "cache", tmp_path / "run", "--demo_languages", "en", "tlh")
+    proc = run_in_process(train_main, args)
     assert proc.returncode != 0
     assert "no demo grammar for ['tlh']" in proc.stderr
     assert not (tmp_path / "cache").exists()

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import run_script
+from helpers.cli import run_in_process
 from helpers.toy import SAMPLING_RATE, toy_processor
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.evaluate import main as evaluate_main
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +49,10 @@ def _folder(root: Path, split: str | None, header: list[str], rows: list[list]) 
 
 def _evaluate(model_dir: Path, benchmark: str, data: Path, tmp_path: Path) -> dict:
     report = tmp_path / f"{benchmark}.json"
-    result = run_script(
-        ["eval_supclap.py", "--model_name_or_path", str(model_dir), "--eval_data", str(data),
-         "--benchmark", benchmark, "--output_json", str(report)]
+    result = run_in_process(
+        evaluate_main,
+        ["--model_name_or_path", str(model_dir), "--eval_data", str(data),
+         "--benchmark", benchmark, "--output_json", str(report)],
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(report.read_text()) | {"stdout": result.stdout}

@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .processes import run_bounded
 
@@ -67,6 +69,43 @@ def run_script(args: list[str], timeout: int = 600, **kwargs) -> subprocess.Comp
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **kwargs.pop("env", {})}
     env = {key: value for key, value in env.items() if value is not None}
     return run_bounded([sys.executable, *args], timeout, cwd=kwargs.pop("cwd", REPO), env=env, **kwargs)
+
+
+def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subprocess.CompletedProcess:
+    """A command line's ``main(argv)`` (``modeling_supclap.cli.*.main``) in the test process: its exit status,
+    what it printed, and what it logged (in stderr, as a process would show it).
+
+    For the runs that end in a report or a usage error: a subprocess costs ~5 s of imports (torch and
+    transformers) before it does anything, the better part of the suite's time. What only a process shows
+    (the entry point itself, signals, several ranks, a crash) stays with :func:`run_script`. Accelerate's
+    process-wide state and the environment variables are restored afterwards, so nothing of the run reaches
+    the next test."""
+    import contextlib
+    import io
+    import logging
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(stderr)
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)  # as the command lines' own logging set-up does
+    environment = dict(os.environ)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        os.environ.clear()
+        os.environ.update(environment)
+    return subprocess.CompletedProcess(list(argv), code, stdout.getvalue(), stderr.getvalue())
 
 
 def accelerate_launch_two_cpu(

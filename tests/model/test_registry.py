@@ -13,7 +13,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers.cli import REPO, run_script, tiny_train_args
+from helpers.cli import REPO, run_in_process, run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.hub import loss_config_dict
@@ -116,7 +116,9 @@ def test_config_and_loss_reject_an_unregistered_name_listing_the_registered_ones
         SupClapConfig.tiny(svr_mode="distance_fraction")
     with pytest.raises(ValueError, match=r"base_loss must be one of \['infonce', 'siglip'\]"):
         SupClapConfig.tiny(base_loss="triplet")
-    result = run_script(["train_supclap.py", "--svr_mode", "nope"])
+    from modeling_supclap.cli.train import main as train_main
+
+    result = run_in_process(train_main, ["--svr_mode", "nope"])
     assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
 
 

@@ -17,10 +17,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from helpers.cli import BLOCK_PACKAGE_IMPORT, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import BLOCK_PACKAGE_IMPORT, SMALL_CORPUS_CLIPS, run_in_process, run_script, tiny_train_args
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoTokenizer
 
 from modeling_supclap import SupClapDualEncoderModel, SupClapDualEncoderProcessor
+from modeling_supclap.cli.evaluate import main as evaluate_main
 
 pytestmark = pytest.mark.slow
 
@@ -171,6 +172,6 @@ def test_the_command_lines_train_and_evaluate_with_a_remote_code_tower(
     result = run_script([*evaluate, "--output_json", str(tmp_path / "eval.json"), "--trust_remote_code"])
     assert result.returncode == 0, result.stderr[-4000:]
     assert "t2a_R@1" in json.loads((tmp_path / "eval.json").read_text())["retrieval"]
-    refused = run_script(evaluate)
+    refused = run_in_process(evaluate_main, evaluate[1:])  # refused before any remote code is imported
     assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
     assert "is of type 'frame_encoder'" in refused.stderr and "trust_remote_code=True" in refused.stderr
