@@ -14,13 +14,12 @@ Rerun the same command after a crash and it embeds only the parts that are missi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.features import device_log_mel_unsupported_reason
+from ..data.features import resolve_log_mel_on_device
 from ..data.readers import load_audio_records
 from ..data.records import ON_BAD_SAMPLE_CHOICES
 from ..inference.build import MIXED_PRECISION, EmbeddingJob, build_index
@@ -30,8 +29,6 @@ from ..training.arguments import ColumnArguments, LongAudioArguments
 from .errors import run
 from .parsing import parse_arguments
 from .process_group import release_process_group_after
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -118,12 +115,6 @@ def _build(args: EmbedArguments) -> dict[str, Any] | None:
     model, processor = load_model_and_processor(args.model_name_or_path, "cpu", args.trust_remote_code)
     identity = model_identity(model, args.model_name_or_path)  # of the weights as loaded, before any cast
     model = model.to(state.device)
-    on_device = state.device.type != "cpu" if args.log_mel_on_device is None else args.log_mel_on_device
-    if on_device and (reason := device_log_mel_unsupported_reason(processor)) is not None:
-        logger.warning(
-            "--log_mel_on_device: not available (%s); features are computed in the workers", reason
-        )
-        on_device = False
     data_root = Path(args.data) if Path(args.data).is_dir() else None
     job = EmbeddingJob(
         records=records,
@@ -138,7 +129,7 @@ def _build(args: EmbedArguments) -> dict[str, Any] | None:
         seed=args.seed,
         mixed_precision=args.mixed_precision,
         embedding_dtype=args.embedding_dtype,
-        log_mel_on_device=on_device,
+        log_mel_on_device=resolve_log_mel_on_device(args.log_mel_on_device, state.device.type, processor),
         on_bad_sample=args.on_bad_sample,
         overwrite_output_dir=args.overwrite_output_dir,
     )

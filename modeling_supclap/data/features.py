@@ -27,6 +27,7 @@ extractor exactly and falls back to ``feature_extractor(...)`` otherwise (see it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +36,8 @@ import numpy as np
 import torch
 from transformers import ClapFeatureExtractor
 from transformers.audio_utils import window_function
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "WAVEFORMS_KEY",
@@ -283,6 +286,19 @@ def device_log_mel_unsupported_reason(processor: Any) -> str | None:
     if not isinstance(extractor, ClapFeatureExtractor):
         return f"{type(extractor).__name__} has no torch feature path (only ClapFeatureExtractor has)"
     return fast_path_unsupported_reason(extractor)
+
+
+def resolve_log_mel_on_device(requested: bool | None, device_type: str, processor: Any) -> bool:
+    """``--log_mel_on_device`` of a run whose model is on ``device_type``: as given, by default on a GPU
+    (not on the CPU, where the workers' copy costs nothing), and off where ``processor``'s features cannot be
+    finished on the device (:func:`device_log_mel_unsupported_reason`): a warning where it was asked for,
+    a note where it was the default."""
+    wanted = device_type != "cpu" if requested is None else requested
+    reason = device_log_mel_unsupported_reason(processor) if wanted else None
+    if reason is not None:
+        level = logging.WARNING if requested else logging.INFO
+        logger.log(level, "--log_mel_on_device: not for this processor (%s); the workers compute it", reason)
+    return wanted and reason is None
 
 
 def audio_model_inputs(

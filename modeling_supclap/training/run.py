@@ -15,7 +15,7 @@ benchmarks and other scripts can build one of them alone; :func:`build_run` wire
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, TorchDynamoPlugin, set_seed
 from transformers import ProcessorMixin, get_scheduler
 
-from ..data.features import device_log_mel_unsupported_reason
+from ..data.features import resolve_log_mel_on_device
 from ..data.sources import TrainingData, TrainingDataSpec, build_training_data
 from ..demo import build_demo_corpus
 from ..lora import unwrap_supclap
@@ -56,11 +56,10 @@ def resolve_corpus(data_args: DataArguments, accelerator: Accelerator) -> Corpus
 
 
 def training_data_spec(
-    data_args: DataArguments, location: str, batch_size: int, seed: int, on_gpu: bool = False
+    data_args: DataArguments, location: str, batch_size: int, seed: int
 ) -> TrainingDataSpec:
-    """The data layer's spec of a run's data, from its arguments (``on_gpu``: where the model runs, which
-    decides ``--log_mel_on_device``'s default)."""
-    log_mel_on_device = on_gpu if data_args.log_mel_on_device is None else data_args.log_mel_on_device
+    """The data layer's spec of a run's data, from its arguments (``log_mel_on_device`` is decided once the
+    processor is known: :func:`~modeling_supclap.data.features.resolve_log_mel_on_device`)."""
     return TrainingDataSpec(
         location=location,
         columns=data_args.columns(),
@@ -75,7 +74,6 @@ def training_data_spec(
         max_text_length=data_args.max_text_length,
         caption_language_weights=data_args.caption_language_weights,
         shuffle_buffer_size=data_args.shuffle_buffer_size,
-        log_mel_on_device=log_mel_on_device,
     )
 
 
@@ -189,16 +187,12 @@ def build_run(
 
     corpus = resolve_corpus(data_args, accelerator)
     data_spec = training_data_spec(
-        data_args,
-        corpus.location,
-        train_args.per_device_train_batch_size,
-        train_args.seed,
-        on_gpu=accelerator.device.type != "cpu",
+        data_args, corpus.location, train_args.per_device_train_batch_size, train_args.seed
     )
     setup = build_model_and_processor(model_args, data_args, corpus, data_spec)
     model, processor, splits = setup.model, setup.processor, setup.splits
-    if data_spec.log_mel_on_device and (reason := device_log_mel_unsupported_reason(processor)):
-        logger.info("log-mel on the device: not for this processor (%s); the workers compute it", reason)
+    on_device = resolve_log_mel_on_device(data_args.log_mel_on_device, accelerator.device.type, processor)
+    data_spec = replace(data_spec, log_mel_on_device=on_device)
     model = apply_lora(model, model_args)
     model.train()  # from_pretrained returns the model in eval mode (BatchNorm, dropout)
 

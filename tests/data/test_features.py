@@ -341,6 +341,21 @@ def test_only_clap_extractors_leave_the_log_mel_to_the_device() -> None:
     assert "input_values" in inputs and features_module.finish_on_device(ast, inputs) is inputs
 
 
+def test_log_mel_on_device_is_the_gpus_default_and_off_where_the_processor_cannot(caplog) -> None:
+    """One rule for training and supclap-embed: as given, by default on a GPU; a processor without the fast
+    path turns it off, with a warning where it was asked for and a note where it was the default."""
+    clap = SimpleNamespace(feature_extractor=make_extractor("16k-hop160-16mel-2s"))
+    ast = SimpleNamespace(feature_extractor=transformers_ast_extractor())
+    resolve = features_module.resolve_log_mel_on_device
+    assert resolve(None, "cuda", clap) and not resolve(None, "cpu", clap)
+    assert resolve(True, "cpu", clap) and not resolve(False, "cuda", clap)
+    with caplog.at_level("INFO", logger=features_module.__name__):
+        assert not resolve(None, "cuda", ast)
+        assert not resolve(True, "cuda", ast)
+    assert [r.levelname for r in caplog.records] == ["INFO", "WARNING"]
+    assert "ASTFeatureExtractor has no torch feature path" in caplog.records[1].getMessage()
+
+
 def transformers_ast_extractor():
     from transformers import ASTFeatureExtractor
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from helpers.cli import run_script, tiny_train_args
+from helpers.cli import run_in_process, run_script, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.training.arguments import TrainArguments
@@ -217,3 +217,36 @@ def test_logit_scale_init_flags_set_a_new_models_scales():
         ["--preset", "tiny", "--base_loss", "siglip", "--siglip_logit_scale_init", "5"]
     )
     assert [float(s) for s in build_model(model_args).logit_scales()] == pytest.approx([5.0, 5.0])
+
+
+@pytest.mark.slow
+def test_log_mel_on_the_device_trains_to_the_same_weights_as_in_the_workers(
+    small_corpus_cache, tmp_path, monkeypatch
+):
+    """``--log_mel_on_device`` (the GPU's default) leaves CLAP's log-mel to the model's device; here the CPU
+    is that device, so the same run with and without it must end with the same weights, bit for bit."""
+    from safetensors.torch import load_file
+
+    from modeling_supclap.cli.train import main as train_main
+    from modeling_supclap.data import collator as collator_module
+    from modeling_supclap.data.features import WAVEFORMS_KEY
+
+    finished, finish = [], collator_module.finish_on_device
+    monkeypatch.setattr(
+        collator_module,
+        "finish_on_device",
+        lambda processor, batch: finished.append(WAVEFORMS_KEY in batch) or finish(processor, batch),
+    )
+    weights, waveform_batches = {}, {}
+    for name, extra in (("workers", ["--log_mel_on_device", "false"]), ("device", ["--log_mel_on_device"])):
+        finished.clear()
+        args = tiny_train_args(small_corpus_cache, tmp_path / name, "--max_steps", "3", "--save_steps", "0")
+        result = run_in_process(train_main, [*args, *extra])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert json.loads((tmp_path / name / "metrics.json").read_text())["train_state"]["step"] == 3
+        weights[name] = load_file(tmp_path / name / "model.safetensors")
+        waveform_batches[name] = sum(finished)
+    assert waveform_batches["workers"] == 0 and waveform_batches["device"] >= 3  # the path each run took
+    assert weights["device"].keys() == weights["workers"].keys()
+    for key, value in weights["workers"].items():
+        assert torch.equal(weights["device"][key], value), key
