@@ -49,6 +49,7 @@ __all__ = [
     "fast_path_unsupported_reason",
     "finish_on_device",
     "prepare_clap_waveforms",
+    "resolve_log_mel_on_device",
 ]
 
 # Frame samples (float64) per chunk of clips: keeps the (clips, frames, fft) temporaries around 8 MB, which
@@ -290,9 +291,9 @@ def device_log_mel_unsupported_reason(processor: Any) -> str | None:
 
 def resolve_log_mel_on_device(requested: bool | None, device_type: str, processor: Any) -> bool:
     """``--log_mel_on_device`` of a run whose model is on ``device_type``: as given, by default on a GPU
-    (not on the CPU, where the workers' copy costs nothing), and off where ``processor``'s features cannot be
-    finished on the device (:func:`device_log_mel_unsupported_reason`): a warning where it was asked for,
-    a note where it was the default."""
+    (on the CPU the DataLoader workers compute it beside the model's work), and off where ``processor``'s
+    features cannot be finished on the device (:func:`device_log_mel_unsupported_reason`): a warning where
+    it was asked for, a note where it was the default."""
     wanted = device_type != "cpu" if requested is None else requested
     reason = device_log_mel_unsupported_reason(processor) if wanted else None
     if reason is not None:
