@@ -631,30 +631,35 @@ def mechanism_dir(args: argparse.Namespace, pick: dict[str, Any], variant: str) 
     )  # fmt: skip
 
 
-def run_mechanism(args: argparse.Namespace) -> list[dict]:
-    """Rerun seed 0 of each pick's variants with the drift probe on; the picks are kept in
-    ``mechanism/picks.json`` (chosen once, from the curves as they were; rerunning resumes them)."""
+def update_mechanism_picks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The picks kept in ``mechanism/picks.json``, plus those of every phase of ``args.phases`` that now has
+    seeds 0..seeds_per_point-1 of every variant and no picks yet: a phase's picks are chosen once, from its
+    curves as they were then (later seeds never move them), and a phase finished later gets its own."""
     picks_file = args.results_dir / "mechanism" / "picks.json"
-    if picks_file.exists():
-        picks = json.loads(picks_file.read_text())
-    else:
-        picks = []
-        for phase in args.phases:
-            target, regime = phase.split(":")
-            s = summarize_phase(args, target, regime)
-            complete = s is not None and all(
-                v in s["variants"] and s["variants"][v]["best"]["complete"] for v in args.variants
-            )
-            if not complete:
-                print(
-                    f"# mechanism: {phase} lacks some variant's seeds 0-{args.seeds_per_point - 1}; skipped"
-                )
-                continue
-            picks += mechanism_picks(args, s)
-        if not picks:
-            return []
+    picks = json.loads(picks_file.read_text()) if picks_file.exists() else []
+    picked = {(pick["target"], pick["regime"]) for pick in picks}
+    added = []
+    for phase in args.phases:
+        target, regime = phase.split(":")
+        s = summarize_phase(args, target, regime)
+        if s is not None and (s["target"], s["regime"]) in picked:
+            continue
+        if s is None or not all(
+            v in s["variants"] and s["variants"][v]["best"]["complete"] for v in args.variants
+        ):
+            print(f"# mechanism: {phase} lacks some variant's seeds 0-{args.seeds_per_point - 1}; skipped")
+            continue
+        added += mechanism_picks(args, s)
+    if added:
         picks_file.parent.mkdir(parents=True, exist_ok=True)
-        picks_file.write_text(json.dumps(picks, indent=1))
+        picks_file.write_text(json.dumps(picks + added, indent=1))
+    return picks + added
+
+
+def run_mechanism(args: argparse.Namespace) -> list[dict]:
+    """Rerun seed 0 of each pick's variants (:func:`update_mechanism_picks`) with the drift probe on;
+    rerunning resumes them."""
+    picks = update_mechanism_picks(args)
     failures = []
     for pick in picks:
         regime = "finetune" if pick["regime"].startswith("finetune") else "scratch"
