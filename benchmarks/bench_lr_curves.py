@@ -51,11 +51,14 @@ logit scale continues from stage 1's InfoNCE value, also for SigLIP (``--siglip_
 sets a new model's). ``--skip_nonfinite``: a diverging rate is a point of the curve (a bad model, and
 ``nonfinite_skipped`` counted in its metrics), not a crash.
 
-**Grid and seeds**: rates 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 (half-decade steps; ``--learning_rates``
-replaces, ``--add_rates`` extends), 3 seeds per point, then 2 more at each variant's best rate, chosen
-by *validation* mean R@1 averaged over seeds 0-2 (never by test; ties go to the smaller rate). A best at
-the edge of the grid is reported as such (extend with ``--add_rates``). Variants (``--variants``):
-infonce, infonce+dynamic-bi, infonce+spreading-bi and the same three for siglip.
+**Grid and seeds**: rates 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 (half-decade steps) and 5e-3
+(``--learning_rates`` replaces, ``--add_rates`` extends). 5e-3 was added once the first phase had
+seeds 0-2: every variant peaked at 3e-3, next to a collapse at 1e-2, so a difference at 3e-3 could be
+one loss tolerating a higher rate than another; the point between brackets each optimum. 3 seeds per
+point, then 2 more at each variant's best rate, chosen by *validation* mean R@1 averaged over seeds 0-2
+(never by test; ties go to the smaller rate). A best at the edge of the grid is reported as such (extend
+with ``--add_rates``). Variants (``--variants``): infonce, infonce+dynamic-bi, infonce+spreading-bi and
+the same three for siglip.
 
 **Order**, so that a benchmark cut short is still useful: phases ``real:finetune``, ``real:scratch``,
 ``demo:finetune``, ``demo:scratch`` (``--phases``); in each, seed 0 over every (variant, rate) (rates from
@@ -118,7 +121,7 @@ from loss_variants import VARIANTS  # noqa: E402
 LR_VARIANTS = [
     f"{base}{svr}" for base in ("infonce", "siglip") for svr in ("", "+dynamic-bi", "+spreading-bi")
 ]
-DEFAULT_RATES = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+DEFAULT_RATES = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2]
 PHASES = ["real:finetune", "real:scratch", "demo:finetune", "demo:scratch"]
 STAGE1_SEED = 1000  # no stage-2 run uses it
 # Stage-1 recipes, per stage-2 corpus: the stage-1 corpus, InfoNCE's tuned rate there, steps, window (s).
