@@ -610,7 +610,9 @@ def run_phase(args: argparse.Namespace, phase: str) -> list[dict]:
 
 def mechanism_picks(args: argparse.Namespace, s: dict[str, Any]) -> list[dict[str, Any]]:
     """Per base loss of a phase summary: the rate where its bilateral DynamicSVR differs most from it
-    (:func:`largest_difference_rate`, seeds 0..seeds_per_point-1 paired), with the variants to rerun."""
+    (:func:`largest_difference_rate`: the mean over every seed paired there, at rates with at least
+    ``seeds_per_point`` pairs; a best rate's seeds 3-4 count where they have finished), with the variants
+    to rerun."""
     picks = []
     for base in ("infonce", "siglip"):
         svr = f"{base}+dynamic-bi"
