@@ -51,11 +51,14 @@ logit scale continues from stage 1's InfoNCE value, also for SigLIP (``--siglip_
 sets a new model's). ``--skip_nonfinite``: a diverging rate is a point of the curve (a bad model, and
 ``nonfinite_skipped`` counted in its metrics), not a crash.
 
-**Grid and seeds**: rates 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 (half-decade steps; ``--learning_rates``
-replaces, ``--add_rates`` extends), 3 seeds per point, then 2 more at each variant's best rate, chosen
-by *validation* mean R@1 averaged over seeds 0-2 (never by test; ties go to the smaller rate). A best at
-the edge of the grid is reported as such (extend with ``--add_rates``). Variants (``--variants``):
-infonce, infonce+dynamic-bi, infonce+spreading-bi and the same three for siglip.
+**Grid and seeds**: rates 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2 (half-decade steps) and 5e-3
+(``--learning_rates`` replaces, ``--add_rates`` extends). 5e-3 was added once the first phase had
+seeds 0-2: every variant peaked at 3e-3, next to a collapse at 1e-2, so a difference at 3e-3 could be
+one loss tolerating a higher rate than another; the point between brackets each optimum. 3 seeds per
+point, then 2 more at each variant's best rate, chosen by *validation* mean R@1 averaged over seeds 0-2
+(never by test; ties go to the smaller rate). A best at the edge of the grid is reported as such (extend
+with ``--add_rates``). Variants (``--variants``): infonce, infonce+dynamic-bi, infonce+spreading-bi and
+the same three for siglip.
 
 **Order**, so that a benchmark cut short is still useful: phases ``real:finetune``, ``real:scratch``,
 ``demo:finetune``, ``demo:scratch`` (``--phases``); in each, seed 0 over every (variant, rate) (rates from
@@ -119,7 +122,7 @@ from loss_variants import VARIANTS  # noqa: E402
 LR_VARIANTS = [
     f"{base}{svr}" for base in ("infonce", "siglip") for svr in ("", "+dynamic-bi", "+spreading-bi")
 ]
-DEFAULT_RATES = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+DEFAULT_RATES = [3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2]
 PHASES = ["real:finetune", "real:scratch", "demo:finetune", "demo:scratch"]
 STAGE1_SEED = 1000  # no stage-2 run uses it
 # Stage-1 recipes, per stage-2 corpus: the stage-1 corpus, InfoNCE's tuned rate there, steps, window (s).
@@ -597,7 +600,9 @@ def run_phase(args: argparse.Namespace, phase: str) -> list[dict]:
 
 def mechanism_picks(args: argparse.Namespace, s: dict[str, Any]) -> list[dict[str, Any]]:
     """Per base loss of a phase summary: the rate where its bilateral DynamicSVR differs most from it
-    (:func:`largest_difference_rate`, seeds 0..seeds_per_point-1 paired), with the variants to rerun."""
+    (:func:`largest_difference_rate`: the mean over every seed paired there, at rates with at least
+    ``seeds_per_point`` pairs; a best rate's seeds 3-4 count where they have finished), with the variants
+    to rerun."""
     picks = []
     for base in ("infonce", "siglip"):
         svr = f"{base}+dynamic-bi"
@@ -621,30 +626,35 @@ def mechanism_dir(args: argparse.Namespace, pick: dict[str, Any], variant: str) 
     )  # fmt: skip
 
 
-def run_mechanism(args: argparse.Namespace) -> list[dict]:
-    """Rerun seed 0 of each pick's variants with the drift probe on; the picks are kept in
-    ``mechanism/picks.json`` (chosen once, from the curves as they were; rerunning resumes them)."""
+def update_mechanism_picks(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The picks kept in ``mechanism/picks.json``, plus those of every phase of ``args.phases`` that now has
+    seeds 0..seeds_per_point-1 of every variant and no picks yet: a phase's picks are chosen once, from its
+    curves as they were then (later seeds never move them), and a phase finished later gets its own."""
     picks_file = args.results_dir / "mechanism" / "picks.json"
-    if picks_file.exists():
-        picks = json.loads(picks_file.read_text())
-    else:
-        picks = []
-        for phase in args.phases:
-            target, regime = phase.split(":")
-            s = summarize_phase(args, target, regime)
-            complete = s is not None and all(
-                v in s["variants"] and s["variants"][v]["best"]["complete"] for v in args.variants
-            )
-            if not complete:
-                print(
-                    f"# mechanism: {phase} lacks some variant's seeds 0-{args.seeds_per_point - 1}; skipped"
-                )
-                continue
-            picks += mechanism_picks(args, s)
-        if not picks:
-            return []
+    picks = json.loads(picks_file.read_text()) if picks_file.exists() else []
+    picked = {(pick["target"], pick["regime"]) for pick in picks}
+    added = []
+    for phase in args.phases:
+        target, regime = phase.split(":")
+        s = summarize_phase(args, target, regime)
+        if s is not None and (s["target"], s["regime"]) in picked:
+            continue
+        if s is None or not all(
+            v in s["variants"] and s["variants"][v]["best"]["complete"] for v in args.variants
+        ):
+            print(f"# mechanism: {phase} lacks some variant's seeds 0-{args.seeds_per_point - 1}; skipped")
+            continue
+        added += mechanism_picks(args, s)
+    if added:
         picks_file.parent.mkdir(parents=True, exist_ok=True)
-        picks_file.write_text(json.dumps(picks, indent=1))
+        picks_file.write_text(json.dumps(picks + added, indent=1))
+    return picks + added
+
+
+def run_mechanism(args: argparse.Namespace) -> list[dict]:
+    """Rerun seed 0 of each pick's variants (:func:`update_mechanism_picks`) with the drift probe on;
+    rerunning resumes them."""
+    picks = update_mechanism_picks(args)
     failures = []
     for pick in picks:
         regime = "finetune" if pick["regime"].startswith("finetune") else "scratch"

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,9 +110,27 @@ def test_report_pairs_best_points_and_every_rate_from_known_runs(tmp_path):
     (pick,) = lr_curves.mechanism_picks(args, s)
     assert pick["rate"] == 1e-4 and pick["difference"] == pytest.approx(5.0) and pick["seeds_won"] == 3
     assert pick["variants"] == ["infonce", "infonce+dynamic-bi"]
-    args.probe_steps = 2
-    (tmp_path / "mechanism").mkdir()
+    # Picks are kept per phase, chosen once (runs changed later do not move them); a phase finished later
+    # adds its own.
+    args.phases = ["real:scratch", "demo:scratch"]
+    assert lr_curves.update_mechanism_picks(args) == [pick]  # demo:scratch has no runs yet
+    for seed in range(3):  # now 1e-3 would differ most
+        folder = lr_curves.run_dir_for(args, "real", "scratch", "infonce", seed, 1e-3)
+        shutil.rmtree(folder)
+        _fake_run(folder, -50.0, 3)
+    (repick,) = lr_curves.mechanism_picks(args, lr_curves.summarize_phase(args, "real", "scratch"))
+    assert repick["rate"] == 1e-3
+    for variant in args.variants:
+        for lr in args.rates:
+            for seed in range(3):
+                folder = lr_curves.run_dir_for(args, "demo", "scratch", variant, seed, lr)
+                _fake_run(folder, test[variant][lr] + (seed if lr == 1e-3 else 0), validation[variant][lr])
+    picks = lr_curves.update_mechanism_picks(args)
+    assert picks[0] == pick and [(p["target"], p["rate"]) for p in picks] == [("real", 1e-4), ("demo", 1e-4)]
+    assert json.loads((tmp_path / "mechanism" / "picks.json").read_text()) == picks
+    assert lr_curves.update_mechanism_picks(args) == picks
     (tmp_path / "mechanism" / "picks.json").write_text(json.dumps([pick]))
+    args.probe_steps = 2
     for variant, cosine, histogram in (
         ("infonce", 0.5, None),
         ("infonce+dynamic-bi", 0.8, [0.1] + [0.0] * 10 + [0.9]),
