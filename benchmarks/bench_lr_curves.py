@@ -700,7 +700,8 @@ def _mechanism_runs(args: argparse.Namespace) -> list[tuple[dict[str, Any], dict
 def render_mechanism(args: argparse.Namespace, found: list) -> str:
     md = ["### Mechanism: drift and radius where the curves differ most", ""]
     md += [f"Seed {MECHANISM_SEED} of each variant rerun at the rate where bilateral DynamicSVR differs most "
-           f"from its base loss (seeds 0-{args.seeds_per_point - 1} paired), drift probed every "
+           f"from its base loss (every seed paired there when the picks were made, at least "
+           f"{args.seeds_per_point}), drift probed every "
            f"{args.probe_steps} steps on a fixed batch of 64 (`training/diagnostics.py`); values at the last "
            "probe. cos: mean cos(update of a text anchor, pull direction) under the training loss (1: no "
            "drift); ⊥/∥: median sideways over pulling part of that update; base-loss cos: the same "
