@@ -690,7 +690,8 @@ def _mechanism_runs(args: argparse.Namespace) -> list[tuple[dict[str, Any], dict
 def render_mechanism(args: argparse.Namespace, found: list) -> str:
     md = ["### Mechanism: drift and radius where the curves differ most", ""]
     md += [f"Seed {MECHANISM_SEED} of each variant rerun at the rate where bilateral DynamicSVR differs most "
-           f"from its base loss (seeds 0-{args.seeds_per_point - 1} paired), drift probed every "
+           f"from its base loss (every seed paired there when the picks were made, at least "
+           f"{args.seeds_per_point}), drift probed every "
            f"{args.probe_steps} steps on a fixed batch of 64 (`training/diagnostics.py`); values at the last "
            "probe. cos: mean cos(update of a text anchor, pull direction) under the training loss (1: no "
            "drift); ⊥/∥: median sideways over pulling part of that update; base-loss cos: the same "
@@ -739,6 +740,9 @@ def plot_mechanism(found: list, path: Path) -> bool:
         return False
     fig, axes = plt.subplots(len(found), 4, figsize=(18, 3.6 * len(found)), squeeze=False)
     for row, (pick, runs) in zip(axes, found):
+        drifts = {v: m.get("train_state", {}).get("drift", []) for v, m in runs.items()}
+        with_radii = [v for v, drift in drifts.items() if any(d.get("radius_over_distance") for d in drift)]
+        width = 0.8 / (2 * max(len(with_radii), 1))  # side by side: each variant's first and last probe
         for variant, metrics in runs.items():
             drift = metrics.get("train_state", {}).get("drift", [])
             steps = [d["step"] for d in drift]
@@ -749,8 +753,10 @@ def plot_mechanism(found: list, path: Path) -> bool:
             if histograms:  # bins: R/D below 0, [0, 0.1), ..., [0.9, 1), at least 1 (diagnostics.py)
                 labels = ["<0"] + [f"{i / 10:.1f}" for i in range(len(histograms[0]) - 2)] + ["≥1"]
                 x = range(len(labels))
-                row[2].bar([i - 0.2 for i in x], histograms[0], width=0.4, label=f"{variant}, first probe")
-                row[2].bar([i + 0.2 for i in x], histograms[-1], width=0.4, label=f"{variant}, last probe")
+                for k, (probe, histogram) in enumerate((("first", histograms[0]), ("last", histograms[-1]))):
+                    offset = -0.4 + width * (2 * with_radii.index(variant) + k + 0.5)
+                    label = f"{variant}, {probe} probe"
+                    row[2].bar([i + offset for i in x], histogram, width=width, label=label)
                 row[2].set_xticks(list(x), labels, fontsize=7)
         title = f"{pick['target']}, {pick['regime']}, lr {pick['rate']:g}"
         row[0].set(xlabel="step", ylabel="cos(update, pull)", title=f"{title}: drift (higher: less)")
