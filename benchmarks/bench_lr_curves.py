@@ -743,8 +743,7 @@ def plot_mechanism(found: list, path: Path) -> bool:
         drifts = {v: m.get("train_state", {}).get("drift", []) for v, m in runs.items()}
         with_radii = [v for v, drift in drifts.items() if any(d.get("radius_over_distance") for d in drift)]
         width = 0.8 / (2 * max(len(with_radii), 1))  # side by side: each variant's first and last probe
-        for variant, metrics in runs.items():
-            drift = metrics.get("train_state", {}).get("drift", [])
+        for variant, drift in drifts.items():
             steps = [d["step"] for d in drift]
             row[0].plot(steps, [d.get("cosine") for d in drift], marker=".", label=variant)
             row[1].plot(steps, [d.get("perp_parallel_ratio") for d in drift], marker=".", label=variant)
