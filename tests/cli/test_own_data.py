@@ -106,7 +106,7 @@ def test_the_local_card_runs_as_it_is_before_any_push(small_corpus_cache, tmp_pa
     """A training run's card points its code at its own folder by its name (run from the folder's parent; no
     absolute path: hub.local_folder_reference), with the processor's sampling rate."""
     out = tmp_path / "run"
-    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out, "--max_steps", "2")])
+    result = run_in_process(train_main, tiny_train_args(small_corpus_cache, out, "--max_steps", "2"))
     assert result.returncode == 0, result.stderr[-3000:]
     card = (out / "README.md").read_text()
     assert str(tmp_path) not in card
@@ -159,7 +159,7 @@ def test_continuing_a_siglip_static_checkpoint_keeps_its_loss_and_learned_radius
 ):
     first = tmp_path / "first"
     args = tiny_train_args(small_corpus_cache, first, "--base_loss", "siglip", "--svr_mode", "static")
-    result = run_script(["train_supclap.py", *args, "--max_steps", "4"])
+    result = run_in_process(train_main, [*args, "--max_steps", "4"])
     assert result.returncode == 0, result.stderr[-3000:]
     from safetensors.torch import load_file
 
@@ -169,7 +169,7 @@ def test_continuing_a_siglip_static_checkpoint_keeps_its_loss_and_learned_radius
     args = tiny_train_args(
         small_corpus_cache, second, "--model_name_or_path", str(first), "--learning_rate", "0"
     )
-    result = run_script(["train_supclap.py", *args, "--max_steps", "2"])
+    result = run_in_process(train_main, [*args, "--max_steps", "2"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "UNEXPECTED" not in result.stderr and "MISSING" not in result.stderr
     assert "the SigLIP sigmoid loss plus bilateral StaticSVR" in result.stderr  # logged: the loss kept
@@ -183,7 +183,7 @@ def test_continuing_a_siglip_static_checkpoint_keeps_its_loss_and_learned_radius
     args = tiny_train_args(
         small_corpus_cache, third, "--model_name_or_path", str(first), "--svr_weight", "0.5"
     )
-    result = run_script(["train_supclap.py", *args, "--max_steps", "1"])
+    result = run_in_process(train_main, [*args, "--max_steps", "1"])
     assert (
         result.returncode == 0
         and "--svr_weight changes the checkpoint's svr_weight: 1.0 -> 0.5" in result.stderr
@@ -194,7 +194,7 @@ def test_max_text_length_reaches_validation_and_evaluation(small_corpus_cache, t
     """Two tokens leave only <s></s>: every caption embeds alike, so no clip finds its own captions."""
     out = tmp_path / "run"
     args = tiny_train_args(small_corpus_cache, out, "--max_text_length", "2", "--max_steps", "3")
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((out / "metrics.json").read_text())["train_state"]
     assert state["validation"] and all(v["a2t_R@1"] == 0.0 for v in state["validation"])

@@ -24,6 +24,7 @@ from helpers.cli import (
 from helpers.processes import start
 from safetensors.torch import load_file
 
+from modeling_supclap.cli.evaluate import main as evaluate_main
 from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.training import checkpointing
 
@@ -79,19 +80,8 @@ def test_train_save_eval_through_the_cli(small_corpus_cache, tmp_path):
 
     corpus = small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
     report = tmp_path / "eval.json"
-    result = run_script(
-        [
-            "eval_supclap.py",
-            "--model",
-            str(out),
-            "--data",
-            str(corpus),
-            "--split",
-            "test",
-            "--output_json",
-            str(report),
-        ]
-    )
+    args = ["--model", str(out), "--data", str(corpus), "--split", "test", "--output_json", str(report)]
+    result = run_in_process(evaluate_main, args)  # the training above ran as a process, as users run it
     assert result.returncode == 0, result.stderr[-4000:]
     evaluated = json.loads(report.read_text())
     # The standalone evaluation reproduces the test numbers of the training run (seeded, deterministic).
@@ -117,7 +107,7 @@ def _start(args: list[str]) -> subprocess.Popen:
 def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(small_corpus_cache, tmp_path):
     common = ["--save_steps", "1", "--save_total_limit", "3"]
     reference = tmp_path / "uninterrupted"
-    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, reference, *common)])
+    result = run_in_process(train_main, tiny_train_args(small_corpus_cache, reference, *common))
     assert result.returncode == 0, result.stderr[-4000:]
 
     interrupted = tmp_path / "interrupted"
@@ -135,14 +125,8 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(small_corpus_c
     killed_at = checkpointing.checkpoint_step(checkpointing.latest_checkpoint(interrupted))
     assert killed_at < 6, "the run finished before the kill: nothing was tested"
 
-    result = run_script(
-        [
-            "train_supclap.py",
-            *tiny_train_args(small_corpus_cache, interrupted, *common),
-            "--resume_from_checkpoint",
-            "latest",
-        ]
-    )
+    resume = tiny_train_args(small_corpus_cache, interrupted, *common, "--resume_from_checkpoint", "latest")
+    result = run_in_process(train_main, resume)  # the kill is the process's part; resuming reads the folder
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"resumed from {interrupted / f'checkpoint-{killed_at}'}" in result.stderr
     _assert_same_weights(_weights(interrupted), _weights(reference))
@@ -153,7 +137,7 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(small_corpus_c
 @pytest.mark.slow
 def test_partial_checkpoint_gives_a_clear_error(small_corpus_cache, tmp_path):
     out = tmp_path / "run"
-    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out, "--max_steps", "3")])
+    result = run_in_process(train_main, tiny_train_args(small_corpus_cache, out, "--max_steps", "3"))
     assert result.returncode == 0, result.stderr[-4000:]
     checkpoint = out / "checkpoint-3"
     broken = out / "checkpoint-4"

@@ -75,37 +75,57 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
     """A command line's ``main(argv)`` (``modeling_supclap.cli.*.main``) in the test process: its exit status,
     what it printed, and what it logged (in stderr, as a process would show it).
 
-    For the runs that end in a report or a usage error: a subprocess costs ~5 s of imports (torch and
-    transformers) before it does anything, the better part of the suite's time. What only a process shows
+    For the runs whose results a test then reads (a report, a usage error, a trained folder): a subprocess
+    costs ~5 s of imports (torch and transformers) and set-up before it does anything, most of a tiny
+    training run (~8 s as a process, ~1.5 s here) and the better part of the suite's time. What only a process shows
     (the entry point itself, signals, several ranks, a crash) stays with :func:`run_script`. Accelerate's
     process-wide state and the environment variables are restored afterwards, so nothing of the run reaches
-    the next test."""
+    the next test.
+
+    Everything a process would print reaches ``stderr``: our logs, transformers' own logger (it does not
+    propagate to the root and writes to the stream it found at import) and ``warnings`` (pytest records them
+    instead of printing them)."""
     import contextlib
     import io
     import logging
+    import warnings
 
     from accelerate.state import AcceleratorState, GradientState
 
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(stderr)
     root, level = logging.getLogger(), logging.getLogger().level
-    root.addHandler(handler)
+    loggers = (root, logging.getLogger("transformers"))
+    for logger in loggers:
+        logger.addHandler(handler)
     root.setLevel(logging.INFO)  # as the command lines' own logging set-up does
     environment = dict(os.environ)
     code = 0
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(warnings.catch_warnings())
+            stack.enter_context(contextlib.redirect_stdout(stdout))
+            stack.enter_context(contextlib.redirect_stderr(stderr))
+            warnings.showwarning = _print_warning
             main(list(argv))
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     finally:
-        root.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
         root.setLevel(level)
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
         os.environ.clear()
         os.environ.update(environment)
     return subprocess.CompletedProcess(list(argv), code, stdout.getvalue(), stderr.getvalue())
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` as an interpreter has it: the formatted warning on (the current) stderr."""
+    import warnings
+
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def accelerate_launch_two_cpu(
