@@ -7,9 +7,10 @@ import json
 
 import pytest
 import torch
-from helpers.cli import run_in_process, run_script, tiny_train_args
+from helpers.cli import run_in_process, tiny_train_args
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.training.arguments import TrainArguments
 from modeling_supclap.training.run import build_optimizer
 
@@ -64,7 +65,7 @@ def test_eval_steps_zero_validates_once_at_the_end(small_corpus_cache, tmp_path)
     args = tiny_train_args(
         small_corpus_cache, out, "--max_steps", "4", "--eval_steps", "0", "--save_steps", "0"
     )
-    result = run_script(["train_supclap.py", *args, "--optim", "adamw_torch"])
+    result = run_in_process(train_main, [*args, "--optim", "adamw_torch"])
     assert result.returncode == 0, result.stderr[-4000:]
     state = json.loads((out / "metrics.json").read_text())["train_state"]
     assert [entry["step"] for entry in state["validation"]] == [4]
@@ -78,7 +79,7 @@ def test_max_train_minutes_stops_early_then_validates_and_saves(small_corpus_cac
     args = tiny_train_args(
         small_corpus_cache, out, "--max_steps", "50", "--max_train_minutes", "0.0001", "--save_steps", "0"
     )
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)
     assert result.returncode == 0, result.stderr[-4000:]
     state = json.loads((out / "metrics.json").read_text())["train_state"]
     # 6 ms of budget: the first step already exceeds it, so the run stops there, not at --max_steps.
@@ -87,66 +88,62 @@ def test_max_train_minutes_stops_early_then_validates_and_saves(small_corpus_cac
     assert (out / "model.safetensors").exists()
 
 
-STEP_DRIVER = """
-import copy, json, sys
-import torch
-from modeling_supclap.cli.train import parse_args
-from modeling_supclap.training import StepPosition, TrainStep, build_run
+def _drive_the_train_step(argv: list[str]) -> None:
+    """build_run + TrainStep outside the loop, as a script using the package would (printed as JSON)."""
+    from modeling_supclap.cli.train import parse_args
+    from modeling_supclap.training import StepPosition, TrainStep, build_run
 
-model_args, data_args, train_args = parse_args(sys.argv[1:])
-run = build_run(model_args, data_args, train_args)
+    run = build_run(*parse_args(argv))
 
+    class SameDropout(TrainStep):  # every forward draws the same dropout masks: micro-batches comparable
+        def forward(self, batch):
+            torch.manual_seed(0)
+            return super().forward(batch)
 
-class SameDropout(TrainStep):  # every forward draws the same dropout masks: micro-batches comparable
-    def forward(self, batch):
-        torch.manual_seed(0)
-        return super().forward(batch)
+    step = SameDropout.from_run(run)
+    batch = next(run.data.train.batches(epoch=0))
 
+    def snapshot():
+        return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
 
-step = SameDropout.from_run(run)
-batch = next(run.data.train.batches(epoch=0))
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
 
-def snapshot():
-    return {k: v.detach().clone() for k, v in run.model.state_dict().items()}
-
-def same(a, b):
-    return all(torch.equal(a[k], b[k]) for k in a)
-
-# A poisoned batch (NaN features: also NaN BatchNorm statistics) is skipped and undone.
-start = snapshot()
-poisoned = {**batch, "input_features": batch["input_features"] * float("nan")}
-skipped = step([poisoned], StepPosition(1, 0, 0))
-after_skip = snapshot()
-# One batch, and the same batch as two micro-batches (averaged): the same update.
-optimizer_state = copy.deepcopy(run.optimizer.state_dict())
-single = step([batch], StepPosition(1, 0, 0))
-after_single = snapshot()
-run.model.load_state_dict(start)
-run.optimizer.load_state_dict(optimizer_state)
-run.scheduler.scheduler.last_epoch -= 1
-double = step([batch, batch], StepPosition(1, 0, 0))
-after_double = snapshot()
-print(json.dumps({
-    "skipped": skipped.skipped,
-    "skip_changed_nothing": same(start, after_skip),
-    "single_changed": not same(start, after_single),
-    "terms": sorted(single.terms),
-    "loss_single": float(single.terms["loss"]),
-    "loss_double": float(double.terms["loss"]),
-    # Parameters only: BatchNorm buffers rightly see two updates from two micro-batches.
-    "max_diff": max(
-        float((after_single[k].float() - after_double[k].float()).abs().max())
-        for k, _ in run.model.named_parameters()
-    ),
-}))
-"""
+    # A poisoned batch (NaN features: also NaN BatchNorm statistics) is skipped and undone.
+    start = snapshot()
+    poisoned = {**batch, "input_features": batch["input_features"] * float("nan")}
+    skipped = step([poisoned], StepPosition(1, 0, 0))
+    after_skip = snapshot()
+    # One batch, and the same batch as two micro-batches (averaged): the same update.
+    optimizer_state = copy.deepcopy(run.optimizer.state_dict())
+    single = step([batch], StepPosition(1, 0, 0))
+    after_single = snapshot()
+    run.model.load_state_dict(start)
+    run.optimizer.load_state_dict(optimizer_state)
+    run.scheduler.scheduler.last_epoch -= 1
+    double = step([batch, batch], StepPosition(1, 0, 0))
+    after_double = snapshot()
+    result = {
+        "skipped": skipped.skipped,
+        "skip_changed_nothing": same(start, after_skip),
+        "single_changed": not same(start, after_single),
+        "terms": sorted(single.terms),
+        "loss_single": float(single.terms["loss"]),
+        "loss_double": float(double.terms["loss"]),
+        # Parameters only: BatchNorm buffers rightly see two updates from two micro-batches.
+        "max_diff": max(
+            float((after_single[k].float() - after_double[k].float()).abs().max())
+            for k, _ in run.model.named_parameters()
+        ),
+    }
+    print(json.dumps(result))
 
 
 @pytest.mark.slow
 def test_the_train_step_is_driven_directly(small_corpus_cache, tmp_path):
     """build_run + TrainStep outside the loop: skip a non-finite step, average micro-batches."""
     args = tiny_train_args(small_corpus_cache, tmp_path / "run", "--skip_nonfinite", "--svr_mode", "dynamic")
-    result = run_script(["-c", STEP_DRIVER, *args])
+    result = run_in_process(_drive_the_train_step, args)
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["skipped"] is True and out["skip_changed_nothing"] is True
@@ -156,21 +153,22 @@ def test_the_train_step_is_driven_directly(small_corpus_cache, tmp_path):
     assert out["max_diff"] < 1e-6
 
 
-ORDER_DRIVER = """
-import hashlib, json, sys
-from modeling_supclap.cli.train import parse_args
-from modeling_supclap.training import build_run
+def _batch_orders(argv: list[str]) -> None:
+    """The training batches' order (hashes of their captions' token ids) of two epochs, in full and as
+    after a resume mid-epoch 0 (printed as JSON)."""
+    import hashlib
 
-run = build_run(*parse_args(sys.argv[1:]))
-source = run.data.train
+    from modeling_supclap.cli.train import parse_args
+    from modeling_supclap.training import build_run
 
-def order(batches):
-    return [hashlib.sha1(b["input_ids"].numpy().tobytes()).hexdigest() for b in batches]
+    source = build_run(*parse_args(argv)).data.train
 
-full = [order(source.batches(0)), order(source.batches(1))]
-resumed = [order(source.batches(0, skip=3)), order(source.batches(1))]  # as after a resume mid-epoch 0
-print(json.dumps({"full": full, "resumed": resumed}))
-"""
+    def order(batches):
+        return [hashlib.sha1(b["input_ids"].numpy().tobytes()).hexdigest() for b in batches]
+
+    full = [order(source.batches(0)), order(source.batches(1))]
+    resumed = [order(source.batches(0, skip=3)), order(source.batches(1))]  # as after a resume mid-epoch 0
+    print(json.dumps({"full": full, "resumed": resumed}))
 
 
 @pytest.mark.slow
@@ -178,32 +176,29 @@ def test_resuming_mid_epoch_keeps_the_next_epochs_order(small_corpus_cache, tmp_
     """Regression: Accelerate's loader reset the sampler epoch to its own iteration count, so the epoch
     after a resumed (skipped) one repeated epoch 0's order."""
     args = tiny_train_args(small_corpus_cache, tmp_path / "run")
-    result = run_script(["-c", ORDER_DRIVER, *args])
+    result = run_in_process(_batch_orders, args)
     assert result.returncode == 0, result.stderr[-4000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["resumed"][0] == out["full"][0][3:]
     assert out["resumed"][1] == out["full"][1] != out["full"][0]
 
 
-COMPILE_DRIVER = """
-import sys
-from modeling_supclap.training.arguments import TrainArguments
-from modeling_supclap.training.run import build_accelerator
+def _dynamo_plugin(argv: list[str]) -> None:
+    """The backend and shape mode Accelerate is told to compile with (printed)."""
+    from modeling_supclap.training.run import build_accelerator
 
-arguments = TrainArguments(torch_compile=sys.argv[1] == "yes", use_cpu=True, report_to=["none"])
-accelerator = build_accelerator(arguments)
-plugin = accelerator.state.dynamo_plugin
-print(plugin.backend.value.lower(), plugin.dynamic)
-"""
+    arguments = TrainArguments(torch_compile=argv[0] == "yes", use_cpu=True, report_to=["none"])
+    plugin = build_accelerator(arguments).state.dynamo_plugin
+    print(plugin.backend.value.lower(), plugin.dynamic)
 
 
 @pytest.mark.slow
 def test_torch_compile_flag_makes_accelerate_compile_the_model_with_dynamic_shapes():
     """The flag's wiring (compiling itself takes minutes on CPU: measured in benchmarks/bench_overhead.py)."""
-    on = run_script(["-c", COMPILE_DRIVER, "yes"])
+    on = run_in_process(_dynamo_plugin, ["yes"])
     assert on.returncode == 0, on.stderr[-2000:]
     assert on.stdout.split() == ["inductor", "True"]
-    off = run_script(["-c", COMPILE_DRIVER, "no"])
+    off = run_in_process(_dynamo_plugin, ["no"])
     assert off.returncode == 0 and off.stdout.split()[0] == "no"
 
 
@@ -227,7 +222,6 @@ def test_log_mel_on_the_device_trains_to_the_same_weights_as_in_the_workers(
     is that device, so the same run with and without it must end with the same weights, bit for bit."""
     from safetensors.torch import load_file
 
-    from modeling_supclap.cli.train import main as train_main
     from modeling_supclap.data import collator as collator_module
     from modeling_supclap.data.features import WAVEFORMS_KEY
 
