@@ -7,6 +7,7 @@ SLURM or a multi-node launcher would), so that signals and ``kill -9`` reach one
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, run_script, tiny_train_args, wait_for_step
+from helpers.cli import REPO, run_in_process, tiny_train_args, wait_for_step
 from helpers.processes import free_port, start
 from safetensors.torch import load_file
 
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.training import checkpointing
 
 pytestmark = pytest.mark.slow
@@ -81,7 +83,7 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     sends it: the workers leave it to the main process, which checkpoints at the step boundary."""
     workers = ("--dataloader_num_workers", "2")
     reference = tmp_path / "reference"
-    result = run_script(["train_supclap.py", *_args(small_corpus_cache, reference, *workers)])
+    result = run_in_process(train_main, _args(small_corpus_cache, reference, *workers))
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "preempted"
     process = _start(_args(small_corpus_cache, out, *workers), new_session=True)
@@ -94,8 +96,8 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     assert saved is not None and 3 <= checkpointing.checkpoint_step(saved) < 10
     checkpointing.validate_checkpoint(saved)
     assert not (out / "model.safetensors").exists()  # the run is not finished: no final model
-    result = run_script(
-        ["train_supclap.py", *_args(small_corpus_cache, out, *workers), "--resume_from_checkpoint", "latest"]
+    result = run_in_process(
+        train_main, _args(small_corpus_cache, out, *workers, "--resume_from_checkpoint", "latest")
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(out, reference)
@@ -146,13 +148,9 @@ def test_a_killed_rank_makes_the_survivor_exit_soon_naming_it_then_resume_works(
 
 
 # --- 3. a full disk during a checkpoint ----------------------------------------------------------
-FULL_DISK_DRIVER = textwrap.dedent(
-    """
-    import errno, sys
-    import torch
-    from modeling_supclap.cli.train import main
-    from modeling_supclap.training import checkpointing
-
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space(
+    small_corpus_cache, tmp_path, monkeypatch
+):
     real_save = torch.save
 
     def save(obj, path, *args, **kwargs):  # the disk fills up while checkpoint-2 is written
@@ -160,18 +158,11 @@ FULL_DISK_DRIVER = textwrap.dedent(
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_save(obj, path, *args, **kwargs)
 
-    checkpointing.torch.save = save
-    main(sys.argv[1:])
-    """
-)
-
-
-def test_a_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space(small_corpus_cache, tmp_path):
-    driver = tmp_path / "full_disk.py"
-    driver.write_text(FULL_DISK_DRIVER)
     out = tmp_path / "run"
     args = _args(small_corpus_cache, out, "--save_steps", "1")
-    result = run_script([str(driver), *args])
+    with monkeypatch.context() as patched:
+        patched.setattr(checkpointing.torch, "save", save)
+        result = run_in_process(train_main, args)
     assert result.returncode != 0
     assert f"could not write {out / 'checkpoint-2'}" in result.stderr
     assert "No space left on device" in result.stderr and "MiB are free" in result.stderr
@@ -179,7 +170,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_how_much_space(small
     assert checkpointing.latest_checkpoint(out) == out / "checkpoint-1"
     checkpointing.validate_checkpoint(out / "checkpoint-1")
     assert not list(out.glob("checkpoint-2*"))  # the partial one is gone
-    result = run_script(["train_supclap.py", *args, "--resume_from_checkpoint", "latest"])
+    result = run_in_process(train_main, [*args, "--resume_from_checkpoint", "latest"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr and "checkpoint-1" in result.stderr
 
@@ -189,15 +180,15 @@ def test_a_second_run_in_the_same_folder_refuses_while_the_first_holds_it(small_
     out = tmp_path / "run"
     first = _start(tiny_train_args(small_corpus_cache, out, "--max_steps", "400", "--save_steps", "5"))
     wait_for_step(out, 2, [first])
-    second = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out)])
+    second = run_in_process(train_main, tiny_train_args(small_corpus_cache, out))
     assert second.returncode == 2
     assert f"{out} is in use by another run (pid {first.pid}" in second.stderr
     assert "Traceback" not in second.stderr
     assert first.poll() is None  # the first run goes on, untouched
     first.send_signal(signal.SIGKILL)  # abandoned: the kernel drops its lock
     first.wait()
-    resumed = run_script(
-        ["train_supclap.py", *tiny_train_args(small_corpus_cache, out), "--resume_from_checkpoint", "latest"]
+    resumed = run_in_process(
+        train_main, tiny_train_args(small_corpus_cache, out, "--resume_from_checkpoint", "latest")
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
