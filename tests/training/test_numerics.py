@@ -1,85 +1,67 @@
 """Numerics of training through the real CLI: non-finite losses, bf16 on CPU, logit-scale clamp, radius.
 
-A non-finite loss is injected by a test-only driver script (written below, run in a subprocess) that
-runs ``train_supclap``'s ``main`` with an instrumented ``TrainStep`` subclass (the public way to change
-what a step does: ``train(..., step_class=...)``) and a forward hook on the loss: nothing is patched.
+A non-finite loss is injected by running ``train_supclap``'s ``main`` (in the test process) with an
+instrumented ``TrainStep`` subclass (the public way to change what a step does:
+``train(..., step_class=...)``) and a forward hook on the loss: nothing is patched.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process, tiny_train_args
 from safetensors.torch import load_file
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.demo import build_demo_processor
+from modeling_supclap.training import TrainStep
 
-DRIVER = textwrap.dedent(
-    '''
-    """Test driver: train_supclap.py with an instrumented TrainStep (NaN injection, dtype log)."""
-    import json
-    import os
-    import sys
 
-    import torch
-
-    from modeling_supclap.cli.train import main
-    from modeling_supclap.training import TrainStep
-
-    NAN_AT = int(os.environ.get("SUPCLAP_TEST_NAN_AT", "0"))  # 1-based training forward to poison
-    NAN_IN = os.environ.get("SUPCLAP_TEST_NAN_IN", "loss")  # "loss", or "features" (NaN activations)
-    DTYPE_LOG = os.environ.get("SUPCLAP_TEST_DTYPE_LOG")
-
+def _instrumented_step(
+    nan_at: int = 0, nan_in: str = "loss", dtype_log: Path | None = None
+) -> type[TrainStep]:
+    """A TrainStep that poisons its ``nan_at``-th training forward (1-based; 0: none) in the ``nan_in``
+    ("loss", or "features": NaN activations), and logs the loss's input dtypes to ``dtype_log``."""
 
     class InstrumentedStep(TrainStep):
         forwards = 0
-        embeds = []
+        embeds: list[str] = []
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            if DTYPE_LOG:
+            if dtype_log:
                 self.supclap.loss_fn.register_forward_hook(self.log_dtype)
 
         def log_dtype(self, module, inputs, output):
             if module.training and torch.is_grad_enabled():  # training steps only (not probes)
                 self.embeds.append(str(inputs[0].dtype))
-                with open(DTYPE_LOG, "w") as f:
-                    json.dump({"embeds": self.embeds, "autocast": torch.is_autocast_enabled("cpu")}, f)
+                dtype_log.write_text(
+                    json.dumps({"embeds": self.embeds, "autocast": torch.is_autocast_enabled("cpu")})
+                )
 
         def forward(self, batch):
             InstrumentedStep.forwards += 1
-            poison = InstrumentedStep.forwards == NAN_AT
-            if poison and NAN_IN == "features":
+            poison = InstrumentedStep.forwards == nan_at
+            if poison and nan_in == "features":
                 batch = {**batch, "input_features": batch["input_features"] * float("nan")}
             outputs = super().forward(batch)
-            if poison and NAN_IN == "loss":
+            if poison and nan_in == "loss":
                 outputs.loss = outputs.loss * float("nan")
             return outputs
 
-
-    main(sys.argv[1:], step_class=InstrumentedStep)
-    '''
-)
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("driver") / "train_with_hooks.py"
-    path.write_text(DRIVER)
-    return path
+    return InstrumentedStep
 
 
 def _finite(weights: dict[str, torch.Tensor]) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
 
 
-def _run(driver: Path, cache: Path, out: Path, *extra: str, env: dict | None = None):
+def _run(cache: Path, out: Path, *extra: str, **instrumented):
     args = tiny_train_args(
         cache,
         out,
@@ -93,13 +75,14 @@ def _run(driver: Path, cache: Path, out: Path, *extra: str, env: dict | None = N
         "5",
         *extra,
     )
-    return run_script([str(driver), *args], env=env or {})
+    step_class = _instrumented_step(**instrumented)
+    return run_in_process(lambda argv: train_main(argv, step_class=step_class), args)
 
 
 @pytest.mark.slow
-def test_nonfinite_loss_stops_naming_step_and_batch(driver, small_corpus_cache, tmp_path):
+def test_nonfinite_loss_stops_naming_step_and_batch(small_corpus_cache, tmp_path):
     out = tmp_path / "run"
-    result = _run(driver, small_corpus_cache, out, env={"SUPCLAP_TEST_NAN_AT": "2"})
+    result = _run(small_corpus_cache, out, nan_at=2)
     assert result.returncode != 0
     assert "NonFiniteLossError: non-finite loss at step 2 (epoch 0, batch 1): nan" in result.stderr
     assert "--skip_nonfinite" in result.stderr
@@ -111,11 +94,10 @@ def test_nonfinite_loss_stops_naming_step_and_batch(driver, small_corpus_cache, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("nan_in", ["loss", "features"])
-def test_skip_nonfinite_skips_the_step_and_keeps_weights_finite(driver, small_corpus_cache, tmp_path, nan_in):
+def test_skip_nonfinite_skips_the_step_and_keeps_weights_finite(small_corpus_cache, tmp_path, nan_in):
     """``features``: NaN activations, which also reach the BatchNorm running stats during the forward."""
     out = tmp_path / "run"
-    env = {"SUPCLAP_TEST_NAN_AT": "2", "SUPCLAP_TEST_NAN_IN": nan_in}
-    result = _run(driver, small_corpus_cache, out, "--skip_nonfinite", env=env)
+    result = _run(small_corpus_cache, out, "--skip_nonfinite", nan_at=2, nan_in=nan_in)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "skipping step 2 (epoch 0, batch 1): non-finite loss" in result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -150,11 +132,10 @@ def hot_model_dir(small_corpus_cache, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bf16_run(driver, small_corpus_cache, hot_model_dir, tmp_path_factory):
+def bf16_run(small_corpus_cache, hot_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bf16") / "run"
     dtype_log = out.parent / "dtypes.json"
     result = _run(
-        driver,
         small_corpus_cache,
         out,
         "--model_name_or_path",
@@ -163,7 +144,7 @@ def bf16_run(driver, small_corpus_cache, hot_model_dir, tmp_path_factory):
         "bf16",
         "--max_steps",
         "4",
-        env={"SUPCLAP_TEST_DTYPE_LOG": str(dtype_log)},
+        dtype_log=dtype_log,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return out, json.loads((out / "metrics.json").read_text()), json.loads(dtype_log.read_text())
