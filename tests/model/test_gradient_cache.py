@@ -24,12 +24,13 @@ from helpers.cached import (
     random_inputs,
     tiny_model,
 )
-from helpers.cli import run_script, tiny_train_args
+from helpers.cli import run_in_process, tiny_train_args
 from helpers.processes import free_port, run_workers
 from helpers.reference import LOSS_VARIANTS, variant_id
 from helpers.toy import toy_processor, toy_rows
 
 from modeling_supclap import SupClapModel
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data import SupClapCollator
 from modeling_supclap.lora import get_lora_model
 from modeling_supclap.model import gradient_cache
@@ -251,7 +252,7 @@ def test_the_cli_trains_with_cached_negatives_in_bf16(small_corpus_cache, tmp_pa
         "--max_steps",
         "4",
     )
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_state"]["step"] == 4
