@@ -60,7 +60,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process, run_script
+from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process
 
 from modeling_supclap import SupClapConfig, SupClapModel
 from modeling_supclap.cli.train import main as train_main
@@ -661,7 +661,6 @@ def messy_corpus(demo_corpus, tmp_path_factory) -> Path:
 
 def _cli_args(model_dir: Path, corpus: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "train_supclap.py",
         "--model_name_or_path", str(model_dir),
         "--train_data", str(corpus),
         "--output_dir", str(out),
@@ -683,7 +682,7 @@ def _cli_args(model_dir: Path, corpus: Path, out: Path, *extra: str) -> list[str
 def test_cli_on_bad_sample_error_stops_before_training_naming_bad_files(model_dir, messy_corpus, tmp_path):
     out = tmp_path / "run"
     # --on_bad_sample error is the default
-    result = run_in_process(train_main, _cli_args(model_dir, messy_corpus, out)[1:])
+    result = run_in_process(train_main, _cli_args(model_dir, messy_corpus, out))
     assert result.returncode != 0
     assert "BadSamplesError: 4 bad sample(s) in the train split" in result.stderr
     meta = messy_corpus / "train" / "metadata.jsonl"
@@ -698,7 +697,7 @@ def test_cli_on_bad_sample_error_stops_before_training_naming_bad_files(model_di
 @pytest.mark.slow
 def test_cli_on_bad_sample_skip_trains_and_reports_what_was_skipped(model_dir, messy_corpus, tmp_path):
     out = tmp_path / "run"
-    result = run_script(_cli_args(model_dir, messy_corpus, out, "--on_bad_sample", "skip"))
+    result = run_in_process(train_main, _cli_args(model_dir, messy_corpus, out, "--on_bad_sample", "skip"))
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_state"]["step"] == 4

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.cli import run_in_process, run_script, tiny_train_args
+from helpers.cli import run_in_process, tiny_train_args
 
 from modeling_supclap.cli.evaluate import main as evaluate_main
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data.captions import choose_caption, normalize_language, parse_language_weights
 from modeling_supclap.data.readers import load_records
 from modeling_supclap.data.records import AudioTextRecord
@@ -353,7 +354,7 @@ def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path
     args = tiny_train_args(
         tmp_path / "cache", out, "--demo_languages", *languages, "--caption_language_weights", "en=2"
     )
-    proc = run_script(["train_supclap.py", *args])
+    proc = run_in_process(train_main, args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())["test"]
     assert metrics["caption_languages"] == languages
@@ -378,7 +379,6 @@ def test_train_and_eval_report_every_language_and_the_card_carries_them(tmp_path
 
 @pytest.mark.slow
 def test_unknown_demo_language_stops_before_any_work(tmp_path):
-    from modeling_supclap.cli.train import main as train_main
 
     args = tiny_train_args(tmp_path / "cache", tmp_path / "run", "--demo_languages", "en", "tlh")
     proc = run_in_process(train_main, args)
