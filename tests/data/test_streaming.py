@@ -18,12 +18,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS, accelerate_launch_two_cpu, run_script
+from helpers.cli import (
+    REPO,
+    SMALL_CORPUS_CLIPS,
+    accelerate_launch_two_cpu,
+    run_file_in_process,
+    run_in_process,
+)
 from helpers.processes import start
 from safetensors.torch import load_file
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data import load_records
 from modeling_supclap.data.records import BadSampleError
 from modeling_supclap.data.sources.shards import read_manifest, write_shards
@@ -256,9 +263,8 @@ def test_kill_minus_9_mid_epoch_then_resume_is_one_epoch_and_the_same_weights(
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     reference = tmp_path / "uninterrupted"
-    result = run_script(
-        [str(driver), *_stream_args(model_dir, shards, corpus, reference)],
-        env={"SAMPLE_LOG": str(tmp_path / "reference.log")},
+    result = run_file_in_process(
+        driver, _stream_args(model_dir, shards, corpus, reference), SAMPLE_LOG=str(tmp_path / "reference.log")
     )
     assert result.returncode == 0, result.stderr[-4000:]
     steps_per_epoch = {row["step"] for row in _log(tmp_path / "reference.log.0") if row["batches"][0][0] == 0}
@@ -285,9 +291,10 @@ def test_kill_minus_9_mid_epoch_then_resume_is_one_epoch_and_the_same_weights(
     assert killed_at < max(steps_per_epoch), "killed mid-epoch"
     first = [row for row in _log(tmp_path / "interrupted.log.0") if row["step"] <= killed_at]
 
-    result = run_script(
-        [str(driver), *_stream_args(model_dir, shards, corpus, out, "--resume_from_checkpoint", "latest")],
-        env={"SAMPLE_LOG": str(tmp_path / "resumed.log")},
+    result = run_file_in_process(
+        driver,
+        _stream_args(model_dir, shards, corpus, out, "--resume_from_checkpoint", "latest"),
+        SAMPLE_LOG=str(tmp_path / "resumed.log"),
     )
     assert result.returncode == 0, result.stderr[-4000:]
     second = _log(tmp_path / "resumed.log.0")
@@ -309,13 +316,13 @@ def test_a_broken_shard_in_a_training_run_names_it_or_is_counted(
 ):
     _rewrite_member(shards / "shard-000003.tar", "", None, damaged_shards / "shard-000003.tar")
     args = _stream_args(model_dir, damaged_shards, corpus, tmp_path / "stop", "--save_steps", "0")
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)
     assert result.returncode != 0 and "shard-000003.tar breaks off after" in result.stderr
     out = tmp_path / "skip"
     args = _stream_args(
         model_dir, damaged_shards, corpus, out, "--save_steps", "0", "--on_bad_sample", "skip"
     )
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)
     assert result.returncode == 0, result.stderr[-4000:]
     skipped = json.loads((out / "metrics.json").read_text())["skipped_samples"]
     sources = {entry["source"] for entry in skipped["samples"]}

@@ -77,10 +77,10 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
 
     For the runs whose results a test then reads (a report, a usage error, a trained folder): a subprocess
     costs ~5 s of imports (torch and transformers) and set-up before it does anything, most of a tiny
-    training run (~8 s as a process, ~1.5 s here) and the better part of the suite's time. What only a process shows
-    (the entry point itself, signals, several ranks, a crash) stays with :func:`run_script`. Accelerate's
-    process-wide state and the environment variables are restored afterwards, so nothing of the run reaches
-    the next test.
+    training run (~8 s as a process, ~1.5 s here) and the better part of the suite's time. What only a
+    process shows (the entry point itself, signals, several ranks, a crash) stays with :func:`run_script`.
+    Accelerate's process-wide state and the environment variables are restored afterwards, so nothing of
+    the run reaches the next test.
 
     Everything a process would print reaches ``stderr``: our logs, transformers' own logger (it does not
     propagate to the root and writes to the stream it found at import) and ``warnings`` (pytest records them
@@ -119,6 +119,24 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
         os.environ.clear()
         os.environ.update(environment)
     return subprocess.CompletedProcess(list(argv), code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_file_in_process(script: Path, argv: list[str], **env: str) -> subprocess.CompletedProcess:
+    """A Python file run as ``__main__`` with ``argv`` (and ``env`` set), in the test process, as
+    :func:`run_in_process` runs a ``main``: for a test's driver script that a process must also run
+    elsewhere (killed, or under ``accelerate launch``), so that both runs use one script."""
+    import runpy
+
+    def main(arguments: list[str]) -> None:
+        os.environ.update(env)  # run_in_process restores the environment afterwards
+        saved = sys.argv
+        sys.argv = [str(script), *arguments]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            sys.argv = saved
+
+    return run_in_process(main, argv)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
