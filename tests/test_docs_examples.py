@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, run_in_process, run_script, tiny_train_args
+
+from modeling_supclap.cli.train import main as train_main
 
 DOC = REPO / "docs" / "INTEGRATIONS.md"
 
@@ -22,9 +24,8 @@ def workspace(small_corpus_cache, tmp_path_factory):
     (root / ".cache" / "supclap" / "demo_corpus_2400").symlink_to(
         small_corpus_cache / f"demo_corpus_{SMALL_CORPUS_CLIPS}"
     )
-    result = run_script(
-        ["train_supclap.py", *tiny_train_args(small_corpus_cache, root / "outputs" / "supclap-demo")]
-    )
+    demo = root / "outputs" / "supclap-demo"
+    result = run_in_process(train_main, tiny_train_args(small_corpus_cache, demo))
     assert result.returncode == 0, result.stderr[-3000:]
     return root
 
