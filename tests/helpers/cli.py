@@ -79,8 +79,8 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
     costs ~5 s of imports (torch and transformers) and set-up before it does anything, most of a tiny
     training run (~8 s as a process, ~1.5 s here) and the better part of the suite's time. What only a
     process shows (the entry point itself, signals, several ranks, a crash) stays with :func:`run_script`.
-    Accelerate's process-wide state and the environment variables are restored afterwards, so nothing of
-    the run reaches the next test.
+    Accelerate's process-wide state is reset before and after, and the environment variables are restored
+    afterwards, so nothing of an earlier test reaches the run and nothing of the run reaches the next test.
 
     Everything a process would print reaches ``stderr``: our logs, transformers' own logger (it does not
     propagate to the root and writes to the stream it found at import) and ``warnings`` (pytest records them
@@ -101,6 +101,10 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
     root.setLevel(logging.INFO)  # as the command lines' own logging set-up does
     environment = dict(os.environ)
     code = 0
+    # As a fresh process: no Accelerate state left by the test or an earlier one (a set mixed precision is
+    # an error on the next Accelerator that asks for another).
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
