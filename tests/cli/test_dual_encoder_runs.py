@@ -27,7 +27,7 @@ from helpers.cli import (
     tiny_train_args,
     wait_for_step,
 )
-from helpers.hub_server import HubServer, point_clients_at
+from helpers.hub_server import HubServer, point_clients_at, pushes_from_this_process
 from helpers.processes import start
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoProcessor
@@ -227,7 +227,8 @@ def test_push_to_hub_then_load_from_the_hub_without_the_package(
         args = tiny_train_args(
             small_corpus_cache, out, "--max_steps", "2", "--push_to_hub", "--hub_model_id", "ns/dual"
         )
-        result = run_script(["train_supclap.py", *args, *_towers(tower_checkpoints, "whisper", "sonar")])
+        with pushes_from_this_process(hub, tmp_path / "hf_home"):  # the run here; the load below: a process
+            result = run_in_process(train_main, [*args, *_towers(tower_checkpoints, "whisper", "sonar")])
         assert result.returncode == 0, result.stderr[-4000:]
         stored = hub.files("ns/dual")
         code = {
