@@ -1,6 +1,6 @@
 """Fixtures of the demo-app tests: a tiny model of the small demo corpus, its index of the test split (made by
-the real ``supclap-embed``), the app serving both (one server for the session), and the clips people
-upload."""
+``supclap-embed``'s ``main`` in this process: the index is what the tests use), the app serving both (one
+server for the session), and the clips people upload."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 from helpers.app_server import AppServer
-from helpers.cli import SMALL_CORPUS_CLIPS, run_script
+from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process
 
 from modeling_supclap import SupClapConfig, SupClapModel
+from modeling_supclap.cli.embed import main as embed_main
 from modeling_supclap.demo import build_demo_processor
 
 
@@ -59,7 +60,7 @@ def app_index(app_model, small_corpus, tmp_path_factory) -> Path:
         "--output_dir",
         folder,
     ]
-    embed = run_script(["-m", "modeling_supclap.cli.embed", *map(str, args), "--dataloader_num_workers", "0"])
+    embed = run_in_process(embed_main, [*map(str, args), "--dataloader_num_workers", "0"])
     assert embed.returncode == 0, embed.stdout[-2000:] + embed.stderr[-3000:]
     return folder
 

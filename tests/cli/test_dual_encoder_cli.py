@@ -48,7 +48,8 @@ REMOTE = BLOCK_PACKAGE_IMPORT + textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def trained(tower_checkpoints, small_corpus_cache, tmp_path_factory) -> dict:
-    """Two steps of train_supclap.py from each pair of pretrained towers: the output folders."""
+    """Two steps of train_supclap.py's main from each pair of pretrained towers (in this process: the folders
+    are what the tests check; the reload without the package below is a process of its own): the folders."""
     root, folders = tmp_path_factory.mktemp("dual_runs"), {}
     for audio, text in RUNS:
         out = root / f"{audio}-{text}"
@@ -57,7 +58,7 @@ def trained(tower_checkpoints, small_corpus_cache, tmp_path_factory) -> dict:
         )
         args += ["--audio_model_name_or_path", str(tower_checkpoints[audio])]
         args += ["--text_model_name_or_path", str(tower_checkpoints[text]), "--svr_mode", "dynamic"]
-        result = run_script(["train_supclap.py", *args])
+        result = run_in_process(train_main, args)
         assert result.returncode == 0, f"{audio}+{text}: {result.stderr[-4000:]}"
         assert f"audio tower from {tower_checkpoints[audio]}" in result.stderr
         folders[(audio, text)] = out
@@ -127,7 +128,7 @@ def test_random_towers_of_each_family_train_from_scratch(small_corpus_cache, tmp
         args = tiny_train_args(
             small_corpus_cache, out, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "0"
         )
-        result = run_script(["train_supclap.py", *args, "--audio_tower", audio, "--text_tower", text])
+        result = run_in_process(train_main, [*args, "--audio_tower", audio, "--text_tower", text])
         assert result.returncode == 0, f"{audio}+{text}: {result.stderr[-4000:]}"
         assert (
             f"a new tiny {audio} audio tower" in result.stderr

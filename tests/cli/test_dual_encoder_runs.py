@@ -27,13 +27,14 @@ from helpers.cli import (
     tiny_train_args,
     wait_for_step,
 )
-from helpers.hub_server import HubServer, point_clients_at
+from helpers.hub_server import HubServer, point_clients_at, pushes_from_this_process
 from helpers.processes import start
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoProcessor
 
 from modeling_supclap import SupClapDualEncoderModel
 from modeling_supclap.cli.evaluate import main as evaluate_main
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data import load_records
 from modeling_supclap.data.sources.shards import write_shards
 from modeling_supclap.training import checkpointing
@@ -101,8 +102,9 @@ def test_streaming_from_shards_preempted_then_resumed_gives_the_uninterrupted_we
     75, resuming it ends with the uninterrupted run's weights; the final model is the best validation one.
     Validation every step: the stop falls on one, whose checkpoint must follow it (it uses RNGs)."""
     towers = _towers(tower_checkpoints, "ast", "xlm-roberta")
+    # The uninterrupted and the resumed runs in this process; the stopped one is a process (the signal).
     reference = tmp_path / "uninterrupted"
-    result = run_script(["train_supclap.py", *_stream_args(small_corpus_cache, shards, reference, towers)])
+    result = run_in_process(train_main, _stream_args(small_corpus_cache, shards, reference, towers))
     assert result.returncode == 0, result.stderr[-4000:]
 
     out = tmp_path / "preempted"
@@ -120,7 +122,7 @@ def test_streaming_from_shards_preempted_then_resumed_gives_the_uninterrupted_we
     assert 3 <= stopped_at < 8 and not (out / "model.safetensors").exists()
 
     resumed = _stream_args(small_corpus_cache, shards, out, towers, "--resume_from_checkpoint", "latest")
-    result = run_script(["train_supclap.py", *resumed])
+    result = run_in_process(train_main, resumed)
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"resumed from {out / f'checkpoint-{stopped_at}'}" in result.stderr
     _assert_same_weights(out / "checkpoint-8", reference / "checkpoint-8")
@@ -151,7 +153,7 @@ def test_cached_negatives_take_the_dense_runs_steps(tower_checkpoints, small_cor
     for name, extra in (("dense", []), ("cached", ["--gradient_cache_chunk_size", "3"])):
         out = tmp_path / name
         args = tiny_train_args(small_corpus_cache, out, "--max_steps", "4", "--eval_steps", "4", *extra)
-        result = run_script(["train_supclap.py", *args, *towers, "--svr_mode", "dynamic"])
+        result = run_in_process(train_main, [*args, *towers, "--svr_mode", "dynamic"])
         assert result.returncode == 0, result.stderr[-4000:]
         runs[name] = out
     assert json.loads((runs["cached"] / "config.json").read_text())["gradient_cache_chunk_size"] == 3
@@ -174,7 +176,7 @@ def test_multilingual_captions_with_a_sonar_shaped_text_tower(tmp_path):
     """Random AST + M2M100-encoder towers on a three-language demo corpus: every language reported."""
     out, languages = tmp_path / "run", ["en", "fr", "de"]
     args = tiny_train_args(tmp_path / "cache", out, "--max_steps", "4", "--demo_languages", *languages)
-    result = run_script(["train_supclap.py", *args, "--audio_tower", "ast", "--text_tower", "m2m100"])
+    result = run_in_process(train_main, [*args, "--audio_tower", "ast", "--text_tower", "m2m100"])
     assert result.returncode == 0, result.stderr[-4000:]
     test = json.loads((out / "metrics.json").read_text())["test"]
     assert test["caption_languages"] == languages
@@ -225,7 +227,8 @@ def test_push_to_hub_then_load_from_the_hub_without_the_package(
         args = tiny_train_args(
             small_corpus_cache, out, "--max_steps", "2", "--push_to_hub", "--hub_model_id", "ns/dual"
         )
-        result = run_script(["train_supclap.py", *args, *_towers(tower_checkpoints, "whisper", "sonar")])
+        with pushes_from_this_process(hub, tmp_path / "hf_home"):  # the run here; the load below: a process
+            result = run_in_process(train_main, [*args, *_towers(tower_checkpoints, "whisper", "sonar")])
         assert result.returncode == 0, result.stderr[-4000:]
         stored = hub.files("ns/dual")
         code = {
@@ -283,7 +286,7 @@ def _suite_folder(corpus, root, layout: str):
 def test_the_evaluation_suites_score_a_saved_dual_encoder(tower_checkpoints, small_corpus_cache, tmp_path):
     out = tmp_path / "run"
     args = tiny_train_args(small_corpus_cache, out, "--max_steps", "2")
-    result = run_script(["train_supclap.py", *args, *_towers(tower_checkpoints, "wav2vec2", "bert")])
+    result = run_in_process(train_main, [*args, *_towers(tower_checkpoints, "wav2vec2", "bert")])
     assert result.returncode == 0, result.stderr[-4000:]
     clips = len(load_records(str(_corpus(small_corpus_cache)), split="test"))
     for suite in ("clotho", "audiocaps"):

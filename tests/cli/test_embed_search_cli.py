@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.cli import REPO, accelerate_launch_two_cpu, run_script
+from helpers.cli import REPO, accelerate_launch_two_cpu, run_in_process, run_script
 from helpers.embedding import save_model, sound_folder, tiny_clap
 from helpers.processes import kill_group, start
 
@@ -48,9 +48,10 @@ def _embed_args(material: dict[str, Path], output_dir: Path, *extra: str) -> lis
 
 @pytest.fixture(scope="module")
 def reference(material) -> Path:
-    """One uninterrupted run, two DataLoader workers: the index the other runs must reproduce."""
+    """One uninterrupted run, two DataLoader workers: the index the other runs must reproduce (made in this
+    process; the killed run and the two gloo processes below run the command as a process)."""
     output = material["root"] / "reference_index"
-    result = run_script([*EMBED, *_embed_args(material, output, "--dataloader_num_workers", "2")])
+    result = run_in_process(embed.main, _embed_args(material, output, "--dataloader_num_workers", "2"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped 1 file(s) that could not be decoded" in result.stdout
     return output
@@ -117,7 +118,7 @@ def test_killed_mid_run_then_rerun_gives_the_uninterrupted_index(material, refer
     num_parts = -(-(NUM_FILES + 1) // 3)
     written = [part for part in range(num_parts) if part_path(output, part).is_file()]
     assert not (output / MANIFEST).exists() and 2 <= len(written) < num_parts, written
-    result = run_script([*EMBED, *_embed_args(material, output, "--dataloader_num_workers", "0")])
+    result = run_in_process(embed.main, _embed_args(material, output, "--dataloader_num_workers", "0"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
         f"resuming: {NUM_FILES + 1} clips in {num_parts} part(s) of 3, {len(written)} done" in result.stdout

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.cli import BLOCK_PACKAGE_IMPORT, run_script, tiny_train_args
-from helpers.hub_server import HubServer, point_clients_at
+from helpers.cli import BLOCK_PACKAGE_IMPORT, run_in_process, run_script, tiny_train_args
+from helpers.hub_server import HubServer, point_clients_at, pushes_from_this_process
 from helpers.laion import SMALL_CLAP, laion_state_dict, pann_state_dict, save_laion_checkpoint
 
 from modeling_supclap.cli.convert import main as convert_main
+from modeling_supclap.cli.push import main as push_main
+from modeling_supclap.cli.train import main as train_main
 
 CONVERT = ["-m", "modeling_supclap.cli.convert"]  # supclap-convert
 TOKEN = "hf_ConvertTestToken0123456789abcdefXYZ"
@@ -258,7 +260,7 @@ def test_a_converted_model_trains_on_with_svr_and_its_card_names_the_checkpoint(
     flags += ["--per_device_train_batch_size", "2", "--warmup_steps", "1", "--learning_rate", "1e-4"]
     # No checkpoint and no drift probe: HTSAT at 48 kHz forwards the probe's 64 clips in ~18 s on one core.
     flags += ["--save_steps", "0", "--drift_probe_steps", "0"]
-    result = run_script(["train_supclap.py", *tiny_train_args(small_corpus_cache, out, *flags)])
+    result = run_in_process(train_main, tiny_train_args(small_corpus_cache, out, *flags))  # (its folder)
     assert result.returncode == 0, result.stderr[-4000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train_state"]["step"] == 3 and "test" in metrics
@@ -320,15 +322,9 @@ def test_a_converted_folder_pushes_with_its_card(converted, tmp_path, monkeypatc
     with HubServer(tokens={TOKEN: "ns"}) as server:
         point_clients_at(server, tmp_path / "hf_home", TOKEN, monkeypatch)
         # The folder as the command wrote it: its card's code points at the folder until the push.
-        push = [
-            "-m",
-            "modeling_supclap.cli.push",
-            "--output_dir",
-            str(converted),
-            "--hub_model_id",
-            "ns/clap",
-        ]
-        result = run_script(push)
+        push = ["--output_dir", str(converted), "--hub_model_id", "ns/clap"]
+        with pushes_from_this_process(server, tmp_path / "hf_home"):  # supclap-push's main, in this process
+            result = run_in_process(push_main, push)
         assert result.returncode == 0, result.stderr[-3000:]
         stored = server.files("ns/clap")
     assert FOLDER_FILES <= stored.keys()

@@ -38,6 +38,7 @@ gated repos, datasets.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -432,3 +433,31 @@ def point_clients_at(server: HubServer, hf_home: Path, token: str, monkeypatch) 
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
+
+
+@contextlib.contextmanager
+def pushes_from_this_process(server: HubServer, hf_home: Path):
+    """Within it, pushes made in this process (``HfApi``: ``supclap-push``'s and ``train_supclap.py``'s
+    ``main``, ``hub.push_output_folder``) go to ``server``; after :func:`point_clients_at` (the token is
+    ``HF_TOKEN``, which huggingface_hub reads at each call).
+
+    huggingface_hub reads the endpoint, offline mode and token files once, at import, into its
+    ``constants``: those are patched here and restored on leaving, and its HTTP client is rebuilt on both
+    sides (it keeps the proxy settings it was built with). Pushes only: downloads and ``from_pretrained``
+    (transformers caches its own ``HfApi``, and puts remote code on ``sys.path``) stay in client processes."""
+    import pytest
+    from huggingface_hub import close_session, constants
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "ENDPOINT", server.url)
+        patch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        patch.setattr(constants, "HF_HUB_OFFLINE", False)
+        patch.setattr(constants, "HF_TOKEN_PATH", str(Path(hf_home) / "token"))
+        patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(Path(hf_home) / "stored_tokens"))
+        close_session()
+        try:
+            yield
+        finally:
+            close_session()

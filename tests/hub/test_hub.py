@@ -1,33 +1,40 @@
 """Pushing to and loading from the Hub, through the real huggingface_hub/transformers code, on a stand-in Hub.
 
 The Hub itself is unreachable here, so ``hub_server.HubServer`` (a test double of the Hub HTTP API for
-huggingface_hub 2.4) runs in this process and every client runs in a subprocess with ``HF_ENDPOINT``,
-a fresh ``HF_HOME`` and ``HF_TOKEN`` set in its environment.
+huggingface_hub 2.4) runs in this process. Every client that downloads or loads from it runs in a
+subprocess with ``HF_ENDPOINT``, a fresh ``HF_HOME`` and ``HF_TOKEN`` set in its environment; pushes
+(``supclap-push``'s and ``train_supclap.py``'s ``main``, ``push_output_folder``) run in this process, with
+``hub_server.pushes_from_this_process``.
 
-Why subprocesses rather than patching this process: huggingface_hub reads its configuration once, at
-import time — ``constants.ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``, ``HF_URL_HOSTS``, ``HF_HUB_OFFLINE``
-(conftest sets ``HF_HUB_OFFLINE=1`` for the whole session before anything is imported), ``HF_HOME``,
-``HF_HUB_CACHE``, ``HF_TOKEN_PATH``, ``HF_XET_CACHE`` — and ``HfApi`` instances freeze ``endpoint`` when
-they are built (``transformers.utils.hub.hf_api()`` caches one for the whole process); transformers reads
-``HF_MODULES_CACHE`` at import and puts it on ``sys.path`` for remote code. Patching all of these is
-version-specific and leaks into other tests; a fresh process reads the environment the way a user's does.
-It also lets ``trust_remote_code=True`` loading run where ``modeling_supclap`` was never imported.
+Why subprocesses for the clients that load: huggingface_hub reads its configuration once, at import time —
+``constants.ENDPOINT``, ``HUGGINGFACE_CO_URL_TEMPLATE``, ``HF_URL_HOSTS``, ``HF_HUB_OFFLINE`` (conftest sets
+``HF_HUB_OFFLINE=1`` for the whole session before anything is imported), ``HF_HOME``, ``HF_HUB_CACHE``,
+``HF_TOKEN_PATH``, ``HF_XET_CACHE`` — and ``HfApi`` instances freeze ``endpoint`` when they are built
+(``transformers.utils.hub.hf_api()`` caches one for the whole process); transformers reads
+``HF_MODULES_CACHE`` at import and puts it on ``sys.path`` for remote code. A fresh process reads the
+environment the way a user's does, and lets ``trust_remote_code=True`` loading run where
+``modeling_supclap`` was never imported. A push only needs ``HfApi`` (built at each push from
+``constants.ENDPOINT``, offline mode and the token files, which that context patches and restores) and
+``HF_TOKEN`` (read at each call); ``supclap-push``'s entry point is kept as a process in ``test_cli_push``.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import logging
 import shutil
 import socket
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from helpers.cli import REPO, run_script, tiny_train_args
-from helpers.hub_server import HubServer, point_clients_at
+from helpers.cli import REPO, run_in_process, run_script, tiny_train_args
+from helpers.hub_server import HubServer, point_clients_at, pushes_from_this_process
 
 # Planted token of the user "ns": it may travel in Authorization headers and nowhere else.
 TOKEN = "hf_SupClapPlantedToken0123456789abcdefXYZ"
@@ -134,10 +141,12 @@ print(json.dumps({
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    """The stand-in Hub, with this process' environment pointing subprocess clients at it."""
+    """The stand-in Hub, with this process' environment pointing subprocess clients at it, and this process'
+    pushes going to it."""
     with HubServer(tokens={TOKEN: "ns", OTHER_TOKEN: "other"}) as server:
         point_clients_at(server, tmp_path / "hf_home", TOKEN, monkeypatch)
-        yield server
+        with pushes_from_this_process(server, tmp_path / "hf_home"):
+            yield server
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +174,24 @@ def model_folder(tmp_path_factory) -> Path:
         repo_id="ns/supclap-demo",
     )
     return folder
+
+
+def _in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
+    """A command line's ``main(argv)`` in this process (``run_in_process``), its stderr with what a process
+    would also have printed there: transformers' log lines (its logger writes to the stream it found at
+    import) and the warnings raised. The token must be in none of them."""
+    transformers_log = io.StringIO()
+    handler = logging.StreamHandler(transformers_log)
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_in_process(main, argv)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    raised = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+    result.stderr += transformers_log.getvalue() + raised
+    return result
 
 
 def _client(script: str, *args) -> subprocess.CompletedProcess:
@@ -219,13 +246,9 @@ def test_push_output_folder_private_roundtrip(hub, model_folder, tmp_path):
     from transformers import AutoProcessor
 
     from modeling_supclap import SupClapModel
+    from modeling_supclap.hub import push_output_folder
 
-    _client(
-        "import sys; from modeling_supclap.hub import push_output_folder; "
-        "print(push_output_folder(sys.argv[1], sys.argv[2], private=True))",
-        model_folder,
-        "ns/supclap-demo",
-    )
+    assert push_output_folder(model_folder, "ns/supclap-demo", private=True) == "ns/supclap-demo"
     assert hub.repos["ns/supclap-demo"].private
     stored = hub.files("ns/supclap-demo")
     assert MODEL_FILES <= stored.keys()
@@ -277,13 +300,18 @@ PUSH = ["-m", "modeling_supclap.cli.push"]  # supclap-push
 
 @pytest.mark.slow
 def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
+    """``supclap-push``: a push, then two failures. The push and the unreachable Hub run its ``main`` in this
+    process; someone else's token runs the command as a process (its entry point: exit status, no
+    traceback, the token printed nowhere)."""
+    from huggingface_hub import constants
+
+    from modeling_supclap.cli.push import main as push_main
+
     # A folder without a card: the CLI renders one from config.json and metrics.json before pushing.
     folder = shutil.copytree(model_folder, tmp_path / "no_card")
     (folder / "README.md").unlink()
     (folder / "metrics.json").write_text(json.dumps({"test": RESULTS}))
-    result = run_script(
-        ["-m", "modeling_supclap.cli.push", "--output_dir", str(folder), "--repo_id", "ns/cli", "--private"]
-    )
+    result = _in_process(push_main, ["--output_dir", str(folder), "--repo_id", "ns/cli", "--private"])
     assert result.returncode == 0, result.stderr[-4000:]
     assert "pushed" in result.stdout and "ns/cli" in result.stdout
     stored = hub.files("ns/cli")
@@ -295,37 +323,31 @@ def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     # Someone else's token cannot write to "ns", and the failure does not print that token either.
     # It ends in one message that says what to do, and the command to push again.
     monkeypatch.setenv("HF_TOKEN", OTHER_TOKEN)
-    result = run_script(
-        ["-m", "modeling_supclap.cli.push", "--output_dir", str(model_folder), "--repo_id", "ns/cli-2"]
-    )
+    result = run_script([*PUSH, "--output_dir", str(model_folder), "--repo_id", "ns/cli-2"])
     assert result.returncode == 1 and "ns/cli-2" not in hub.repos
     assert "Traceback" not in result.stderr and "403" in result.stderr
     assert "The token cannot write to 'ns/cli-2'" in result.stderr
     assert f"supclap-push --output_dir {model_folder} --hub_model_id ns/cli-2" in result.stderr
     assert OTHER_TOKEN not in result.stdout + result.stderr
     # No Hub to reach (no network, or a wrong HF_ENDPOINT): the same, naming the address.
-    with socket.socket() as sock:
+    with socket.socket() as sock, pytest.MonkeyPatch.context() as patch:
         sock.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
-        monkeypatch.setenv("HF_ENDPOINT", nowhere)
-        result = run_script(
-            ["-m", "modeling_supclap.cli.push", "--output_dir", str(model_folder), "--repo_id", "ns/cli-3"]
-        )
+        patch.setattr(constants, "ENDPOINT", nowhere)  # what HF_ENDPOINT gives a process at import
+        result = _in_process(push_main, ["--output_dir", str(model_folder), "--repo_id", "ns/cli-3"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"Could not reach {nowhere}: check the network" in result.stderr
 
 
 @pytest.mark.slow
 def test_train_push_to_hub(hub, small_corpus_cache, tmp_path):
+    from modeling_supclap.cli.train import main as train_main
+
     out = tmp_path / "run"
-    result = run_script(
-        [
-            "train_supclap.py",
-            *tiny_train_args(
-                small_corpus_cache, out, "--push_to_hub", "--hub_model_id", "ns/demo", "--hub_private_repo"
-            ),
-        ]
+    args = tiny_train_args(
+        small_corpus_cache, out, "--push_to_hub", "--hub_model_id", "ns/demo", "--hub_private_repo"
     )
+    result = _in_process(train_main, args)  # the pushed repo and the folder are what is checked
     assert result.returncode == 0, result.stderr[-4000:]
     assert hub.repos["ns/demo"].private
     stored = hub.files("ns/demo")
@@ -421,7 +443,9 @@ def test_a_folder_moved_before_the_push_publishes_no_local_path(hub, model_folde
     assert 'model="run-17"' in local_card and str(tmp_path) not in local_card
     (tmp_path / "archive").mkdir()
     moved = shutil.move(str(where_it_ran), str(tmp_path / "archive" / "final"))
-    result = run_script([*PUSH, "--output_dir", moved, "--hub_model_id", "ns/moved"])
+    from modeling_supclap.cli.push import main as push_main
+
+    result = run_in_process(push_main, ["--output_dir", moved, "--hub_model_id", "ns/moved"])
     assert result.returncode == 0, result.stderr[-4000:]
     card = hub.files("ns/moved")["README.md"].decode()
     assert 'model="ns/moved"' in card and card.count('from_pretrained("ns/moved"') == 2

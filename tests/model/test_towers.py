@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.cli import SMALL_CORPUS_CLIPS, run_script, tiny_train_args
+from helpers.cli import SMALL_CORPUS_CLIPS, run_in_process, tiny_train_args
 from safetensors.torch import load_file
 from transformers import ClapConfig, ClapModel, RobertaConfig, RobertaModel, XLMRobertaConfig, XLMRobertaModel
 
+from modeling_supclap.cli.train import main as train_main
 from modeling_supclap.data import load_records, train_caption_tokenizer
 from modeling_supclap.demo import build_demo_processor
 from modeling_supclap.model.configuration_supclap import PRESETS
@@ -53,7 +54,7 @@ def test_training_starts_from_a_roberta_text_tower_and_a_clap_audio_tower(
     args = tiny_train_args(small_corpus_cache, out, "--max_steps", "1", "--learning_rate", "0")
     args += ["--text_model_name_or_path", str(checkpoints["roberta"])]
     args += ["--audio_model_name_or_path", str(checkpoints["clap"])]
-    result = run_script(["train_supclap.py", *args])
+    result = run_in_process(train_main, args)  # the saved weights and our log lines are what is checked
     assert result.returncode == 0, result.stderr[-4000:]
     assert f"text tower from {checkpoints['roberta']}: " in result.stderr
     assert f"audio tower from {checkpoints['clap']}: " in result.stderr
