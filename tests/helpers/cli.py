@@ -110,6 +110,7 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
             stack.enter_context(warnings.catch_warnings())
             stack.enter_context(contextlib.redirect_stdout(stdout))
             stack.enter_context(contextlib.redirect_stderr(stderr))
+            warnings.simplefilter("always")  # each one, not once per place: "not in stderr" checks see all
             warnings.showwarning = _print_warning
             main(list(argv))
     except SystemExit as exit_:

@@ -21,13 +21,10 @@ environment the way a user's does, and lets ``trust_remote_code=True`` loading r
 from __future__ import annotations
 
 import http.client
-import io
 import json
-import logging
 import shutil
 import socket
 import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -176,24 +173,6 @@ def model_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def _in_process(main, argv: list[str]) -> subprocess.CompletedProcess:
-    """A command line's ``main(argv)`` in this process (``run_in_process``), its stderr with what a process
-    would also have printed there: transformers' log lines (its logger writes to the stream it found at
-    import) and the warnings raised. The token must be in none of them."""
-    transformers_log = io.StringIO()
-    handler = logging.StreamHandler(transformers_log)
-    logging.getLogger("transformers").addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = run_in_process(main, argv)
-    finally:
-        logging.getLogger("transformers").removeHandler(handler)
-    raised = "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
-    result.stderr += transformers_log.getvalue() + raised
-    return result
-
-
 def _client(script: str, *args) -> subprocess.CompletedProcess:
     """Run a client script in a fresh Python process (it reads HF_ENDPOINT/HF_HOME/HF_TOKEN at import)."""
     result = run_script(["-c", script, *map(str, args)], timeout=300)
@@ -311,7 +290,7 @@ def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
     folder = shutil.copytree(model_folder, tmp_path / "no_card")
     (folder / "README.md").unlink()
     (folder / "metrics.json").write_text(json.dumps({"test": RESULTS}))
-    result = _in_process(push_main, ["--output_dir", str(folder), "--repo_id", "ns/cli", "--private"])
+    result = run_in_process(push_main, ["--output_dir", str(folder), "--repo_id", "ns/cli", "--private"])
     assert result.returncode == 0, result.stderr[-4000:]
     assert "pushed" in result.stdout and "ns/cli" in result.stdout
     stored = hub.files("ns/cli")
@@ -334,7 +313,7 @@ def test_cli_push(hub, model_folder, tmp_path, monkeypatch):
         sock.bind(("127.0.0.1", 0))
         nowhere = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: refused
         patch.setattr(constants, "ENDPOINT", nowhere)  # what HF_ENDPOINT gives a process at import
-        result = _in_process(push_main, ["--output_dir", str(model_folder), "--repo_id", "ns/cli-3"])
+        result = run_in_process(push_main, ["--output_dir", str(model_folder), "--repo_id", "ns/cli-3"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"Could not reach {nowhere}: check the network" in result.stderr
 
@@ -347,7 +326,7 @@ def test_train_push_to_hub(hub, small_corpus_cache, tmp_path):
     args = tiny_train_args(
         small_corpus_cache, out, "--push_to_hub", "--hub_model_id", "ns/demo", "--hub_private_repo"
     )
-    result = _in_process(train_main, args)  # the pushed repo and the folder are what is checked
+    result = run_in_process(train_main, args)  # the pushed repo and the folder are what is checked
     assert result.returncode == 0, result.stderr[-4000:]
     assert hub.repos["ns/demo"].private
     stored = hub.files("ns/demo")
