@@ -174,6 +174,17 @@ def code_version() -> str | None:
     return (commit.stdout.strip() + ("+dirty" if dirty else "")) or None
 
 
+def launch(cmd: list[str], log: Path, env: dict[str, str], timeout: float | None) -> int:
+    """Run one command (a ``train_supclap.py`` run; ``bench_lr_curves.py``'s ``eval_supclap.py`` too) to
+    its end, in ``REPO_ROOT`` with the environment ``env``, its output (stdout and stderr) in the file
+    ``log``; returns its exit status. Every run of :func:`execute_run` starts here (the smoke tests put an
+    in-process call of the script's ``main`` in its place)."""
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                              timeout=timeout)  # fmt: skip
+    return proc.returncode
+
+
 def execute_run(
     cmd: list[str],
     run_dir: Path,
@@ -211,14 +222,12 @@ def execute_run(
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    with open(work_dir / "train.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-                              timeout=timeout)  # fmt: skip
+    returncode = launch(cmd, work_dir / "train.log", env, timeout)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"run_dir": str(run_dir), "wall_s": wall}
-    if proc.returncode != 0 or not (work_dir / "metrics.json").exists():
+    if returncode != 0 or not (work_dir / "metrics.json").exists():
         tail = (work_dir / "train.log").read_text()[-600:].replace("\n", " / ")
-        out["error"] = f"exit {proc.returncode}: {tail}"
+        out["error"] = f"exit {returncode}: {tail}"
         return out
     (work_dir / "bench_wall_s.txt").write_text(f"{wall:.3f}\n")
     if work_dir != run_dir:
