@@ -479,9 +479,10 @@ def run_jobs(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=QUESTION_VARIANTS, choices=list(VARIANTS),
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
                    help="default: each base loss alone and with bilateral static, dynamic, ratio and "
-                   "spreading SVR (every registered variant is a choice)")  # fmt: skip
+                   "spreading SVR (--smoke: infonce and infonce+dynamic-bi; every registered variant is a "
+                   "choice)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default 3; --smoke: 1)")
     p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
@@ -516,12 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("extra", nargs="*", help="after '--': more train_supclap.py arguments for every run")
     args = p.parse_args(argv)
     if args.smoke:
-        args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], args.seeds or 1
+        args.variants, args.seeds = args.variants or ["infonce", "infonce+dynamic-bi"], args.seeds or 1
         args.preset, args.max_steps = "tiny", 5
         args.per_device_train_batch_size, args.warmup_steps = args.per_device_train_batch_size or 8, 1
         args.demo_num_clips = args.demo_num_clips or 80
         args.jobs = max(args.jobs, 2)  # two short runs side by side: most of each is interpreter start-up
         args.threads = args.threads or 1
+    args.variants = args.variants or QUESTION_VARIANTS
     tag = budget_tag(args)
     json_path = args.json or REPO_ROOT / "docs" / f"bench_quality_{tag}.json"
     plot_path = args.plot or REPO_ROOT / "docs" / f"bench_quality_{tag}.png"
