@@ -106,7 +106,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_quality import (  # noqa: E402  (benchmarks/ is on sys.path)
+import bench_quality  # noqa: E402  (benchmarks/ is on sys.path; bench_quality.launch starts every run)
+from bench_quality import (  # noqa: E402
     REPO_ROOT,
     _table_head,
     budget_flags,
@@ -456,25 +457,17 @@ def zero_step(args: argparse.Namespace, target: str, folder: Path) -> dict[str, 
     if args.threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     tmp = args.work_dir / f"zero_step_{folder.name}.json"
+    log = tmp.with_suffix(".log")
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        [*cmd, "--output_json", str(tmp)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=args.timeout,
-    )
-    if proc.returncode != 0 or not tmp.exists():
-        print(
-            f"# zero-step evaluation of {folder.name} FAILED: {(proc.stdout + proc.stderr)[-600:]}",
-            flush=True,
-        )
+    returncode = bench_quality.launch([*cmd, "--output_json", str(tmp)], log, env, args.timeout)
+    if returncode != 0 or not tmp.exists():
+        print(f"# zero-step evaluation of {folder.name} FAILED: {log.read_text()[-600:]}", flush=True)
         return None
     results = json.loads(tmp.read_text())
     results["bench_cmd"] = cmd
     out.write_text(json.dumps(results, indent=1))
     tmp.unlink()
+    log.unlink()
     print(f"# stage 1 {folder.name} on the {target} test split, zero steps: {_mean_r1(results):.2f} mean R@1")
     return results
 

@@ -174,6 +174,17 @@ def code_version() -> str | None:
     return (commit.stdout.strip() + ("+dirty" if dirty else "")) or None
 
 
+def launch(cmd: list[str], log: Path, env: dict[str, str], timeout: float | None) -> int:
+    """Run one command (a ``train_supclap.py`` run; ``bench_lr_curves.py``'s ``eval_supclap.py`` too) to
+    its end, in ``REPO_ROOT`` with the environment ``env``, its output (stdout and stderr) in the file
+    ``log``; returns its exit status. Every run of :func:`execute_run` starts here (the smoke tests put an
+    in-process call of the script's ``main`` in its place)."""
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, env=env,
+                              timeout=timeout)  # fmt: skip
+    return proc.returncode
+
+
 def execute_run(
     cmd: list[str],
     run_dir: Path,
@@ -211,14 +222,12 @@ def execute_run(
     if threads is not None:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    with open(work_dir / "train.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-                              timeout=timeout)  # fmt: skip
+    returncode = launch(cmd, work_dir / "train.log", env, timeout)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {"run_dir": str(run_dir), "wall_s": wall}
-    if proc.returncode != 0 or not (work_dir / "metrics.json").exists():
+    if returncode != 0 or not (work_dir / "metrics.json").exists():
         tail = (work_dir / "train.log").read_text()[-600:].replace("\n", " / ")
-        out["error"] = f"exit {proc.returncode}: {tail}"
+        out["error"] = f"exit {returncode}: {tail}"
         return out
     (work_dir / "bench_wall_s.txt").write_text(f"{wall:.3f}\n")
     if work_dir != run_dir:
@@ -470,9 +479,10 @@ def run_jobs(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=QUESTION_VARIANTS, choices=list(VARIANTS),
+    p.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS),
                    help="default: each base loss alone and with bilateral static, dynamic, ratio and "
-                   "spreading SVR (every registered variant is a choice)")  # fmt: skip
+                   "spreading SVR (--smoke: infonce and infonce+dynamic-bi; every registered variant is a "
+                   "choice)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per variant (default 3; --smoke: 1)")
     p.add_argument("--max_steps", type=int, default=1200, help="optimizer steps per run (the CLI's default)")
     p.add_argument("--preset", default="small", choices=["tiny", "small"])
@@ -507,12 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("extra", nargs="*", help="after '--': more train_supclap.py arguments for every run")
     args = p.parse_args(argv)
     if args.smoke:
-        args.variants, args.seeds = ["infonce", "infonce+dynamic-bi"], args.seeds or 1
+        args.variants, args.seeds = args.variants or ["infonce", "infonce+dynamic-bi"], args.seeds or 1
         args.preset, args.max_steps = "tiny", 5
         args.per_device_train_batch_size, args.warmup_steps = args.per_device_train_batch_size or 8, 1
         args.demo_num_clips = args.demo_num_clips or 80
         args.jobs = max(args.jobs, 2)  # two short runs side by side: most of each is interpreter start-up
         args.threads = args.threads or 1
+    args.variants = args.variants or QUESTION_VARIANTS
     tag = budget_tag(args)
     json_path = args.json or REPO_ROOT / "docs" / f"bench_quality_{tag}.json"
     plot_path = args.plot or REPO_ROOT / "docs" / f"bench_quality_{tag}.png"

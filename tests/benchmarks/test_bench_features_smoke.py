@@ -1,24 +1,16 @@
-"""Smoke test of benchmarks/bench_features.py: tiny sizes, run as a subprocess as a user would."""
+"""Smoke test of benchmarks/bench_features.py: tiny sizes, the script's main in the test process (it times
+function calls within its process, not processes)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-from helpers.processes import run_bounded
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from helpers.bench import run_benchmark
 
 
 @pytest.mark.slow
 def test_bench_features_smoke() -> None:
     """``bench_features.py --smoke`` prints one table row per case, with parity between the two paths."""
-    proc = run_bounded(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_features.py"), "--smoke"],
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    proc = run_benchmark("bench_features", ["--smoke"])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = [
         line for line in proc.stdout.splitlines() if line.startswith("| 16k |") or line.startswith("| 48k |")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.bench import run_benchmark
 from helpers.processes import run_bounded
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -170,11 +171,15 @@ def test_report_pairs_best_points_and_every_rate_from_known_runs(tmp_path):
 @pytest.mark.slow
 def test_smoke_two_stages_through_the_cli(tmp_path):
     """Stage 1 trains once; every stage-2 run starts from its weights with its processor and the loss
-    flags in force; only small files reach the results folder; a second call trains nothing."""
+    flags in force; only small files reach the results folder; a second call trains nothing.
+
+    The first call is the script's main in the test process, and each of its runs the real command line
+    (train_supclap.py, eval_supclap.py) run by that command's main in-process (helpers/bench.py); the
+    second is the script run as users run it, a process of its own."""
     results, cache, work = tmp_path / "results", tmp_path / "cache", tmp_path / "work"
     cmd = [sys.executable, str(BENCH / "bench_lr_curves.py"), "--smoke", "--results_dir", str(results)]
     cmd += ["--cache_dir", str(cache), "--work_dir", str(work)]
-    proc = run_bounded(cmd, timeout=600, cwd=REPO_ROOT)
+    proc = run_benchmark("bench_lr_curves", cmd[2:], train_in_process=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     stage1 = results / "stage1" / "base_for-real"
     assert (stage1 / "model.safetensors").exists() and not list(stage1.glob("*.py"))
@@ -213,7 +218,8 @@ def test_smoke_two_stages_through_the_cli(tmp_path):
     assert sorted(phase["variants"]["infonce"]["curve"][f"{best:g}"]["seeds"]) == [0, 1]  # the extra seed
     assert (results / "curves_real_finetune-base.png").stat().st_size > 1000
     assert not any(p.is_file() for p in work.rglob("*")), "finished runs leave nothing in --work_dir"
-    # Resume: the same command again starts no training (and no evaluation), and reports the same.
+    # Resume: the same command again, as a process (the script's entry point), starts no training (and no
+    # evaluation), and reports the same.
     again = run_bounded(cmd, timeout=300, cwd=REPO_ROOT)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "done in" not in again.stdout and again.stdout.count("skipped (metrics.json exists)") == 5

@@ -1,27 +1,26 @@
-"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py, bench_gradient_cache.py and
-bench_streaming.py: tiny sizes, run as subprocesses exactly as a user would (the full runs and their
-tables are in docs/BENCHMARKS.md)."""
+"""Smoke tests of bench_loss_cost.py, bench_overhead.py, bench_quality.py, bench_gradient_cache.py,
+bench_streaming.py and diagnose_recipe.py: tiny sizes, each script's ``main`` with the command line a user
+types, in the test process (``helpers/bench.py``; the full runs and their tables are in docs/BENCHMARKS.md).
+
+What a script measures as a process stays one: bench_overhead's and bench_streaming's training runs (timed
+from their start, side by side), bench_gradient_cache's measurements (a fresh process's peak memory) and
+diagnose_recipe's runs (a patched preset and registered predictor rules: process-wide state). The training
+runs of bench_quality.py are its real ``train_supclap.py`` command lines run by the CLI's ``main`` in the test
+process, except its last call: the script and its training run as processes, as users run them."""
 
 from __future__ import annotations
 
 import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
+from helpers.bench import BENCH, run_benchmark
 from helpers.processes import run_bounded
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BENCH = REPO_ROOT / "benchmarks"
 
-
-def _run(script: str, *args: str) -> str:
-    proc = run_bounded(
-        [sys.executable, str(BENCH / script), "--smoke", *args],
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+def _run(script: str, *args: str, train_in_process: bool = False) -> str:
+    proc = run_benchmark(script.removesuffix(".py"), ["--smoke", *args], train_in_process=train_in_process)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -161,8 +160,10 @@ def test_sign_flip_p_value_is_exact():
 
 @pytest.mark.slow
 def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_corpus_cache, tmp_path):
-    """Two variants through the real CLI: sweep 2 rates with seed 0, pick by validation, seed 1 at the best
-    rate, paired against the base; table, JSON and plot; a second call resumes, also from a moved folder."""
+    """Two variants, each run the harness's real train_supclap.py command line (the CLI's main, in-process):
+    sweep 2 rates with seed 0, pick by validation, seed 1 at the best rate, paired against the base; table,
+    JSON and plot; a second call resumes, also from a moved folder. The last call (no sweep) is the
+    benchmark end to end as users run it: the script and its training run are processes."""
     args = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "runs"), "--seeds", "2"]
     args += [
         "--learning_rates",
@@ -173,7 +174,7 @@ def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_
         "--plot",
         str(tmp_path / "t.png"),
     ]
-    out = _run("bench_quality.py", *args)
+    out = _run("bench_quality.py", *args, train_in_process=True)
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["failures"] == []
     for variant in ("infonce", "infonce+dynamic-bi"):
@@ -210,6 +211,11 @@ def test_bench_quality_tunes_each_variants_learning_rate_then_pairs_seeds(small_
     # Without --learning_rates (the CLI's rate, no sweep): one variant, one run, its own folder.
     plain = ["--cache_dir", str(small_corpus_cache), "--out_dir", str(tmp_path / "plain")]
     plain += ["--variants", "infonce", "--json", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png")]
-    assert _rows(_run("bench_quality.py", *plain))["infonce"][1] == "1"
-    assert "learning_rate" not in json.loads((tmp_path / "p.json").read_text())["variants"]["infonce"]
+    cmd = [sys.executable, str(BENCH / "bench_quality.py"), "--smoke", *plain]
+    proc = run_bounded(cmd, timeout=300, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _rows(proc.stdout)["infonce"][1] == "1"
+    plain_variants = json.loads((tmp_path / "p.json").read_text())["variants"]
+    assert list(plain_variants) == ["infonce"]  # --variants holds with --smoke
+    assert "learning_rate" not in plain_variants["infonce"]
     assert (tmp_path / "plain" / "tiny_steps5_clips80_bs8_warmup1" / "infonce" / "seed0").is_dir()
