@@ -40,6 +40,7 @@ PUSH_IGNORE_PATTERNS = [
     "**/*.tmp/**",
     ".lock",  # the run's output-folder lock and heartbeats (training/resilience.py)
     ".heartbeat/**",
+    ".supclap_app_training.json",  # the app's record of its demo training (app/assets.py: TRAINING_RECORD)
 ]
 _SECRET_KEYS = ("token", "hub_token", "password", "secret")
 # Written by supclap-convert next to a converted model (modeling_supclap/convert/report.py: REPORT_FILE).

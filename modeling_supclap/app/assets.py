@@ -3,11 +3,14 @@ demo corpus's test split made by the model served, built once if missing.
 
 Each is built by running the project's own command (``supclap-train``, ``supclap-demo-corpus``,
 ``supclap-embed``) in a child process, its progress bars printed as they go, so the app's start-up from
-nothing is exactly what a person would run by hand (the commands are printed too).
+nothing is exactly what a person would run by hand (the commands are printed too). A start interrupted
+while it trained (Ctrl-C, a closed terminal, a crash) loses nothing the run had checkpointed: the next start
+with the same training arguments resumes from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from ..demo.corpus import read_corpus_info
 from ..inference.store import MANIFEST
+from ..training.checkpointing import latest_checkpoint
 
 __all__ = [
     "demo_index_folder",
@@ -30,6 +34,9 @@ __all__ = [
 
 # The last file a training run writes into its output folder (after the model and the processor).
 _FINAL_FILE = "metrics.json"
+# In the demo model's folder: the supclap-train arguments the app started its training with, so that a
+# later start resumes that run's checkpoints and no other's (hub.PUSH_IGNORE_PATTERNS leaves it out).
+TRAINING_RECORD = ".supclap_app_training.json"
 
 
 def run_command(command: Sequence[str], what: str, on_step: Callable[[str], None] | None = None) -> None:
@@ -61,23 +68,30 @@ def ensure_demo_model(
 ) -> Path:
     """The demo model in ``folder``: used as it is when complete, else trained there first (the demo corpus
     of ``num_clips`` clips built under ``cache_dir`` if missing); ``train_args``: more ``supclap-train``
-    arguments."""
+    arguments. The arguments are recorded in the folder (``TRAINING_RECORD``); when an earlier start with
+    the same arguments was interrupted, the training resumes from its latest complete checkpoint."""
     folder = Path(folder)
-    if not demo_model_is_complete(folder):
-        command = [
-            sys.executable,
-            "-m",
-            "modeling_supclap.cli.train",
-            "--output_dir",
-            str(folder),
-            "--cache_dir",
-            str(cache_dir),
-            "--demo_num_clips",
-            str(num_clips),
-            *train_args,
-        ]
-        run_command(command, "training the demo model", on_step)
+    if demo_model_is_complete(folder):
+        return folder
+    arguments = ["--output_dir", str(folder), "--cache_dir", str(cache_dir)]
+    arguments += ["--demo_num_clips", str(num_clips), *train_args]
+    record = folder / TRAINING_RECORD
+    resume = _recorded_arguments(record) == arguments and latest_checkpoint(folder) is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"supclap_train_arguments": arguments}, indent=1) + "\n")
+    command = [sys.executable, "-m", "modeling_supclap.cli.train", *arguments]
+    if resume:  # an earlier start of this same training was interrupted: go on from its last checkpoint
+        command += ["--resume_from_checkpoint", "latest"]
+    run_command(command, "training the demo model", on_step)
     return folder
+
+
+def _recorded_arguments(record: Path) -> list[str] | None:
+    """The training arguments an earlier start recorded in ``record``; None if none (or unreadable)."""
+    try:
+        return json.loads(record.read_text())["supclap_train_arguments"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def demo_index_folder(
