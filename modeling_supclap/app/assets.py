@@ -68,20 +68,24 @@ def ensure_demo_model(
 ) -> Path:
     """The demo model in ``folder``: used as it is when complete, else trained there first (the demo corpus
     of ``num_clips`` clips built under ``cache_dir`` if missing); ``train_args``: more ``supclap-train``
-    arguments. The arguments are recorded in the folder (``TRAINING_RECORD``); when an earlier start with
-    the same arguments was interrupted, the training resumes from its latest complete checkpoint."""
+    arguments. The arguments are recorded in the folder (``TRAINING_RECORD``): when an earlier start with
+    the same arguments was interrupted, the training resumes from its latest complete checkpoint; the
+    checkpoints of an earlier start with other arguments are removed (``--overwrite_output_dir``)."""
     folder = Path(folder)
     if demo_model_is_complete(folder):
         return folder
     arguments = ["--output_dir", str(folder), "--cache_dir", str(cache_dir)]
     arguments += ["--demo_num_clips", str(num_clips), *train_args]
     record = folder / TRAINING_RECORD
-    resume = _recorded_arguments(record) == arguments and latest_checkpoint(folder) is not None
+    recorded = _recorded_arguments(record)
+    command = [sys.executable, "-m", "modeling_supclap.cli.train", *arguments]
+    if latest_checkpoint(folder) is not None and recorded == arguments:
+        command += ["--resume_from_checkpoint", "latest"]  # this same training, interrupted: go on
+    elif latest_checkpoint(folder) is not None and recorded is not None:
+        command += ["--overwrite_output_dir"]  # the app's own training with other arguments: start over
+    # The checkpoints of a run the app did not start are left to supclap-train: it stops, saying what to do.
     folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"supclap_train_arguments": arguments}, indent=1) + "\n")
-    command = [sys.executable, "-m", "modeling_supclap.cli.train", *arguments]
-    if resume:  # an earlier start of this same training was interrupted: go on from its last checkpoint
-        command += ["--resume_from_checkpoint", "latest"]
     run_command(command, "training the demo model", on_step)
     return folder
 

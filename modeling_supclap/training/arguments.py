@@ -432,6 +432,14 @@ class TrainArguments:
             "ones that stopped answering (a dead or hung rank)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new run in an --output_dir that holds an earlier run's checkpoints: they (and "
+            "its best/ copy) are removed first. Without it such a run stops at once, since a later "
+            "--resume_from_checkpoint latest would pick the newest step whichever run wrote it."
+        },
+    )
     take_over_output_dir: bool = field(
         default=False,
         metadata={

@@ -100,6 +100,15 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+def remove_checkpoints(output_dir: str | os.PathLike) -> None:
+    """Remove every checkpoint folder of ``output_dir`` (complete, partial, being replaced) and its ``best/``
+    copy."""
+    root = Path(output_dir)
+    stale = [*root.glob("checkpoint-*"), *root.glob(".checkpoint-*.old-*"), root / "best"]
+    for folder in [path for path in stale if path.is_dir()]:
+        shutil.rmtree(folder)
+
+
 def validate_checkpoint(path: str | os.PathLike, world_size: int = 1) -> Path:
     """Raise :class:`CheckpointError` naming what is wrong with ``path``."""
     folder = Path(path)

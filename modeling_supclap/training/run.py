@@ -3,8 +3,8 @@
 The pieces are separate functions (model, processor, LoRA, optimizer, scheduler) so that tests,
 benchmarks and other scripts can build one of them alone; :func:`build_run` wires them in order:
 
-1. the ``Accelerator`` (devices, processes, mixed precision, trackers), the output folder's lock and
-   the seed;
+1. the ``Accelerator`` (devices, processes, mixed precision, trackers), the output folder's lock (and,
+   for a new run, no earlier run's checkpoints in it) and the seed;
 2. the corpus (``--train_data`` or the demo), the model and its processor (``model_setup.py``: a
    checkpoint, towers of any family, or a preset from scratch), LoRA if asked;
 3. the arguments of the data as a ``TrainingDataSpec``;
@@ -30,6 +30,7 @@ from ..demo import build_demo_corpus
 from ..lora import unwrap_supclap
 from ..model.modeling_supclap import SupClapModel
 from ..model.modeling_supclap_dual_encoder import SupClapDualEncoderModel
+from . import checkpointing
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .model_setup import Corpus, build_model_and_processor
 from .resilience import OutputDirLock
@@ -173,6 +174,25 @@ def build_scheduler(
     )
 
 
+def _start_clean(train_args: TrainArguments, accelerator: Accelerator) -> None:
+    """A new run must not leave an earlier run's checkpoints beside its own (``--resume_from_checkpoint
+    latest`` takes the newest step, whichever run wrote it): stop, or remove them with
+    ``--overwrite_output_dir``."""
+    earlier = ", ".join(path.name for path in checkpointing.list_checkpoints(train_args.output_dir))
+    if not earlier:
+        return
+    if not train_args.overwrite_output_dir:
+        raise ValueError(
+            f"{train_args.output_dir} holds checkpoints of an earlier run ({earlier}): continue it with "
+            "--resume_from_checkpoint latest, start over with --overwrite_output_dir (removes them), or pick "
+            "another --output_dir"
+        )
+    if accelerator.is_main_process:
+        checkpointing.remove_checkpoints(train_args.output_dir)
+        logger.info("--overwrite_output_dir: removed the earlier run's %s", earlier)
+    accelerator.wait_for_everyone()
+
+
 def build_run(
     model_args: ModelArguments, data_args: DataArguments, train_args: TrainArguments
 ) -> TrainingRun:
@@ -183,6 +203,8 @@ def build_run(
     lock = OutputDirLock(train_args.output_dir, take_over=train_args.take_over_output_dir)
     if accelerator.is_main_process:
         lock.acquire()
+    if not train_args.resume_from_checkpoint:
+        _start_clean(train_args, accelerator)
     set_seed(train_args.seed)
 
     corpus = resolve_corpus(data_args, accelerator)

@@ -85,17 +85,21 @@ def _complete_checkpoint(folder: Path, step: int) -> None:
     (checkpoint / checkpointing.COMPLETE_MARKER).write_text("ok\n")
 
 
+RESUME, OVERWRITE = ["--resume_from_checkpoint", "latest"], ["--overwrite_output_dir"]
+
+
 @pytest.mark.parametrize(
-    "recorded, checkpoint, resumes",
+    "recorded, checkpoint, flags",
     [
-        ("same", True, True),
-        ("same", False, False),  # interrupted before its first checkpoint: from the start
-        ("other", True, False),  # another training's checkpoints (other --demo_train_args): not resumed
-        (None, True, False),  # a run the app did not start (e.g. `python train_supclap.py` by hand)
-        ("unreadable", True, False),
+        ("same", True, RESUME),
+        ("same", False, []),  # interrupted before its first checkpoint: from the start
+        ("other", True, OVERWRITE),  # the app's own training with other --demo_train_args: start over
+        (None, False, []),  # a first start
+        (None, True, []),  # a run the app did not start (`python train_supclap.py`): supclap-train refuses
+        ("unreadable", True, []),
     ],
 )
-def test_only_the_same_trainings_checkpoint_is_resumed(tmp_path, monkeypatch, recorded, checkpoint, resumes):
+def test_only_the_same_trainings_checkpoint_is_resumed(tmp_path, monkeypatch, recorded, checkpoint, flags):
     started = []
     monkeypatch.setattr(assets, "run_command", lambda command, what, on_step=None: started.append(command))
     folder, args = tmp_path / "demo", ["--max_steps", "12"]
@@ -120,7 +124,7 @@ def test_only_the_same_trainings_checkpoint_is_resumed(tmp_path, monkeypatch, re
     (command,) = started
     assert command[:3] == [sys.executable, "-m", "modeling_supclap.cli.train"]
     assert command[3:9] == arguments and command[9:11] == args
-    assert (command[11:] == ["--resume_from_checkpoint", "latest"]) is resumes, command
+    assert command[11:] == flags, command
     # The record now names this training, whatever was there: its own checkpoints are the ones resumed next.
     assert json.loads(record.read_text()) == {"supclap_train_arguments": [*arguments, *args]}
 

@@ -135,6 +135,30 @@ def test_kill_minus_9_then_resume_gives_the_uninterrupted_weights(small_corpus_c
 
 
 @pytest.mark.slow
+def test_a_new_run_stops_at_an_earlier_runs_checkpoints_unless_told_to_overwrite_them(
+    small_corpus_cache, tmp_path
+):
+    """Was: a new run in the folder went on beside the earlier run's checkpoints, and a later
+    --resume_from_checkpoint latest took the earlier run's checkpoint-6 over the new run's checkpoint-4."""
+    out = tmp_path / "run"
+    assert run_in_process(train_main, tiny_train_args(small_corpus_cache, out)).returncode == 0
+    earlier = _weights(out)
+    assert [p.name for p in checkpointing.list_checkpoints(out)] == ["checkpoint-3", "checkpoint-6"]
+    again = tiny_train_args(small_corpus_cache, out, "--max_steps", "4", "--save_steps", "2", "--seed", "1")
+    result = run_in_process(train_main, again)
+    assert result.returncode == 2
+    assert f"{out} holds checkpoints of an earlier run (checkpoint-3, checkpoint-6)" in result.stderr
+    assert "--resume_from_checkpoint latest" in result.stderr and "--overwrite_output_dir" in result.stderr
+    assert [p.name for p in checkpointing.list_checkpoints(out)] == ["checkpoint-3", "checkpoint-6"]
+    _assert_same_weights(_weights(out), earlier)  # stopped before it changed anything
+    result = run_in_process(train_main, [*again, "--overwrite_output_dir"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "removed the earlier run's checkpoint-3, checkpoint-6" in result.stderr
+    assert [p.name for p in checkpointing.list_checkpoints(out)] == ["checkpoint-2", "checkpoint-4"]
+    assert json.loads((out / "metrics.json").read_text())["train_state"]["step"] == 4  # the new run's model
+
+
+@pytest.mark.slow
 def test_partial_checkpoint_gives_a_clear_error(small_corpus_cache, tmp_path):
     out = tmp_path / "run"
     result = run_in_process(train_main, tiny_train_args(small_corpus_cache, out, "--max_steps", "3"))
