@@ -47,10 +47,27 @@ def run_command(command: Sequence[str], what: str, on_step: Callable[[str], None
     if on_step is not None:
         on_step(f"{what} (missing; done once): {printable}")
     start = time.perf_counter()
-    status = subprocess.run(list(command), env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    process = subprocess.Popen(list(command), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        status = process.wait()
+    except KeyboardInterrupt:
+        _let_it_finish_its_checkpoint(process)
+        raise
     if status != 0:
         raise RuntimeError(f"{what} failed (exit status {status}); run it yourself to see why: {printable}")
     print(f"supclap-app: {what}: done in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def _let_it_finish_its_checkpoint(process: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """After Ctrl-C: the command got it too (one process group) and training saves a checkpoint at the end
+    of its step, so wait for it (``subprocess.run`` would kill it after 0.25 s); a second Ctrl-C, or
+    ``timeout_s``, ends it at once."""
+    print("supclap-app: Ctrl-C: waiting for the command to stop (again: stop it now)", flush=True)
+    try:
+        process.wait(timeout=timeout_s)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
 
 
 def demo_model_is_complete(folder: str | os.PathLike) -> bool:

@@ -21,10 +21,18 @@ RUNTIME_ERROR = 1  # the run failed (non-finite training, a dead peer, a full di
 def _exit_codes() -> list[tuple[type[BaseException], int]]:
     """(exception type, exit status), most specific first."""
     from ..training.checkpointing import CheckpointError
-    from ..training.resilience import PREEMPTED_EXIT_CODE, DeadRankError, OutputDirLockedError, Preempted
+    from ..training.resilience import (
+        INTERRUPTED_EXIT_CODE,
+        PREEMPTED_EXIT_CODE,
+        DeadRankError,
+        Interrupted,
+        OutputDirLockedError,
+        Preempted,
+    )
     from ..training.step import NonFiniteLossError
 
     return [
+        (Interrupted, INTERRUPTED_EXIT_CODE),
         (Preempted, PREEMPTED_EXIT_CODE),
         (DeadRankError, RUNTIME_ERROR),
         (NonFiniteLossError, RUNTIME_ERROR),
@@ -62,7 +70,9 @@ def run(program: str, main: Callable[[Sequence[str]], Any], argv: Sequence[str] 
     except Exception as error:
         if not any(isinstance(error, kind) for kind, _ in _exit_codes()):
             raise
+        from ..training.resilience import Preempted  # (imported by _exit_codes already)
+
         code = exit_code_of(error)
-        hint = "" if code == 75 else " (--debug shows the traceback)"
+        hint = "" if isinstance(error, Preempted) else " (--debug shows the traceback)"
         print(f"{program}: {type(error).__name__}: {_one_line(error)}{hint}", file=sys.stderr)
         sys.exit(code)

@@ -6,9 +6,11 @@ import os
 import signal
 import threading
 
-# A scheduler's stop request (SIGTERM) and SLURM's warning before a time limit (--signal=USR1@90):
-# the training loop saves a checkpoint on either (training/resilience.py: StopSignals).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+# A scheduler's stop request (SIGTERM), SLURM's warning before a time limit (--signal=USR1@90) and a
+# terminal's Ctrl-C (SIGINT): the training loop saves a checkpoint on each (training/resilience.py).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGINT") if hasattr(signal, name)
+)
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -19,7 +21,9 @@ def ignore_stop_signals(worker_id: int) -> None:
     and the main process then fails at once ("DataLoader worker ... is killed by signal: Terminated")
     instead of saving a checkpoint at the step boundary; SIGUSR1's default action kills a worker too.
 
-    So a worker ignores SIGUSR1, and ignores SIGTERM from anyone but its parent. The parent's SIGTERM
+    So a worker ignores SIGUSR1 and SIGINT (a terminal's Ctrl-C reaches every process of the foreground
+    group: the worker would end, and the main process with it, before its checkpoint), and ignores SIGTERM
+    from anyone but its parent. The parent's SIGTERM
     must still end it: that is how the loader stops a worker that did not exit in time
     (``Process.terminate()``), and a worker deaf to it leaves the run hanging at exit. Python's signal
     handlers do not see who sent a signal, so SIGTERM is blocked and a thread takes it with
@@ -27,6 +31,7 @@ def ignore_stop_signals(worker_id: int) -> None:
     """
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         return
     parent = os.getppid()

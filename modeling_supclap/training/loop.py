@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpointing
 from .arguments import DataArguments, ModelArguments, TrainArguments
 from .finish import finish
-from .resilience import Heartbeat, Preempted, StopSignals, dead_rank_error, is_collective_failure
+from .resilience import Heartbeat, StopSignals, dead_rank_error, is_collective_failure
 from .run import TrainingRun, build_run
 from .state import TrainState
 from .step import StepPosition, TrainStep
@@ -148,7 +148,7 @@ def _after_step(
         validate(run, state)
     if signalled:
         path = _save(run, state)
-        raise Preempted(
+        raise signals.stop_error(
             f"{signals.received or 'a stop signal (on another process)'} received: saved {path} after step "
             f"{step}. Resume with --resume_from_checkpoint latest (same arguments)."
         )

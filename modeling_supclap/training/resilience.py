@@ -1,9 +1,10 @@
 """What keeps a long run on a shared cluster from losing work or hanging: signals, locks, heartbeats.
 
-* :class:`StopSignals`: SIGTERM (a scheduler's preemption) and SIGUSR1 (SLURM's warning before a time
-  limit, ``--signal=USR1@90``) only set a flag; the loop sees it at the next step boundary on every
-  process (the flag is reduced over processes, so one signalled rank stops them all), saves a
-  complete checkpoint and ends with :class:`Preempted` (exit status 75, ``EX_TEMPFAIL``).
+* :class:`StopSignals`: SIGTERM (a scheduler's preemption), SIGUSR1 (SLURM's warning before a time
+  limit, ``--signal=USR1@90``) and SIGINT (Ctrl-C) only set a flag; the loop sees it at the next step
+  boundary on every process (the flag is reduced over processes, so one signalled rank stops them all),
+  saves a complete checkpoint and ends with :class:`Preempted` (exit status 75, ``EX_TEMPFAIL``), or
+  :class:`Interrupted` after Ctrl-C (130, as a shell reports Ctrl-C). A second Ctrl-C stops at once.
 * :class:`OutputDirLock`: the main process holds an exclusive POSIX lock (``lockf``) on
   ``<output_dir>/.lock`` for the whole run, so a second run in the same folder refuses to start
   instead of interleaving checkpoints. The kernel drops the lock when its holder dies (``kill -9``
@@ -23,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,10 +32,15 @@ from typing import Any
 from ..data.workers import STOP_SIGNALS
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: "try again" (resume)
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 class Preempted(RuntimeError):
     """The run was asked to stop (a signal) and saved a checkpoint to resume from."""
+
+
+class Interrupted(Preempted):
+    """Stopped with Ctrl-C (SIGINT), after saving a checkpoint to resume from."""
 
 
 class OutputDirLockedError(RuntimeError):
@@ -45,7 +52,10 @@ class DeadRankError(RuntimeError):
 
 
 class StopSignals:
-    """Records SIGTERM/SIGUSR1 instead of dying; :attr:`received` names the first one (or None)."""
+    """Records SIGTERM/SIGUSR1/SIGINT instead of dying; :attr:`received` names the first one (or None).
+
+    After a first Ctrl-C, SIGINT gets its previous handler back: a second one interrupts at once
+    (``KeyboardInterrupt``), for a user who will not wait for the step and its checkpoint."""
 
     SIGNALS = STOP_SIGNALS  # DataLoader workers ignore them (data/workers.py): they are ours to act on
 
@@ -60,6 +70,17 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received = self.received or signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+            print(
+                "\nCtrl-C: stopping after this step, with a checkpoint to resume from (again: stop now)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def stop_error(self, message: str) -> Preempted:
+        """The error that ends a run stopped by the signal received (by another process if none here)."""
+        return Interrupted(message) if self.received == "SIGINT" else Preempted(message)
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():

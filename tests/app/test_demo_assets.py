@@ -12,18 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.cli import REPO, SMALL_CORPUS_CLIPS
+from helpers.cli import REPO, SMALL_CORPUS_CLIPS, wait_for_step
 from helpers.processes import start
 
 from modeling_supclap.app import assets
 from modeling_supclap.hub import PUSH_IGNORE_PATTERNS
 from modeling_supclap.training import checkpointing
 
-# supclap-train arguments of a seconds-long demo training that checkpoints every 2 steps.
+# supclap-train arguments of a seconds-long demo training with no periodic checkpoint: a checkpoint in its
+# folder can only be the one a stop signal made.
 TRAIN_ARGS = [
     "--preset", "tiny", "--max_steps", "12", "--warmup_steps", "2", "--learning_rate", "3e-3",
     "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16", "--eval_steps", "0",
-    "--save_steps", "2", "--logging_steps", "1", "--dataloader_num_workers", "0", "--report_to", "none",
+    "--save_steps", "0", "--logging_steps", "1", "--dataloader_num_workers", "2", "--report_to", "none",
     "--use_cpu",
 ]  # fmt: skip
 
@@ -36,8 +37,10 @@ ENSURE = "import sys; from modeling_supclap.app.assets import ensure_demo_model;
 def test_a_start_stopped_by_ctrl_c_while_training_resumes_at_the_next_start(
     small_corpus_cache, tmp_path, capfd
 ):
-    """The first start is stopped with Ctrl-C (SIGINT to its process group, as a terminal sends it) after a
-    checkpoint; the next start with the same arguments resumes from it and finishes the model."""
+    """The first start is stopped with Ctrl-C (SIGINT to its process group, as a terminal sends it: the app,
+    its training and the training's DataLoader workers) mid-run: the app waits while the training saves a
+    checkpoint at the end of its step; the next start with the same arguments resumes from it and finishes
+    the model."""
     folder = tmp_path / "outputs" / "supclap-demo"
     first = start(
         [
@@ -55,19 +58,15 @@ def test_a_start_stopped_by_ctrl_c_while_training_resumes_at_the_next_start(
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the training child gets the SIGINT too
     )
-    deadline = time.monotonic() + 300
-    while (latest := checkpointing.latest_checkpoint(folder)) is None or checkpointing.checkpoint_step(
-        latest
-    ) < 4:
-        assert first.poll() is None, "the first start ended before it could be interrupted"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_step(folder, 3, [first])
     os.killpg(first.pid, signal.SIGINT)
     first.wait(timeout=120)
-    assert not assets.demo_model_is_complete(folder), (
-        "the training finished before Ctrl-C: nothing was tested"
-    )
-    interrupted_at = checkpointing.checkpoint_step(checkpointing.latest_checkpoint(folder))
+    assert not assets.demo_model_is_complete(folder), "the training ended before Ctrl-C: nothing was tested"
+    saved = checkpointing.latest_checkpoint(folder)
+    assert saved is not None, "no checkpoint: the app did not let the training save one at Ctrl-C"
+    checkpointing.validate_checkpoint(saved)
+    interrupted_at = checkpointing.checkpoint_step(saved)
+    assert 3 <= interrupted_at < 12
 
     capfd.readouterr()
     assets.ensure_demo_model(folder, small_corpus_cache, SMALL_CORPUS_CLIPS, TRAIN_ARGS)
@@ -140,3 +139,37 @@ def test_the_record_stays_out_of_a_push_and_a_finished_model_is_used_as_it_is(tm
     monkeypatch.setattr(assets, "run_command", lambda *args, **kwargs: pytest.fail("nothing to build"))
     assert assets.ensure_demo_model(folder, tmp_path / "cache", 80, ["--max_steps", "12"]) == folder
     assert not (folder / assets.TRAINING_RECORD).exists()
+
+
+SLOW_TO_STOP = """
+import pathlib, signal, sys, time
+folder = pathlib.Path(sys.argv[1])
+
+def stop(*_):  # as training does at Ctrl-C: finish the step, write a checkpoint, then exit
+    time.sleep(1.0)
+    (folder / "saved").write_text("ok")
+    sys.exit(130)
+
+signal.signal(signal.SIGINT, stop)
+(folder / "ready").write_text("ok")
+time.sleep(120)
+"""
+RUN_IT = "import sys; from modeling_supclap.app import assets; assets.run_command(sys.argv[1:], 'it')"
+
+
+def test_ctrl_c_waits_for_the_command_to_save_before_the_app_stops(tmp_path):
+    """``subprocess.run`` kills its command 0.25 s after Ctrl-C; the app lets it finish saving (1 s here)."""
+    app = start(
+        [sys.executable, "-c", RUN_IT, sys.executable, "-c", SLOW_TO_STOP, str(tmp_path)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "ready").exists():
+        assert app.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(app.pid, signal.SIGINT)  # Ctrl-C: the app and its command
+    assert app.wait(timeout=60) != 0
+    assert (tmp_path / "saved").read_text() == "ok"

@@ -76,11 +76,19 @@ def _same_weights(a: Path, b: Path) -> None:
 
 
 # --- 1. preemption -------------------------------------------------------------------------------
-def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_same_weights(
-    small_corpus_cache, tmp_path
+@pytest.mark.parametrize(
+    "stop, code, said",
+    [
+        (signal.SIGTERM, 75, "Preempted: SIGTERM received: saved"),
+        (signal.SIGINT, 130, "Interrupted: SIGINT received: saved"),  # Ctrl-C in the run's terminal
+    ],
+)
+def test_sigterm_or_ctrl_c_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_same_weights(
+    small_corpus_cache, tmp_path, stop, code, said
 ):
     """SIGTERM to every process of the run, DataLoader workers included, as SLURM's scancel or time limit
-    sends it: the workers leave it to the main process, which checkpoints at the step boundary."""
+    sends it, or SIGINT, as a terminal's Ctrl-C does: the workers leave it to the main process, which
+    checkpoints at the step boundary."""
     workers = ("--dataloader_num_workers", "2")
     reference = tmp_path / "reference"
     result = run_in_process(train_main, _args(small_corpus_cache, reference, *workers))
@@ -88,10 +96,10 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     out = tmp_path / "preempted"
     process = _start(_args(small_corpus_cache, out, *workers), new_session=True)
     wait_for_step(out, 3, [process])
-    os.killpg(process.pid, signal.SIGTERM)
+    os.killpg(process.pid, stop)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 75, stderr[-3000:]
-    assert "Preempted: SIGTERM received: saved" in stderr and "--resume_from_checkpoint latest" in stderr
+    assert process.returncode == code, stderr[-3000:]
+    assert said in stderr and "--resume_from_checkpoint latest" in stderr
     saved = checkpointing.latest_checkpoint(out)
     assert saved is not None and 3 <= checkpointing.checkpoint_step(saved) < 10
     checkpointing.validate_checkpoint(saved)
@@ -101,6 +109,24 @@ def test_sigterm_saves_a_checkpoint_at_the_step_boundary_and_resuming_gives_the_
     )
     assert result.returncode == 0, result.stderr[-3000:]
     _same_weights(out, reference)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_handlers_are_put_back():
+    """The first Ctrl-C only asks for a stop at the step boundary; a second one interrupts there and then."""
+    from modeling_supclap.training.resilience import StopSignals
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's, whatever ran before
+    try:
+        with StopSignals() as signals:
+            signal.raise_signal(signal.SIGINT)
+            assert signals.received == "SIGINT"  # recorded, nothing raised
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)
+            assert signals.received == "SIGINT"  # the first signal names the stop
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_sigusr1_to_one_of_two_processes_stops_both_with_one_checkpoint(small_corpus_cache, tmp_path):
