@@ -157,6 +157,7 @@ time.sleep(120)
 RUN_IT = "import sys; from modeling_supclap.app import assets; assets.run_command(sys.argv[1:], 'it')"
 
 
+@pytest.mark.slow
 def test_ctrl_c_waits_for_the_command_to_save_before_the_app_stops(tmp_path):
     """``subprocess.run`` kills its command 0.25 s after Ctrl-C; the app lets it finish saving (1 s here)."""
     app = start(
