@@ -28,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .cli import REPO, run_in_process
+from .cli import REPO, exit_status, reset_accelerate_state, run_in_process
 
 BENCH = REPO / "benchmarks"
 # The scripts bench_quality.launch runs, and the module of each one's main.
@@ -90,10 +90,6 @@ class _PerThread(io.TextIOBase):
             self._local.target = None
 
 
-def _exit_status(exit_: SystemExit) -> int:
-    return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-
-
 class _Runs:
     """``bench_quality.launch``'s stand-in. The benchmark (in a thread of its own) hands every command to
     the test's main thread, which runs the script's ``main(cmd[2:])`` there (``SCRIPTS``), as a process's
@@ -138,7 +134,6 @@ class _Runs:
 
     def _run(self, main: Callable[[list[str]], Any], argv: list[str], log: Path, env: dict[str, str]) -> int:
         import torch
-        from accelerate.state import AcceleratorState, GradientState
 
         changed = {key: os.environ.get(key) for key, value in env.items() if os.environ.get(key) != value}
         threads, cwd, output = torch.get_num_threads(), os.getcwd(), io.StringIO()
@@ -152,13 +147,12 @@ class _Runs:
                 try:
                     main(list(argv))
                 except SystemExit as exit_:
-                    code = _exit_status(exit_)
+                    code = exit_status(exit_)
                 except Exception:  # a crash: its traceback in the log and status 1, as a process ends
                     output.write(traceback.format_exc())
                     code = 1
         finally:
-            AcceleratorState._reset_state(reset_partial_state=True)
-            GradientState._reset_state()
+            reset_accelerate_state()
             for key, value in changed.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -184,7 +178,7 @@ def _run_with_launches_in_process(
             code = main(list(argv))
             outcome["code"] = code if isinstance(code, int) else 0
         except SystemExit as exit_:
-            outcome["code"] = _exit_status(exit_)
+            outcome["code"] = exit_status(exit_)
         except BaseException as error:  # noqa: BLE001  (raised again in the test's thread)
             outcome["error"] = error
 

@@ -90,8 +90,6 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
     import logging
     import warnings
 
-    from accelerate.state import AcceleratorState, GradientState
-
     stdout, stderr = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(stderr)
     root, level = logging.getLogger(), logging.getLogger().level
@@ -103,8 +101,7 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
     code = 0
     # As a fresh process: no Accelerate state left by the test or an earlier one (a set mixed precision is
     # an error on the next Accelerator that asks for another).
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    reset_accelerate_state()
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
@@ -114,16 +111,29 @@ def run_in_process(main: Callable[[list[str]], Any], argv: list[str]) -> subproc
             warnings.showwarning = _print_warning
             main(list(argv))
     except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        code = exit_status(exit_)
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
         root.setLevel(level)
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+        reset_accelerate_state()
         os.environ.clear()
         os.environ.update(environment)
     return subprocess.CompletedProcess(list(argv), code, stdout.getvalue(), stderr.getvalue())
+
+
+def exit_status(exit_: SystemExit) -> int:
+    """The status a process would end with after ``exit_`` (``sys.exit(None)``: 0; a message: 1)."""
+    return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+
+
+def reset_accelerate_state() -> None:
+    """Forget Accelerate's process-wide state (devices, mixed precision, gradient accumulation), as a new
+    process starts without it."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 def run_file_in_process(script: Path, argv: list[str], **env: str) -> subprocess.CompletedProcess:
