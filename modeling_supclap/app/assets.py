@@ -96,10 +96,11 @@ def ensure_demo_model(
     record = folder / TRAINING_RECORD
     recorded = _recorded_arguments(record)
     command = [sys.executable, "-m", "modeling_supclap.cli.train", *arguments]
-    if latest_checkpoint(folder) is not None and recorded == arguments:
-        command += ["--resume_from_checkpoint", "latest"]  # this same training, interrupted: go on
-    elif latest_checkpoint(folder) is not None and recorded is not None:
-        command += ["--overwrite_output_dir"]  # the app's own training with other arguments: start over
+    if latest_checkpoint(folder) is not None and recorded is not None:
+        if recorded == arguments:  # this same training, interrupted: go on
+            command += ["--resume_from_checkpoint", "latest"]
+        else:  # the app's own training with other arguments: start over
+            command += ["--overwrite_output_dir"]
     # The checkpoints of a run the app did not start are left to supclap-train: it stops, saying what to do.
     folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"supclap_train_arguments": arguments}, indent=1) + "\n")

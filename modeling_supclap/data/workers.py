@@ -23,9 +23,9 @@ def ignore_stop_signals(worker_id: int) -> None:
 
     So a worker ignores SIGUSR1 and SIGINT (a terminal's Ctrl-C reaches every process of the foreground
     group: the worker would end, and the main process with it, before its checkpoint), and ignores SIGTERM
-    from anyone but its parent. The parent's SIGTERM
-    must still end it: that is how the loader stops a worker that did not exit in time
-    (``Process.terminate()``), and a worker deaf to it leaves the run hanging at exit. Python's signal
+    from anyone but its parent. The parent's SIGTERM must still end it: that is how the loader stops a
+    worker that did not exit in time (``Process.terminate()``), and a worker deaf to it leaves the run
+    hanging at exit. Python's signal
     handlers do not see who sent a signal, so SIGTERM is blocked and a thread takes it with
     ``sigwaitinfo``, which does. Where that is missing (macOS, Windows) SIGTERM keeps PyTorch's handling.
     """
